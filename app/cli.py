@@ -1,0 +1,207 @@
+"""`pixeltrack` command line: serve, migrate, create-admin, load-sample, gen-fernet-key."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
+from sqlalchemy import Engine, select
+
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.errors import AppError
+from app.migrations import ROOT, upgrade
+from app.models import Campaign, User
+from app.settings import Settings, StartupError, get_settings
+
+DEFAULT_SAMPLE = ROOT / "sample.json"
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (StartupError, ValidationError) as exc:
+        print(f"pixeltrack: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _engine(settings: Settings) -> Engine:
+    return make_engine(settings.sqlalchemy_url)
+
+
+def _migrate(engine: Engine) -> None:
+    upgrade(engine)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    settings = _settings()
+    engine = _engine(settings)
+    _migrate(engine)
+    print(f"database migrated: {engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_gen_fernet_key(_args: argparse.Namespace) -> int:
+    print(Fernet.generate_key().decode())
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from app.services.users import create_user
+
+    settings = _settings()
+    engine = _engine(settings)
+    _migrate(engine)
+    password = args.password
+    generated = False
+    if not password:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.username}: ")
+        else:
+            password, generated = secrets.token_urlsafe(12), True
+    if len(password) < 8:
+        print("pixeltrack: the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    try:
+        with session_scope(make_sessionmaker(engine)) as db:
+            create_user(
+                db,
+                username=args.username,
+                email=args.email or f"{args.username}@localhost",
+                password=password,
+                is_admin=True,
+            )
+    except AppError as exc:
+        print(f"pixeltrack: {exc.detail}", file=sys.stderr)
+        return 1
+    print(f"admin '{args.username}' created" + (f" with password: {password}" if generated else ""))
+    return 0
+
+
+def _load_sample_file(engine: Engine, path: Path, owner_name: str | None) -> int:
+    from app.services.sample import load_sample, read_sample
+
+    try:
+        sample = read_sample(path)
+    except (OSError, ValueError) as exc:
+        print(f"pixeltrack: cannot load {path}: {exc}", file=sys.stderr)
+        return 1
+    with session_scope(make_sessionmaker(engine)) as db:
+        stmt = (
+            select(User).where(User.username == owner_name)
+            if owner_name
+            else select(User).where(User.is_admin).order_by(User.id)
+        )
+        owner = db.scalars(stmt).first()
+        if owner is None:
+            print("pixeltrack: no owner user; create an admin first (pixeltrack create-admin)", file=sys.stderr)
+            return 1
+
+        def progress(done: int, total: int) -> None:
+            print(f"\r  contacts {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        try:
+            result = load_sample(db, owner, sample, progress)
+        except AppError as exc:
+            print(f"\npixeltrack: {path} rejected: {exc.detail}", file=sys.stderr)
+            return 1
+    print(
+        f"\nloaded {path.name} for '{owner.username}': {result.campaigns} campaigns "
+        f"({result.skipped} already present), {result.contacts} contacts, {result.pixels} pixels, {result.openings} openings"
+    )
+    return 0
+
+
+def cmd_load_sample(args: argparse.Namespace) -> int:
+    settings = _settings()
+    engine = _engine(settings)
+    _migrate(engine)
+    return _load_sample_file(engine, Path(args.file), args.owner)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.services.users import ensure_first_admin
+
+    settings = _settings()
+    engine = _engine(settings)
+    _migrate(engine)
+    with session_scope(make_sessionmaker(engine)) as db:
+        first_password = settings.first_admin_password.get_secret_value() if settings.first_admin_password else None
+        admin, generated = ensure_first_admin(
+            db, username=settings.first_admin_username, password=first_password, email=settings.first_admin_email
+        )
+        has_campaigns = db.scalar(select(Campaign.id).limit(1)) is not None
+    if not args.no_sample and not has_campaigns and DEFAULT_SAMPLE.exists():
+        _load_sample_file(engine, DEFAULT_SAMPLE, None)
+    engine.dispose()
+    host_for_url = "localhost" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+    if "public_base_url" not in settings.model_fields_set:
+        # Pixel URLs point at this server unless PUBLIC_BASE_URL says otherwise.
+        os.environ["PUBLIC_BASE_URL"] = f"http://{host_for_url}:{args.port}"
+    print("=" * 64)
+    print(f"PixelTracking API docs: http://{host_for_url}:{args.port}/docs")
+    if generated and admin is not None:
+        print(f"Login: username '{admin.username}', password '{generated}'  (shown once; change it)")
+    elif settings.first_admin_username:
+        print(f"Login: username '{settings.first_admin_username}' with FIRST_ADMIN_PASSWORD")
+    else:
+        print("Login: the admin created on first start (its password was printed then)")
+    print("=" * 64, flush=True)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixeltrack", description="PixelTracking: self-hosted email open tracking.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="migrate, create the first admin, load sample.json into an empty database, serve"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve.add_argument("--no-sample", action="store_true", help="do not load sample.json into an empty database")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)").set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create an admin user")
+    admin.add_argument("--username", required=True)
+    admin.add_argument("--email", default=None)
+    admin.add_argument("--password", default=None, help="default: prompt, or generate and print when not a terminal")
+    admin.set_defaults(func=cmd_create_admin)
+
+    sample = sub.add_parser("load-sample", help="load a sample/seed JSON file (idempotent)")
+    sample.add_argument("file", nargs="?", default=str(DEFAULT_SAMPLE), help="default: the bundled sample.json")
+    sample.add_argument("--owner", default=None, help="username owning the campaigns (default: the first admin)")
+    sample.set_defaults(func=cmd_load_sample)
+
+    sub.add_parser("gen-fernet-key", help="print a new FERNET_KEY").set_defaults(func=cmd_gen_fernet_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""FastAPI dependencies: the database session, the current user, settings, paging.
+
+Clients live on `app.state` (created in the lifespan, see app.main); these
+`Annotated` aliases are how routes receive them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden, Unauthorized
+from app.models import User
+from app.models.base import MAX_ID
+from app.security import InvalidToken, decode_access_token
+from app.settings import Settings
+
+MAX_PAGE_SIZE = 500
+MAX_OFFSET = 2**31
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def get_current_user(
+    db: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    if not token:
+        raise Unauthorized("Not authenticated.")
+    try:
+        claims = decode_access_token(token, secret=settings.secret_key(), algorithm=settings.api_secret_algorithm)
+    except InvalidToken:
+        raise Unauthorized("Invalid or expired token.", code="invalid_token") from None
+    user = db.get(User, claims.user_id)
+    if user is None or user.token_version != claims.token_version:
+        raise Unauthorized("Invalid or expired token.", code="invalid_token")
+    if not user.is_active:
+        raise Forbidden("This account is inactive.", code="inactive_user")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("Administrator rights required.", code="admin_required")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int
+    offset: int
+
+
+def get_page(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500).")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
+) -> PageParams:
+    return PageParams(limit=limit, offset=offset)
+
+
+PageDep = Annotated[PageParams, Depends(get_page)]
+
+# A path id: out-of-range values are a 422, never a database error.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -1,0 +1,144 @@
+"""One exception hierarchy for the whole service, mapped to HTTP in one place.
+
+Every error answers `{"detail": ..., "code": "..."}`. Services raise these plain
+exceptions; `install_error_handlers` is the only code that knows HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("pixeltrack.errors")
+
+
+class AppError(Exception):
+    status_code = 400
+    code = "bad_request"
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: Any = None, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail if detail is not None else self.__class__.__doc__
+        if code:
+            self.code = code
+
+
+class NotFound(AppError):
+    """Not found."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    """Conflicts with an existing object."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class Unauthorized(AppError):
+    """Not authenticated."""
+
+    status_code = 401
+    code = "not_authenticated"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(AppError):
+    """Not allowed."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class ValidationFailed(AppError):
+    """Invalid input."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class RateLimited(AppError):
+    """Too many requests."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+class ServiceUnavailable(AppError):
+    """A dependency is unavailable."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+def error_body(detail: Any, code: str) -> dict[str, Any]:
+    return {"detail": detail, "code": code}
+
+
+def _response(status: int, detail: Any, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(error_body(detail, code)), status_code=status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    # Drop echoed input (may be huge or contain passwords) and non-JSON context.
+    cleaned = []
+    for err in errors:
+        item = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        cleaned.append(item)
+    return cleaned
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return _response(exc.status_code, exc.detail, exc.code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _response(422, _clean_validation_errors(exc.errors()), "validation_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _response(exc.status_code, exc.detail, code, getattr(exc, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        # Services check uniqueness first; this is the race-condition backstop.
+        log.info("integrity error: %s", exc.orig)
+        return _response(409, "Conflicts with an existing object.", "conflict")
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", exc.orig)
+        return _response(503, "The database is unavailable.", "service_unavailable", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _response(500, "Internal server error.", "internal_error")

@@ -1,0 +1,81 @@
+"""The FastAPI application: `create_app()` wires settings, clients, errors and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.exc import IntegrityError
+
+from app import __version__
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.errors import install_error_handlers
+from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, users
+from app.schemas.contact import ContactCreate
+from app.services.users import ensure_first_admin
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("pixeltrack")
+
+DESCRIPTION = """
+Self-hosted email open tracking. Authenticate with **POST /auth/token** (or the
+*Authorize* button), then manage campaigns → groups → contacts → pixels → openings.
+
+Every error answers `{"detail": ..., "code": "..."}`.
+"""
+
+
+def _create_first_admin(app: FastAPI, settings: Settings) -> None:
+    if not (settings.first_admin_username and settings.first_admin_password):
+        return
+    try:
+        with session_scope(app.state.session_factory) as db:
+            ensure_first_admin(
+                db,
+                username=settings.first_admin_username,
+                password=settings.first_admin_password.get_secret_value(),
+                email=settings.first_admin_email,
+            )
+    except IntegrityError:
+        pass  # another worker created it at the same moment
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    app.state.engine = make_engine(settings.sqlalchemy_url)
+    app.state.session_factory = make_sessionmaker(app.state.engine)
+    _create_first_admin(app, settings)
+    try:
+        yield
+    finally:
+        app.state.engine.dispose()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    # The contacts POST body is parsed by hand (object or list); publish its schema.
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    contact_schema = ContactCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(contact_schema.pop("$defs", {}))
+    components["ContactCreate"] = contact_schema
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(title="PixelTracking", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (health, auth, users, campaigns, groups, contacts, pixels, openings, links):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,21 @@
+"""All tables; importing this package registers them on `Base.metadata`."""
+
+from app.models.base import Base
+from app.models.campaign import Campaign, Contact, ContactStatus, Group
+from app.models.tracking import MACHINE_CLIENTS, Click, ClientKind, Link, Opening, Pixel
+from app.models.user import User
+
+__all__ = [
+    "MACHINE_CLIENTS",
+    "Base",
+    "Campaign",
+    "Click",
+    "ClientKind",
+    "Contact",
+    "ContactStatus",
+    "Group",
+    "Link",
+    "Opening",
+    "Pixel",
+    "User",
+]

@@ -1,0 +1,71 @@
+"""The campaign tree: campaigns → groups (A/B arms) → scheduled contacts."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import MYSQL_TABLE_ARGS, Base, BigId, utcnow
+
+
+class ContactStatus(enum.StrEnum):
+    scheduled = "scheduled"
+    sent = "sent"
+    failed = "failed"
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (Index(None, "owner_id", "id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "name"),
+        # Target of the contacts' composite foreign key (group and campaign must agree).
+        UniqueConstraint("id", "campaign_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "group_id", "email"),
+        ForeignKeyConstraint(["group_id", "campaign_id"], ["groups.id", "groups.campaign_id"], ondelete="CASCADE"),
+        CheckConstraint("status IN ('scheduled', 'sent', 'failed')", name="status"),
+        Index(None, "group_id", "status"),
+        Index(None, "group_id", "scheduled_at"),
+        Index(None, "campaign_id", "status"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaigns.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(BigId)
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str | None] = mapped_column(String(200))
+    scheduled_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default=ContactStatus.scheduled.value)
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,94 @@
+"""What the public endpoints record: pixels and their openings, links and their clicks.
+
+`openings` and `clicks` carry the contact and campaign ids of their pixel/link
+(denormalised, set on insert) so that reports aggregate on one indexed table.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import MYSQL_TABLE_ARGS, Base, BigId, utcnow
+
+
+class ClientKind(enum.StrEnum):
+    apple_mpp = "apple_mpp"
+    gmail_proxy = "gmail_proxy"
+    outlook_proxy = "outlook_proxy"
+    yahoo_proxy = "yahoo_proxy"
+    bot = "bot"
+    browser = "browser"
+    unknown = "unknown"
+
+
+MACHINE_CLIENTS = frozenset(
+    {ClientKind.apple_mpp, ClientKind.gmail_proxy, ClientKind.outlook_proxy, ClientKind.yahoo_proxy, ClientKind.bot}
+)
+
+
+class Pixel(Base):
+    __tablename__ = "pixels"
+    __table_args__ = (UniqueConstraint("contact_id", "number"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(32), unique=True)
+    contact_id: Mapped[int] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Opening(Base):
+    __tablename__ = "openings"
+    __table_args__ = (
+        Index(None, "pixel_id", "opened_at"),
+        Index(None, "campaign_id", "opened_at"),
+        Index(None, "campaign_id", "contact_id"),
+        Index(None, "contact_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pixel_id: Mapped[int] = mapped_column(BigId, ForeignKey("pixels.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigId)
+    campaign_id: Mapped[int] = mapped_column(BigId)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    client: Mapped[str] = mapped_column(String(16), default=ClientKind.unknown.value)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Link(Base):
+    __tablename__ = "links"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2048))
+    uuid: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Click(Base):
+    __tablename__ = "clicks"
+    __table_args__ = (
+        Index(None, "link_id", "clicked_at"),
+        Index(None, "campaign_id", "clicked_at"),
+        Index(None, "campaign_id", "contact_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    link_id: Mapped[int] = mapped_column(BigId, ForeignKey("links.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int] = mapped_column(BigId)
+    clicked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    client: Mapped[str] = mapped_column(String(16), default=ClientKind.unknown.value)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.schemas.campaign import CampaignCreate, CampaignOut, CampaignUpdate
+from app.schemas.common import Page, error_responses, page_of
+from app.services import campaigns
+
+router = APIRouter(prefix="/api/v1", tags=["campaigns"], responses=error_responses(401, 403, 422))
+
+
+@router.get("/campaigns", response_model=Page[CampaignOut])
+def list_campaigns(user: CurrentUser, db: SessionDep, page: PageDep) -> Page[CampaignOut]:
+    """Your campaigns (an admin sees everyone's)."""
+    items, total = campaigns.list_campaigns(db, user, limit=page.limit, offset=page.offset)
+    return page_of(CampaignOut, items, total, limit=page.limit, offset=page.offset)
+
+
+@router.post("/campaigns", response_model=CampaignOut, status_code=201)
+def create_campaign(body: CampaignCreate, user: CurrentUser, db: SessionDep) -> CampaignOut:
+    return CampaignOut.model_validate(campaigns.create_campaign(db, user, body.model_dump()))
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
+def get_campaign(campaign_id: IdPath, user: CurrentUser, db: SessionDep) -> CampaignOut:
+    return CampaignOut.model_validate(campaigns.get_campaign(db, user, campaign_id))
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
+def update_campaign(campaign_id: IdPath, body: CampaignUpdate, user: CurrentUser, db: SessionDep) -> CampaignOut:
+    campaign = campaigns.get_campaign(db, user, campaign_id)
+    return CampaignOut.model_validate(campaigns.update_campaign(db, campaign, body.changes()))
+
+
+@router.delete("/campaigns/{campaign_id}", status_code=204, responses=error_responses(404))
+def delete_campaign(campaign_id: IdPath, user: CurrentUser, db: SessionDep) -> Response:
+    """Delete the campaign with its groups, contacts, pixels, openings, links and clicks."""
+    campaigns.delete_campaign(db, campaigns.get_campaign(db, user, campaign_id))
+    return Response(status_code=204)

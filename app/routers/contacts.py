@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.models import ContactStatus
+from app.schemas.common import Page, UtcDatetime, error_responses, page_of
+from app.schemas.contact import MAX_BULK_CONTACTS, ContactBulkOut, ContactCreate, ContactOut, ContactUpdate
+from app.services import campaigns, contacts
+
+router = APIRouter(prefix="/api/v1", tags=["contacts"], responses=error_responses(401, 403, 404, 422))
+
+_BULK = TypeAdapter(list[ContactCreate])
+_ONE = TypeAdapter(ContactCreate)
+
+_BODY_SCHEMA = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/ContactCreate"},
+        {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/ContactCreate"},
+            "minItems": 1,
+            "maxItems": MAX_BULK_CONTACTS,
+        },
+    ]
+}
+_BODY_EXAMPLES = {
+    "one": {
+        "summary": "One contact",
+        "value": {"email": "ana@example.com", "name": "Ana", "scheduled_at": "2026-05-01T09:00:00+00:00"},
+    },
+    "bulk": {
+        "summary": "A list (bulk import, all-or-nothing)",
+        "value": [
+            {"email": "ana@example.com", "name": "Ana"},
+            {"email": "bo@example.com", "scheduled_at": "2026-05-01T09:00:00Z"},
+        ],
+    },
+}
+
+
+def _invalid(errors: list[dict[str, Any]]) -> RequestValidationError:
+    return RequestValidationError(errors)
+
+
+def _prefixed(exc: ValidationError) -> RequestValidationError:
+    return _invalid(
+        [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_input=False, include_url=False)]
+    )
+
+
+async def _parse_contacts(request: Request) -> ContactCreate | list[ContactCreate]:
+    """One contact object, or a list of 1..10,000; errors located as ["body", row, field]."""
+    try:
+        raw = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise _invalid([{"loc": ("body",), "msg": "Body is not valid JSON.", "type": "json_invalid"}]) from None
+    try:
+        if isinstance(raw, list):
+            if not 1 <= len(raw) <= MAX_BULK_CONTACTS:
+                raise _invalid(
+                    [{"loc": ("body",), "msg": f"Send between 1 and {MAX_BULK_CONTACTS} contacts.", "type": "too_long"}]
+                )
+            return _BULK.validate_python(raw)
+        if isinstance(raw, dict):
+            return _ONE.validate_python(raw)
+    except ValidationError as exc:
+        raise _prefixed(exc) from None
+    raise _invalid([{"loc": ("body",), "msg": "Send a contact object or a list of them.", "type": "model_type"}])
+
+
+@router.get("/groups/{group_id}/contacts", response_model=Page[ContactOut])
+def list_contacts(
+    group_id: IdPath,
+    user: CurrentUser,
+    db: SessionDep,
+    page: PageDep,
+    status: Annotated[ContactStatus | None, Query()] = None,
+    scheduled_before: Annotated[
+        UtcDatetime | None, Query(description="Only contacts scheduled strictly before.")
+    ] = None,
+    scheduled_after: Annotated[UtcDatetime | None, Query(description="Only contacts scheduled at or after.")] = None,
+) -> Page[ContactOut]:
+    group = campaigns.get_group(db, user, group_id)
+    items, total = contacts.list_contacts(
+        db,
+        group,
+        limit=page.limit,
+        offset=page.offset,
+        status=status,
+        scheduled_before=scheduled_before,
+        scheduled_after=scheduled_after,
+    )
+    return page_of(ContactOut, items, total, limit=page.limit, offset=page.offset)
+
+
+@router.post(
+    "/groups/{group_id}/contacts",
+    status_code=201,
+    response_model=ContactOut | ContactBulkOut,
+    responses=error_responses(409),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _BODY_SCHEMA, "examples": _BODY_EXAMPLES}},
+        }
+    },
+)
+async def create_contacts(
+    request: Request, group_id: IdPath, user: CurrentUser, db: SessionDep
+) -> ContactOut | ContactBulkOut:
+    """Schedule one contact, or import a list of up to 10,000 (all-or-nothing).
+
+    A list answers `{"items": [...], "total": N}` in the order sent. Any invalid or
+    duplicate row rejects the whole list; `detail[].loc` is `["body", row, field]`.
+    """
+    payload = await _parse_contacts(request)
+    rows = payload if isinstance(payload, list) else [payload]
+
+    def _create() -> list[Any]:
+        group = campaigns.get_group(db, user, group_id)
+        return contacts.create_contacts(
+            db, group, [row.model_dump() for row in rows], row_locs=isinstance(payload, list)
+        )
+
+    created = await run_in_threadpool(_create)
+    if isinstance(payload, list):
+        return ContactBulkOut(items=[ContactOut.model_validate(c) for c in created], total=len(created))
+    return ContactOut.model_validate(created[0])
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactOut)
+def get_contact(contact_id: IdPath, user: CurrentUser, db: SessionDep) -> ContactOut:
+    return ContactOut.model_validate(contacts.get_contact(db, user, contact_id))
+
+
+@router.patch("/contacts/{contact_id}", response_model=ContactOut, responses=error_responses(409))
+def update_contact(contact_id: IdPath, body: ContactUpdate, user: CurrentUser, db: SessionDep) -> ContactOut:
+    contact = contacts.get_contact(db, user, contact_id)
+    return ContactOut.model_validate(contacts.update_contact(db, contact, body.changes()))
+
+
+@router.delete("/contacts/{contact_id}", status_code=204)
+def delete_contact(contact_id: IdPath, user: CurrentUser, db: SessionDep) -> Response:
+    """Delete the contact and everything recorded about them (pixels, openings, clicks)."""
+    contacts.delete_contact(db, contacts.get_contact(db, user, contact_id))
+    return Response(status_code=204)

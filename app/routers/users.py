@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.deps import AdminUser, IdPath, PageDep, SessionDep
+from app.schemas.common import Page, error_responses, page_of
+from app.schemas.user import UserCreate, UserOut, UserUpdate
+from app.services import users
+
+router = APIRouter(prefix="/api/v1/users", tags=["users (admin)"], responses=error_responses(401, 403, 422))
+
+
+@router.get("", response_model=Page[UserOut])
+def list_users(_admin: AdminUser, db: SessionDep, page: PageDep) -> Page[UserOut]:
+    items, total = users.list_users(db, limit=page.limit, offset=page.offset)
+    return page_of(UserOut, items, total, limit=page.limit, offset=page.offset)
+
+
+@router.post("", response_model=UserOut, status_code=201, responses=error_responses(409))
+def create_user(body: UserCreate, _admin: AdminUser, db: SessionDep) -> UserOut:
+    user = users.create_user(
+        db,
+        username=body.username,
+        email=str(body.email),
+        password=body.password.get_secret_value(),
+        is_admin=body.is_admin,
+    )
+    return UserOut.model_validate(user)
+
+
+@router.get("/{user_id}", response_model=UserOut, responses=error_responses(404))
+def get_user(user_id: IdPath, _admin: AdminUser, db: SessionDep) -> UserOut:
+    return UserOut.model_validate(users.get_user(db, user_id))
+
+
+@router.patch("/{user_id}", response_model=UserOut, responses=error_responses(404, 409))
+def update_user(user_id: IdPath, body: UserUpdate, admin: AdminUser, db: SessionDep) -> UserOut:
+    changes = body.changes()
+    if body.password is not None:
+        changes["password"] = body.password.get_secret_value()
+    if body.email is not None:
+        changes["email"] = str(body.email)
+    user = users.update_user(db, admin, users.get_user(db, user_id), changes)
+    return UserOut.model_validate(user)
+
+
+@router.delete("/{user_id}", status_code=204, responses=error_responses(404, 409))
+def delete_user(user_id: IdPath, admin: AdminUser, db: SessionDep) -> Response:
+    users.delete_user(db, admin, users.get_user(db, user_id))
+    return Response(status_code=204)

@@ -1,0 +1,106 @@
+"""Types shared by every schema: strict input models, UTC datetimes, ids, pages, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+from app.models.base import MAX_ID
+
+T = TypeVar("T")
+
+MIN_YEAR, MAX_YEAR = 1970, 9998
+
+
+def _to_utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("datetime out of range") from exc
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"datetime must be between {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json"),
+]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class InModel(BaseModel):
+    """Request bodies: unknown fields are refused (no mass assignment), strings stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PatchModel(InModel):
+    """PATCH bodies: only the fields sent are changed; `null` only where the column allows it."""
+
+    required_if_sent: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> Self:
+        for field in self.required_if_sent & self.model_fields_set:
+            if getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class OutModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def page_of(model: type[M], items: Any, total: int, *, limit: int, offset: int) -> Page[M]:
+    return Page[model](  # type: ignore[valid-type]
+        items=[model.model_validate(item) for item in items], total=total, limit=limit, offset=offset
+    )
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description='Where the problem is, e.g. ["body", 3, "email"].')
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The one error shape of the whole API."""
+
+    detail: str | list[ErrorItem] | Any = Field(description="A message, or a list of located problems.")
+    code: str = Field(description="Machine-readable error code, e.g. not_found, conflict, validation_error.")
+
+    model_config = ConfigDict(json_schema_extra={"example": {"detail": "Not found.", "code": "not_found"}})
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error shape for the given statuses."""
+    descriptions = {
+        401: "Missing, expired or invalid bearer token.",
+        403: "Authenticated but not allowed (admin only, or inactive user).",
+        404: "No such object visible to you.",
+        409: "Conflicts with an existing object; `detail[].loc` names the field.",
+        422: "Invalid input; `detail[].loc` points at the field (and row, for lists).",
+        429: "Too many requests.",
+        503: "A dependency (database, Redis) is unavailable.",
+    }
+    return {status: {"model": ErrorOut, "description": descriptions[status]} for status in statuses}

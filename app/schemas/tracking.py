@@ -1,0 +1,115 @@
+"""Pixels, openings, links and tracked URLs."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, field_validator
+
+from app.models import ClientKind
+from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
+
+
+class PixelCreate(InModel):
+    number: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None, description="Rendering slot of this pixel for the contact; default: the next free number."
+    )
+
+
+class PixelUpdate(PatchModel):
+    number: Annotated[int, Field(ge=1, le=1000)]
+
+
+class PixelOut(OutModel):
+    id: Id
+    uuid: str
+    contact_id: Id
+    number: int
+    created_at: UtcDatetime
+    url: str = Field(description="Public tracking URL to embed in the email.")
+    html: str = Field(description="A ready <img> tag for the email's HTML.")
+
+
+def _valid_ip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ip_address(value))
+    except ValueError as exc:
+        raise ValueError("not a valid IPv4 or IPv6 address") from exc
+
+
+class OpeningCreate(InModel):
+    opened_at: UtcDatetime | None = Field(default=None, description="Default: now.")
+    ip: Annotated[str, Field(max_length=45, examples=["203.0.113.7"])] | None = None
+    user_agent: Annotated[str, Field(max_length=512)] | None = None
+    client: ClientKind = ClientKind.unknown
+    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = Field(
+        default=None, description="Idempotency key; a second opening with the same event_id is a 409."
+    )
+
+    _ip = field_validator("ip")(_valid_ip)
+
+
+class OpeningUpdate(PatchModel):
+    required_if_sent = frozenset({"opened_at", "client"})
+
+    opened_at: UtcDatetime | None = None
+    ip: Annotated[str, Field(max_length=45)] | None = None
+    user_agent: Annotated[str, Field(max_length=512)] | None = None
+    client: ClientKind | None = None
+
+    _ip = field_validator("ip")(_valid_ip)
+
+
+class OpeningOut(OutModel):
+    id: Id
+    pixel_id: Id
+    contact_id: Id
+    campaign_id: Id
+    opened_at: UtcDatetime
+    ip: str | None
+    user_agent: str | None
+    client: ClientKind
+    event_id: str
+
+
+HttpUrl2048 = Annotated[AnyHttpUrl, Field(examples=["https://shop.example.com/spring?utm_source=email"])]
+
+
+def _url_length(value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+    if value is not None and len(str(value)) > 2048:
+        raise ValueError("URL longer than 2048 characters")
+    return value
+
+
+class LinkCreate(InModel):
+    url: HttpUrl2048
+    name: Annotated[str, Field(max_length=200, examples=["Spring offers"])] | None = None
+
+    _len = field_validator("url")(_url_length)
+
+
+class LinkUpdate(PatchModel):
+    required_if_sent = frozenset({"url"})
+
+    url: HttpUrl2048 | None = None
+    name: Annotated[str, Field(max_length=200)] | None = None
+
+    _len = field_validator("url")(_url_length)
+
+
+class LinkOut(OutModel):
+    id: Id
+    campaign_id: Id
+    name: str | None
+    url: str
+    uuid: str
+    created_at: UtcDatetime
+
+
+class TrackedUrlOut(OutModel):
+    link_id: Id
+    contact_id: Id
+    url: str = Field(description="The tracked click URL to put in this contact's email.")

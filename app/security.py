@@ -1,0 +1,84 @@
+"""The one place for password hashing (argon2 via passlib/libpass) and JWTs (python-jose).
+
+The accepted JWT algorithm list is pinned to the single configured HMAC algorithm,
+so `alg: none` and HS/RS confusion tokens are rejected by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jose import JWTError, jwt
+from passlib.context import CryptContext
+
+_pwd_context = CryptContext(schemes=["argon2"], deprecated="auto")
+
+# A valid argon2 hash of a random password, verified when the user does not exist
+# so that a login for an unknown username costs as much as a wrong password.
+_DUMMY_HASH = _pwd_context.hash("not-a-real-password-2f3c9a")
+
+TOKEN_TYPE = "access"
+
+
+def hash_password(password: str) -> str:
+    hashed: str = _pwd_context.hash(password)
+    return hashed
+
+
+def verify_password(password: str, hashed: str | None) -> bool:
+    if hashed is None:
+        _pwd_context.verify(password, _DUMMY_HASH)
+        return False
+    try:
+        ok: bool = _pwd_context.verify(password, hashed)
+    except (ValueError, TypeError):
+        return False
+    return ok
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    token_version: int
+
+
+class InvalidToken(Exception):
+    """Any reason a bearer token is not acceptable (expired, malformed, wrong signature...)."""
+
+
+def create_access_token(
+    user_id: int, token_version: int, *, secret: str, algorithm: str, expires_minutes: int, now: datetime | None = None
+) -> str:
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "ver": token_version,
+        "typ": TOKEN_TYPE,
+        "iat": int(issued.timestamp()),
+        "nbf": int(issued.timestamp()),
+        "exp": int((issued + timedelta(minutes=expires_minutes)).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def decode_access_token(token: str, *, secret: str, algorithm: str) -> TokenClaims:
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != algorithm:
+            raise InvalidToken("unexpected algorithm")
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[algorithm],
+            options={"require_exp": True, "require_iat": True, "require_sub": True},
+        )
+    except JWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    if claims.get("typ") != TOKEN_TYPE:
+        raise InvalidToken("wrong token type")
+    sub, ver = claims.get("sub"), claims.get("ver")
+    if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 19 or not isinstance(ver, int):
+        raise InvalidToken("malformed claims")
+    return TokenClaims(user_id=int(sub), token_version=ver)

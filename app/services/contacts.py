@@ -1,0 +1,139 @@
+"""Scheduled contacts of a group, including the all-or-nothing bulk import."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.models import Campaign, Contact, ContactStatus, Group, User
+from app.models.base import utcnow
+from app.services.common import apply_changes, conflict, owned, paginate
+
+CHUNK = 1000
+MAX_REPORTED_ERRORS = 100
+
+
+def get_contact(db: Session, user: User, contact_id: int) -> Contact:
+    stmt = select(Contact).join(Campaign, Campaign.id == Contact.campaign_id).where(Contact.id == contact_id)
+    contact = db.scalar(owned(stmt, user))
+    if contact is None:
+        raise NotFound("Contact not found.")
+    return contact
+
+
+def list_contacts(
+    db: Session,
+    group: Group,
+    *,
+    limit: int,
+    offset: int,
+    status: ContactStatus | None = None,
+    scheduled_before: datetime | None = None,
+    scheduled_after: datetime | None = None,
+) -> tuple[Sequence[Contact], int]:
+    stmt = select(Contact).where(Contact.group_id == group.id)
+    if status is not None:
+        stmt = stmt.where(Contact.status == status.value)
+    if scheduled_before is not None:
+        stmt = stmt.where(Contact.scheduled_at < scheduled_before)
+    if scheduled_after is not None:
+        stmt = stmt.where(Contact.scheduled_at >= scheduled_after)
+    return paginate(db, stmt.order_by(Contact.id), limit=limit, offset=offset)
+
+
+def _with_sent_at(data: dict[str, Any]) -> dict[str, Any]:
+    """A contact marked sent without a time was sent now."""
+    if data.get("status") == ContactStatus.sent and data.get("sent_at") is None:
+        data["sent_at"] = utcnow()
+    if "status" in data and data["status"] is not None:
+        data["status"] = ContactStatus(data["status"]).value
+    return data
+
+
+def _existing_emails(db: Session, group: Group, emails: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(emails), CHUNK):
+        chunk = emails[start : start + CHUNK]
+        found.update(db.scalars(select(Contact.email).where(Contact.group_id == group.id, Contact.email.in_(chunk))))
+    return found
+
+
+def create_contacts(db: Session, group: Group, rows: list[dict[str, Any]], *, row_locs: bool) -> list[Contact]:
+    """Insert all rows or none. Conflicts name each offending row (`["body", i, "email"]`)."""
+    emails = [row["email"] for row in rows]
+    errors: list[dict[str, Any]] = []
+    first_seen: dict[str, int] = {}
+    for index, email in enumerate(emails):
+        if email in first_seen:
+            errors.append(
+                {
+                    "loc": ["body", index, "email"],
+                    "msg": f"Duplicate of row {first_seen[email]} in this request.",
+                    "type": "conflict",
+                }
+            )
+        else:
+            first_seen[email] = index
+    existing = _existing_emails(db, group, list(first_seen))
+    for email in existing:
+        loc: list[str | int] = ["body", first_seen[email], "email"] if row_locs else ["body", "email"]
+        errors.append(
+            {"loc": loc, "msg": "A contact with this email already exists in this group.", "type": "conflict"}
+        )
+    if errors:
+        errors.sort(key=lambda e: e["loc"][1] if isinstance(e["loc"][1], int) else 0)
+        raise Conflict(errors[:MAX_REPORTED_ERRORS])
+    now = utcnow()
+    values = [
+        _with_sent_at(
+            {**row, "campaign_id": group.campaign_id, "group_id": group.id, "created_at": now, "updated_at": now}
+        )
+        for row in rows
+    ]
+    for start in range(0, len(values), CHUNK):
+        db.execute(insert(Contact), values[start : start + CHUNK])
+    db.commit()
+    by_email: dict[str, Contact] = {}
+    for start in range(0, len(emails), CHUNK):
+        chunk = emails[start : start + CHUNK]
+        for contact in db.scalars(select(Contact).where(Contact.group_id == group.id, Contact.email.in_(chunk))):
+            by_email[contact.email] = contact
+    return [by_email[email] for email in emails]
+
+
+def update_contact(db: Session, contact: Contact, changes: dict[str, Any]) -> Contact:
+    group_id = changes.get("group_id", contact.group_id)
+    if group_id != contact.group_id:
+        same_campaign = db.scalar(
+            select(Group.id).where(Group.id == group_id, Group.campaign_id == contact.campaign_id)
+        )
+        if same_campaign is None:
+            raise ValidationFailed(
+                [
+                    {
+                        "loc": ["body", "group_id"],
+                        "msg": "The group must belong to the contact's campaign.",
+                        "type": "value_error",
+                    }
+                ]
+            )
+    email = changes.get("email", contact.email)
+    if (email, group_id) != (contact.email, contact.group_id):
+        taken = db.scalar(select(Contact.id).where(Contact.group_id == group_id, Contact.email == email))
+        if taken is not None:
+            raise conflict(["body", "email"], "A contact with this email already exists in this group.")
+    if changes.get("status") == ContactStatus.sent and changes.get("sent_at", contact.sent_at) is None:
+        changes["sent_at"] = utcnow()
+    apply_changes(contact, _with_sent_at(changes))
+    db.commit()
+    return contact
+
+
+def delete_contact(db: Session, contact: Contact) -> None:
+    db.delete(contact)  # pixels, openings, clicks: ON DELETE CASCADE
+    db.commit()

@@ -1,0 +1,210 @@
+"""The one place configuration is read (environment variables and `.env`).
+
+Every variable of SPEC §3 is a field here; `.env.example` documents them.
+`DATABASE_URL` overrides the MYSQL_* variables and `REDIS_URL` the REDIS_* ones.
+With no MySQL configured the service uses an embedded SQLite file, and with no
+Redis configured an in-process cache and queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote_plus
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values shipped in .env.example: never acceptable in production.
+EXAMPLE_SECRETS = frozenset(
+    {
+        "change-me",
+        "changeme",
+        "change-me-to-a-long-random-string",
+        "secret",
+        "password",
+        "example",
+    }
+)
+EXAMPLE_FERNET_KEY = "bm90LWEtcmVhbC1rZXktcmVwbGFjZS1pdC1wbGVhc2U="
+ALLOWED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
+MIN_SECRET_LENGTH = 32
+
+
+class StartupError(RuntimeError):
+    """Configuration that must stop the process before it serves anything."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    app_env: Literal["development", "test", "production"] = "development"
+
+    # Database: DATABASE_URL wins; else MYSQL_HOST selects MySQL; else SQLite.
+    database_url: str | None = None
+    mysql_user: str = "pixeltrack"
+    mysql_password: SecretStr | None = None
+    mysql_root_password: SecretStr | None = None
+    mysql_host: str | None = None
+    mysql_port: int = 3306
+    mysql_database: str = "pixeltrack"
+    sqlite_path: str = "./pixeltrack.db"
+
+    # Redis: REDIS_URL wins; else REDIS_HOST selects Redis; else in-process.
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: SecretStr | None = None
+
+    # Security.
+    api_secret_key: SecretStr | None = None
+    api_secret_algorithm: str = "HS256"
+    api_access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    fernet_key: SecretStr | None = None
+    # Older Fernet keys still accepted for decoding (comma-separated), newest first.
+    fernet_old_keys: SecretStr | None = None
+    secrets_file: str = "./.pixeltrack-secrets.json"
+
+    # Public URLs and tracking.
+    public_base_url: str = "http://localhost:8000"
+    dedupe_window_seconds: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
+
+    first_admin_username: str | None = None
+    first_admin_password: SecretStr | None = None
+    first_admin_email: str | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("api_secret_algorithm")
+    @classmethod
+    def _pinned_algorithm(cls, value: str) -> str:
+        if value not in ALLOWED_JWT_ALGORITHMS:
+            raise ValueError(f"API_SECRET_ALGORITHM must be one of {', '.join(ALLOWED_JWT_ALGORITHMS)}")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.mysql_host:
+            password = self.mysql_password.get_secret_value() if self.mysql_password else ""
+            return (
+                f"mysql+pymysql://{quote_plus(self.mysql_user)}:{quote_plus(password)}"
+                f"@{self.mysql_host}:{self.mysql_port}/{self.mysql_database}?charset=utf8mb4"
+            )
+        return f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def redis_dsn(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            password = self.redis_password.get_secret_value() if self.redis_password else ""
+            auth = f":{quote_plus(password)}@" if password else ""
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+        return None
+
+    def secret_key(self) -> str:
+        assert self.api_secret_key is not None, "call check_and_fill_secrets() first"
+        return self.api_secret_key.get_secret_value()
+
+    def fernet_keys(self) -> list[str]:
+        """Current key first, then the older keys still accepted."""
+        assert self.fernet_key is not None, "call check_and_fill_secrets() first"
+        keys = [self.fernet_key.get_secret_value()]
+        if self.fernet_old_keys:
+            keys += [k.strip() for k in self.fernet_old_keys.get_secret_value().split(",") if k.strip()]
+        return keys
+
+
+def _is_weak(value: SecretStr | None, *, min_length: int = MIN_SECRET_LENGTH) -> bool:
+    if value is None:
+        return True
+    raw = value.get_secret_value()
+    return raw.strip().lower() in EXAMPLE_SECRETS or len(raw) < min_length
+
+
+def _valid_fernet(key: str) -> bool:
+    try:
+        Fernet(key)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def check_and_fill_secrets(settings: Settings) -> Settings:
+    """Refuse production with missing/example secrets; in development, persist generated ones.
+
+    Development keys are generated once and kept in SECRETS_FILE so that tokens and
+    pixel URLs survive restarts and are shared by several workers.
+    """
+    problems: list[str] = []
+    for key in [settings.fernet_key, *([settings.fernet_old_keys] if settings.fernet_old_keys else [])]:
+        if key is not None:
+            for part in key.get_secret_value().split(","):
+                if part.strip() and not _valid_fernet(part.strip()):
+                    problems.append(
+                        "FERNET_KEY/FERNET_OLD_KEYS must be url-safe base64 32-byte keys (pixeltrack gen-fernet-key)"
+                    )
+    if settings.is_production:
+        if _is_weak(settings.api_secret_key):
+            problems.append(
+                f"API_SECRET_KEY is missing, an example value or shorter than {MIN_SECRET_LENGTH} characters"
+            )
+        if settings.fernet_key is None or settings.fernet_key.get_secret_value() == EXAMPLE_FERNET_KEY:
+            problems.append("FERNET_KEY is missing or the example value")
+        if not settings.uses_sqlite and not settings.database_url and _is_weak(settings.mysql_password, min_length=8):
+            problems.append("MYSQL_PASSWORD is missing or an example value")
+        if settings.first_admin_password is not None and _is_weak(settings.first_admin_password, min_length=8):
+            problems.append("FIRST_ADMIN_PASSWORD is an example value or shorter than 8 characters")
+    if problems:
+        raise StartupError("refusing to start: " + "; ".join(dict.fromkeys(problems)))
+    if settings.api_secret_key is None or settings.fernet_key is None:
+        stored = _load_or_create_dev_secrets(Path(settings.secrets_file))
+        updates: dict[str, SecretStr] = {}
+        if settings.api_secret_key is None:
+            updates["api_secret_key"] = SecretStr(stored["api_secret_key"])
+        if settings.fernet_key is None:
+            updates["fernet_key"] = SecretStr(stored["fernet_key"])
+        settings = settings.model_copy(update=updates)
+    return settings
+
+
+def _load_or_create_dev_secrets(path: Path) -> dict[str, str]:
+    if not path.exists():
+        fresh = {"api_secret_key": secrets.token_urlsafe(48), "fernet_key": Fernet.generate_key().decode()}
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(fresh, handle)
+        try:
+            os.link(tmp, path)  # atomic: the first of several starting workers wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    data: dict[str, str] = json.loads(path.read_text())
+    return data
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return check_and_fill_secrets(Settings())

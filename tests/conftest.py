@@ -1,0 +1,181 @@
+"""Test harness: one database leg per run, selected with `--db sqlite|mysql` (or TEST_DB).
+
+- sqlite: a fresh SQLite file in a temp dir (WAL, foreign keys on), as in embedded mode.
+- mysql: a fresh database on the real MariaDB (TEST_MYSQL_URL, default root@127.0.0.1:3306),
+  created for this run and dropped afterwards. Required when CI=true; otherwise skipped
+  with a visible reason when MariaDB is unreachable.
+
+The schema is always built by Alembic (`upgrade head`), never `create_all`. Each test
+is isolated by deleting every row afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app.db import make_engine, make_sessionmaker
+from app.main import create_app
+from app.migrations import upgrade
+from app.models import Base, User
+from app.settings import Settings
+from tests import factories
+
+DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db", choices=["sqlite", "mysql"], default=os.environ.get("TEST_DB", "sqlite"), help="database leg"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database leg: {config.getoption('--db')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    leg = config.getoption("--db")
+    for item in items:
+        if leg == "sqlite" and item.get_closest_marker("mysql_only"):
+            item.add_marker(pytest.mark.skip(reason="MariaDB leg only"))
+        if leg == "mysql" and item.get_closest_marker("sqlite_only"):
+            item.add_marker(pytest.mark.skip(reason="SQLite leg only"))
+
+
+def _mysql_server_url() -> str:
+    return os.environ.get("TEST_MYSQL_URL", DEFAULT_MYSQL_URL)
+
+
+@pytest.fixture(scope="session")
+def db_leg(request: pytest.FixtureRequest) -> str:
+    leg: str = request.config.getoption("--db")
+    return leg
+
+
+@pytest.fixture(scope="session")
+def database_url(db_leg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if db_leg == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'pixeltrack-test.db'}"
+        return
+    server = make_url(_mysql_server_url())
+    admin = create_engine(server, pool_pre_ping=True)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        message = f"MariaDB unreachable at {server.render_as_string(hide_password=True)}: {exc.__class__.__name__}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required when CI=true)", pytrace=False)
+        pytest.skip(message)
+    name = f"pixeltrack_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        app_env="test",
+        database_url=database_url,
+        api_secret_key="test-secret-key-" + "x" * 40,
+        fernet_key=Fernet.generate_key().decode(),
+        public_base_url="http://track.test",
+        secrets_file=str(tmp_path_factory.mktemp("secrets") / "secrets.json"),
+        redis_url=None,
+        redis_host=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, engine: Engine) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    session = make_sessionmaker(engine)()
+    yield session
+    session.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolate(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete every row after each test that touched the database."""
+    yield
+    if "engine" not in request.fixturenames:
+        return
+    eng: Engine = request.getfixturevalue("engine")
+    with eng.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(delete(table))
+
+
+# Users and their auth headers.
+
+
+@pytest.fixture
+def user(db: Session) -> User:
+    return factories.make_user(db, username="alice")
+
+
+@pytest.fixture
+def other_user(db: Session) -> User:
+    return factories.make_user(db, username="mallory")
+
+
+@pytest.fixture
+def admin(db: Session) -> User:
+    return factories.make_user(db, username="root_admin", is_admin=True)
+
+
+@pytest.fixture
+def headers(settings: Settings, user: User) -> dict[str, str]:
+    return factories.headers_for(settings, user)
+
+
+@pytest.fixture
+def other_headers(settings: Settings, other_user: User) -> dict[str, str]:
+    return factories.headers_for(settings, other_user)
+
+
+@pytest.fixture
+def admin_headers(settings: Settings, admin: User) -> dict[str, str]:
+    return factories.headers_for(settings, admin)
+
+
+@pytest.fixture
+def tree(db: Session, user: User) -> dict[str, Any]:
+    return factories.make_tree(db, user)

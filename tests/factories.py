@@ -1,0 +1,104 @@
+"""Small factory helpers that build objects straight in the database (no HTTP)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.models import Campaign, Contact, Group, Link, Opening, Pixel, User
+from app.security import create_access_token, hash_password
+from app.settings import Settings
+
+PASSWORD = "correct-horse-battery"
+_seq = itertools.count(1)
+
+
+@cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)  # argon2 is slow on purpose: hash once per run
+
+
+def _n() -> int:
+    return next(_seq)
+
+
+def _save(db: Session, obj: Any) -> Any:
+    db.add(obj)
+    db.commit()
+    return obj
+
+
+def make_user(db: Session, *, username: str | None = None, is_admin: bool = False, is_active: bool = True) -> User:
+    name = username or f"user{_n()}"
+    return _save(
+        db,
+        User(
+            username=name,
+            email=f"{name}@example.com",
+            hashed_password=_password_hash(),
+            is_admin=is_admin,
+            is_active=is_active,
+        ),
+    )
+
+
+def make_campaign(db: Session, owner: User, **kw: Any) -> Campaign:
+    kw.setdefault("name", f"Campaign {_n()}")
+    return _save(db, Campaign(owner_id=owner.id, **kw))
+
+
+def make_group(db: Session, campaign: Campaign, **kw: Any) -> Group:
+    kw.setdefault("name", f"Group {_n()}")
+    return _save(db, Group(campaign_id=campaign.id, **kw))
+
+
+def make_contact(db: Session, group: Group, **kw: Any) -> Contact:
+    kw.setdefault("email", f"contact{_n()}@example.com")
+    return _save(db, Contact(campaign_id=group.campaign_id, group_id=group.id, **kw))
+
+
+def make_pixel(db: Session, contact: Contact, number: int = 1) -> Pixel:
+    return _save(db, Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex))
+
+
+def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
+    contact = db.get(Contact, pixel.contact_id)
+    assert contact is not None
+    kw.setdefault("opened_at", datetime.now(UTC))
+    kw.setdefault("event_id", uuid.uuid4().hex)
+    return _save(db, Opening(pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, **kw))
+
+
+def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/landing") -> Link:
+    return _save(db, Link(campaign_id=campaign.id, url=url, uuid=uuid.uuid4().hex))
+
+
+def make_tree(db: Session, owner: User) -> dict[str, Any]:
+    """One of everything, owned by `owner`: campaign, group, contact, pixel, opening, link."""
+    campaign = make_campaign(db, owner)
+    group = make_group(db, campaign)
+    contact = make_contact(db, group)
+    pixel = make_pixel(db, contact)
+    opening = make_opening(db, pixel)
+    link = make_link(db, campaign)
+    return {"campaign": campaign, "group": group, "contact": contact, "pixel": pixel, "opening": opening, "link": link}
+
+
+def token_for(settings: Settings, user: User, **kw: Any) -> str:
+    return create_access_token(
+        user.id,
+        user.token_version,
+        secret=settings.secret_key(),
+        algorithm=settings.api_secret_algorithm,
+        expires_minutes=kw.pop("expires_minutes", 30),
+        **kw,
+    )
+
+
+def headers_for(settings: Settings, user: User) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(settings, user)}"}

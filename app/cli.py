@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import AppError
@@ -111,6 +112,9 @@ def _load_sample_file(engine: Engine, path: Path, owner_name: str | None) -> int
         except AppError as exc:
             print(f"\npixeltrack: {path} rejected: {exc.detail}", file=sys.stderr)
             return 1
+        except IntegrityError as exc:  # e.g. an event_id already recorded by another campaign
+            print(f"\npixeltrack: {path} rejected: conflicts with existing data ({exc.orig})", file=sys.stderr)
+            return 1
     print(
         f"\nloaded {path.name} for '{owner.username}': {result.campaigns} campaigns "
         f"({result.skipped} already present), {result.contacts} contacts, {result.pixels} pixels, {result.openings} openings"
@@ -156,7 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("Login: the admin created on first start (its password was printed then)")
     print("=" * 64, flush=True)
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_asgi",
         factory=True,
         host=args.host,
         port=args.port,
@@ -164,6 +168,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
     )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from app.clients import sync_redis
+    from app.tracking.worker import StreamWorker
+
+    settings = _settings()
+    if not settings.redis_dsn:
+        print(
+            "pixeltrack: the worker needs Redis (REDIS_URL or REDIS_HOST); "
+            "without Redis the API writes tracking events itself",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = _engine(settings)
+    worker = StreamWorker(
+        sync_redis(settings.redis_dsn),
+        engine,
+        consumer=args.consumer,
+        batch_size=args.batch_size or settings.worker_batch_size,
+        claim_idle_ms=settings.worker_claim_idle_ms,
+    )
+    worker.run_forever()
     return 0
 
 
@@ -179,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     serve.add_argument("--no-sample", action="store_true", help="do not load sample.json into an empty database")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="move tracking events from the Redis stream into the database")
+    worker.add_argument("--consumer", default=None, help="consumer name in the group (default: host-pid)")
+    worker.add_argument("--batch-size", type=int, default=None, help="entries per database batch (WORKER_BATCH_SIZE)")
+    worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)").set_defaults(func=cmd_migrate)
 

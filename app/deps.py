@@ -19,6 +19,7 @@ from app.models import User
 from app.models.base import MAX_ID
 from app.security import InvalidToken, decode_access_token
 from app.settings import Settings
+from app.tracking.urls import TrackingUrls
 
 MAX_PAGE_SIZE = 500
 MAX_OFFSET = 2**31
@@ -40,6 +41,14 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_urls(request: Request) -> TrackingUrls:
+    settings: Settings = request.app.state.settings
+    return TrackingUrls(settings.public_base_url, request.app.state.tracker.codec)
+
+
+UrlsDep = Annotated[TrackingUrls, Depends(get_urls)]
 SessionDep = Annotated[Session, Depends(get_db)]
 
 

@@ -124,6 +124,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's "error parsing the body" (too deep, invalid UTF-8...): invalid input like any other.
+            detail = [{"loc": ["body"], "msg": "Body is not valid JSON.", "type": "json_invalid"}]
+            return _response(422, detail, "validation_error")
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return _response(exc.status_code, exc.detail, code, getattr(exc, "headers", None))
 

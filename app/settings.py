@@ -14,11 +14,13 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote_plus
+from urllib.parse import quote
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # Values shipped in .env.example: never acceptable in production.
 EXAMPLE_SECRETS = frozenset(
@@ -34,6 +36,11 @@ EXAMPLE_SECRETS = frozenset(
 EXAMPLE_FERNET_KEY = "bm90LWEtcmVhbC1rZXktcmVwbGFjZS1pdC1wbGVhc2U="
 ALLOWED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_LENGTH = 32
+
+
+def _quote(value: str) -> str:
+    # Percent-encode everything (a space too: SQLAlchemy and redis-py decode "%20", not "+").
+    return quote(value, safe="")
 
 
 class StartupError(RuntimeError):
@@ -73,12 +80,37 @@ class Settings(BaseSettings):
     # Public URLs and tracking.
     public_base_url: str = "http://localhost:8000"
     dedupe_window_seconds: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
+    # Truncate IPv4 to /24 and IPv6 to /48 before anything is stored.
+    anonymize_ip: bool = False
+    # Worker: stream entries per database batch, and how long an unacknowledged
+    # entry of another (dead) consumer waits before this worker reclaims it.
+    worker_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    worker_claim_idle_ms: int = Field(default=30_000, ge=100)
 
     first_admin_username: str | None = None
     first_admin_password: SecretStr | None = None
     first_admin_email: str | None = None
 
     log_level: str = "INFO"
+
+    @field_validator(
+        "api_secret_key",
+        "fernet_key",
+        "fernet_old_keys",
+        "mysql_password",
+        "mysql_root_password",
+        "redis_password",
+        "first_admin_password",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `API_SECRET_KEY=` (as left from .env.example) means "not set": generated in
+        # development, refused in production; never an empty signing key.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
 
     @field_validator("api_secret_algorithm")
     @classmethod
@@ -103,7 +135,7 @@ class Settings(BaseSettings):
         if self.mysql_host:
             password = self.mysql_password.get_secret_value() if self.mysql_password else ""
             return (
-                f"mysql+pymysql://{quote_plus(self.mysql_user)}:{quote_plus(password)}"
+                f"mysql+pymysql://{_quote(self.mysql_user)}:{_quote(password)}"
                 f"@{self.mysql_host}:{self.mysql_port}/{self.mysql_database}?charset=utf8mb4"
             )
         return f"sqlite:///{self.sqlite_path}"
@@ -118,7 +150,7 @@ class Settings(BaseSettings):
             return self.redis_url
         if self.redis_host:
             password = self.redis_password.get_secret_value() if self.redis_password else ""
-            auth = f":{quote_plus(password)}@" if password else ""
+            auth = f":{_quote(password)}@" if password else ""
             return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
         return None
 
@@ -173,6 +205,9 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             problems.append("FERNET_KEY is missing or the example value")
         if not settings.uses_sqlite and not settings.database_url and _is_weak(settings.mysql_password, min_length=8):
             problems.append("MYSQL_PASSWORD is missing or an example value")
+        url_password = _database_url_password(settings)
+        if url_password is not None and _is_weak(SecretStr(url_password), min_length=8):
+            problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
         if settings.first_admin_password is not None and _is_weak(settings.first_admin_password, min_length=8):
             problems.append("FIRST_ADMIN_PASSWORD is an example value or shorter than 8 characters")
     if problems:
@@ -186,6 +221,15 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             updates["fernet_key"] = SecretStr(stored["fernet_key"])
         settings = settings.model_copy(update=updates)
     return settings
+
+
+def _database_url_password(settings: Settings) -> str | None:
+    if not settings.database_url or settings.uses_sqlite:
+        return None
+    try:
+        return make_url(settings.database_url).password
+    except ArgumentError:
+        return None  # not a URL: the engine reports it without echoing it here
 
 
 def _load_or_create_dev_secrets(path: Path) -> dict[str, str]:

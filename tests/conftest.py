@@ -179,3 +179,37 @@ def admin_headers(settings: Settings, admin: User) -> dict[str, str]:
 @pytest.fixture
 def tree(db: Session, user: User) -> dict[str, Any]:
     return factories.make_tree(db, user)
+
+
+# Redis (real server; a dedicated logical database, flushed per test that uses it).
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis unreachable at {url}: {exc.__class__.__name__}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required when CI=true)", pytrace=False)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    from app.clients import sync_redis
+
+    client = sync_redis(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

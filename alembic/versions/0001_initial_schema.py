@@ -13,6 +13,8 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 # Frozen copies of app.models.base types (migrations must not change when app code does).
+# sqlite_autoincrement: SQLite never hands out the id of a deleted row again (as MySQL does);
+# ids are in JWTs and tracking tokens, so a reused id would act for someone else.
 DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -44,6 +46,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "campaigns",
@@ -65,6 +68,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_campaigns_owner_id_id"), "campaigns", ["owner_id", "id"], unique=False
@@ -90,6 +94,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "links",
@@ -110,6 +115,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_links_campaign_id"), "links", ["campaign_id"], unique=False
@@ -151,6 +157,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_contacts_campaign_id_status"),
@@ -198,6 +205,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_clicks_campaign_id_clicked_at"),
@@ -241,6 +249,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "openings",
@@ -264,6 +273,7 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_openings_campaign_id_contact_id"),
@@ -289,24 +299,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_openings_pixel_id_opened_at"), table_name="openings")
-    op.drop_index(op.f("ix_openings_contact_id"), table_name="openings")
-    op.drop_index(op.f("ix_openings_campaign_id_opened_at"), table_name="openings")
-    op.drop_index(op.f("ix_openings_campaign_id_contact_id"), table_name="openings")
-    op.drop_table("openings")
-    op.drop_table("pixels")
-    op.drop_index(op.f("ix_clicks_link_id_clicked_at"), table_name="clicks")
-    op.drop_index(op.f("ix_clicks_contact_id"), table_name="clicks")
-    op.drop_index(op.f("ix_clicks_campaign_id_contact_id"), table_name="clicks")
-    op.drop_index(op.f("ix_clicks_campaign_id_clicked_at"), table_name="clicks")
-    op.drop_table("clicks")
-    op.drop_index(op.f("ix_contacts_group_id_status"), table_name="contacts")
-    op.drop_index(op.f("ix_contacts_group_id_scheduled_at"), table_name="contacts")
-    op.drop_index(op.f("ix_contacts_campaign_id_status"), table_name="contacts")
-    op.drop_table("contacts")
-    op.drop_index(op.f("ix_links_campaign_id"), table_name="links")
-    op.drop_table("links")
-    op.drop_table("groups")
-    op.drop_index(op.f("ix_campaigns_owner_id_id"), table_name="campaigns")
-    op.drop_table("campaigns")
-    op.drop_table("users")
+    # Children first. Dropping a table drops its indexes; dropping those indexes one by one
+    # first fails on MySQL/MariaDB when an index backs a foreign key (error 1553).
+    for table in ("openings", "pixels", "clicks", "contacts", "links", "groups", "campaigns", "users"):
+        op.drop_table(table)

@@ -20,10 +20,13 @@ NAMING_CONVENTION = {
 
 # MySQL tables are utf8mb4 with a binary collation so that uniqueness and equality
 # behave as on SQLite (no case/accent folding): the two backends must agree.
-MYSQL_TABLE_ARGS: dict[str, Any] = {
+# SQLite tables use AUTOINCREMENT so that, as on MySQL, the id of a deleted row is never
+# handed out again (ids are in JWTs and tracking tokens: a reused id would act for another row).
+TABLE_ARGS: dict[str, Any] = {
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
     "mysql_engine": "InnoDB",
+    "sqlite_autoincrement": True,
 }
 
 # 64-bit ids on MySQL; SQLite needs INTEGER PRIMARY KEY for its rowid alias.

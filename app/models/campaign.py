@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import MYSQL_TABLE_ARGS, Base, BigId, utcnow
+from app.models.base import TABLE_ARGS, Base, BigId, utcnow
 
 
 class ContactStatus(enum.StrEnum):
@@ -19,7 +19,7 @@ class ContactStatus(enum.StrEnum):
 
 class Campaign(Base):
     __tablename__ = "campaigns"
-    __table_args__ = (Index(None, "owner_id", "id"), MYSQL_TABLE_ARGS)
+    __table_args__ = (Index(None, "owner_id", "id"), TABLE_ARGS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     owner_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
@@ -37,7 +37,7 @@ class Group(Base):
         UniqueConstraint("campaign_id", "name"),
         # Target of the contacts' composite foreign key (group and campaign must agree).
         UniqueConstraint("id", "campaign_id"),
-        MYSQL_TABLE_ARGS,
+        TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -56,7 +56,7 @@ class Contact(Base):
         Index(None, "group_id", "status"),
         Index(None, "group_id", "scheduled_at"),
         Index(None, "campaign_id", "status"),
-        MYSQL_TABLE_ARGS,
+        TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

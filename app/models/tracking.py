@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import MYSQL_TABLE_ARGS, Base, BigId, utcnow
+from app.models.base import TABLE_ARGS, Base, BigId, utcnow
 
 
 class ClientKind(enum.StrEnum):
@@ -30,9 +30,13 @@ MACHINE_CLIENTS = frozenset(
 )
 
 
+# Pixel numbers (rendering slots of one contact) run from 1 to this.
+MAX_PIXEL_NUMBER = 1000
+
+
 class Pixel(Base):
     __tablename__ = "pixels"
-    __table_args__ = (UniqueConstraint("contact_id", "number"), MYSQL_TABLE_ARGS)
+    __table_args__ = (UniqueConstraint("contact_id", "number"), TABLE_ARGS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(32), unique=True)
@@ -48,7 +52,7 @@ class Opening(Base):
         Index(None, "campaign_id", "opened_at"),
         Index(None, "campaign_id", "contact_id"),
         Index(None, "contact_id"),
-        MYSQL_TABLE_ARGS,
+        TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -64,7 +68,7 @@ class Opening(Base):
 
 class Link(Base):
     __tablename__ = "links"
-    __table_args__ = (MYSQL_TABLE_ARGS,)
+    __table_args__ = (TABLE_ARGS,)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
@@ -80,7 +84,7 @@ class Click(Base):
         Index(None, "link_id", "clicked_at"),
         Index(None, "campaign_id", "clicked_at"),
         Index(None, "campaign_id", "contact_id"),
-        MYSQL_TABLE_ARGS,
+        TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

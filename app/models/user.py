@@ -5,12 +5,12 @@ from datetime import datetime
 from sqlalchemy import Boolean, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import MYSQL_TABLE_ARGS, Base, BigId, utcnow
+from app.models.base import TABLE_ARGS, Base, BigId, utcnow
 
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (MYSQL_TABLE_ARGS,)
+    __table_args__ = (TABLE_ARGS,)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import email.message
 import json
 from typing import Annotated, Any
 
@@ -55,11 +56,27 @@ def _prefixed(exc: ValidationError) -> RequestValidationError:
     )
 
 
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def _parse_contacts(request: Request) -> ContactCreate | list[ContactCreate]:
     """One contact object, or a list of 1..10,000; errors located as ["body", row, field]."""
+    if not _is_json(request.headers.get("content-type")):
+        # As for every other body of the API (FastAPI's strict content type): JSON only.
+        raise _invalid(
+            [{"loc": ("body",), "msg": "Send JSON (Content-Type: application/json).", "type": "model_attributes_type"}]
+        )
     try:
         raw = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # ValueError covers JSONDecodeError and integers with too many digits;
+        # RecursionError a pathologically nested document.
         raise _invalid([{"loc": ("body",), "msg": "Body is not valid JSON.", "type": "json_invalid"}]) from None
     try:
         if isinstance(raw, list):

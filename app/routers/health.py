@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from redis.exceptions import RedisError
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from app.schemas.common import error_responses
 
@@ -16,16 +18,26 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=error_responses(503))
-def readyz(request: Request) -> JSONResponse:
-    """The database (and Redis, when configured) answer; 503 otherwise."""
-    checks: dict[str, str] = {}
+def _database_ok(engine: Engine) -> bool:
     try:
-        with request.app.state.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
     except SQLAlchemyError:
-        checks["database"] = "unavailable"
+        return False
+    return True
+
+
+@router.get("/readyz", responses=error_responses(503))
+async def readyz(request: Request) -> JSONResponse:
+    """The database and, when configured, Redis answer; 503 otherwise."""
+    checks = {"database": "ok" if await run_in_threadpool(_database_ok, request.app.state.engine) else "unavailable"}
+    redis = request.app.state.tracking.redis
+    if redis is not None:
+        try:
+            await redis.ping()
+            checks["redis"] = "ok"
+        except (RedisError, OSError):
+            checks["redis"] = "unavailable"
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ok", "checks": checks})
     return JSONResponse({"detail": checks, "code": "service_unavailable"}, status_code=503)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep, SettingsDep
+from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
 from app.models.base import MAX_ID
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import LinkCreate, LinkOut, LinkUpdate, TrackedUrlOut
@@ -33,14 +33,16 @@ def get_link(link_id: IdPath, user: CurrentUser, db: SessionDep) -> LinkOut:
 
 
 @router.patch("/links/{link_id}", response_model=LinkOut)
-def update_link(link_id: IdPath, body: LinkUpdate, user: CurrentUser, db: SessionDep) -> LinkOut:
-    link = links.get_link(db, user, link_id)
-    return LinkOut.model_validate(links.update_link(db, link, body.changes()))
+def update_link(link_id: IdPath, body: LinkUpdate, user: CurrentUser, db: SessionDep, request: Request) -> LinkOut:
+    link = links.update_link(db, links.get_link(db, user, link_id), body.changes())
+    request.app.state.tracker.links.forget(link.id)  # clicks redirect to the new URL at once
+    return LinkOut.model_validate(link)
 
 
 @router.delete("/links/{link_id}", status_code=204)
-def delete_link(link_id: IdPath, user: CurrentUser, db: SessionDep) -> Response:
+def delete_link(link_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> Response:
     links.delete_link(db, links.get_link(db, user, link_id))
+    request.app.state.tracker.links.forget(link_id)
     return Response(status_code=204)
 
 
@@ -50,11 +52,9 @@ def tracked_url(
     contact_id: Annotated[int, Query(ge=1, le=MAX_ID, description="A contact of the link's campaign.")],
     user: CurrentUser,
     db: SessionDep,
-    settings: SettingsDep,
+    urls: UrlsDep,
 ) -> TrackedUrlOut:
     """The tracked click URL of this link for one contact (put it in that contact's email)."""
     link = links.get_link(db, user, link_id)
     contact = links.contact_of_link_campaign(db, link, contact_id)
-    return TrackedUrlOut(
-        link_id=link.id, contact_id=contact.id, url=links.tracked_url(settings.public_base_url, link, contact)
-    )
+    return TrackedUrlOut(link_id=link.id, contact_id=contact.id, url=urls.click(link.id, contact.id))

@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep, SettingsDep
+from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
 from app.models import Pixel
 from app.schemas.common import Page, error_responses
 from app.schemas.tracking import PixelCreate, PixelOut, PixelUpdate
 from app.services import contacts, pixels
+from app.tracking.urls import TrackingUrls
 
 router = APIRouter(prefix="/api/v1", tags=["pixels"], responses=error_responses(401, 403, 404, 422))
 
 
-def _out(pixel: Pixel, base_url: str) -> PixelOut:
-    url = pixels.pixel_url(base_url, pixel)
+def _out(pixel: Pixel, urls: TrackingUrls) -> PixelOut:
+    url = urls.pixel(pixel.id)
     return PixelOut(
         id=pixel.id,
         uuid=pixel.uuid,
@@ -20,42 +21,36 @@ def _out(pixel: Pixel, base_url: str) -> PixelOut:
         number=pixel.number,
         created_at=pixel.created_at,
         url=url,
-        html=pixels.pixel_html(url),
+        html=urls.img_tag(url),
     )
 
 
 @router.get("/contacts/{contact_id}/pixels", response_model=Page[PixelOut])
-def list_pixels(
-    contact_id: IdPath, user: CurrentUser, db: SessionDep, settings: SettingsDep, page: PageDep
-) -> Page[PixelOut]:
+def list_pixels(contact_id: IdPath, user: CurrentUser, db: SessionDep, urls: UrlsDep, page: PageDep) -> Page[PixelOut]:
     contact = contacts.get_contact(db, user, contact_id)
     items, total = pixels.list_pixels(db, contact, limit=page.limit, offset=page.offset)
-    return Page[PixelOut](
-        items=[_out(p, settings.public_base_url) for p in items], total=total, limit=page.limit, offset=page.offset
-    )
+    return Page[PixelOut](items=[_out(p, urls) for p in items], total=total, limit=page.limit, offset=page.offset)
 
 
 @router.post("/contacts/{contact_id}/pixels", response_model=PixelOut, status_code=201, responses=error_responses(409))
 def create_pixel(
-    contact_id: IdPath, user: CurrentUser, db: SessionDep, settings: SettingsDep, body: PixelCreate | None = None
+    contact_id: IdPath, user: CurrentUser, db: SessionDep, urls: UrlsDep, body: PixelCreate | None = None
 ) -> PixelOut:
     """Create a tracking pixel for the contact; embed its `html` (or `url`) in the email."""
     contact = contacts.get_contact(db, user, contact_id)
     pixel = pixels.create_pixel(db, contact, body.number if body else None)
-    return _out(pixel, settings.public_base_url)
+    return _out(pixel, urls)
 
 
 @router.get("/pixels/{pixel_id}", response_model=PixelOut)
-def get_pixel(pixel_id: IdPath, user: CurrentUser, db: SessionDep, settings: SettingsDep) -> PixelOut:
-    return _out(pixels.get_pixel(db, user, pixel_id), settings.public_base_url)
+def get_pixel(pixel_id: IdPath, user: CurrentUser, db: SessionDep, urls: UrlsDep) -> PixelOut:
+    return _out(pixels.get_pixel(db, user, pixel_id), urls)
 
 
 @router.patch("/pixels/{pixel_id}", response_model=PixelOut, responses=error_responses(409))
-def update_pixel(
-    pixel_id: IdPath, body: PixelUpdate, user: CurrentUser, db: SessionDep, settings: SettingsDep
-) -> PixelOut:
+def update_pixel(pixel_id: IdPath, body: PixelUpdate, user: CurrentUser, db: SessionDep, urls: UrlsDep) -> PixelOut:
     pixel = pixels.update_pixel(db, pixels.get_pixel(db, user, pixel_id), body.number)
-    return _out(pixel, settings.public_base_url)
+    return _out(pixel, urls)
 
 
 @router.delete("/pixels/{pixel_id}", status_code=204)

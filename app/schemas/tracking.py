@@ -8,17 +8,18 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, field_validator
 
 from app.models import ClientKind
+from app.models.tracking import MAX_PIXEL_NUMBER
 from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
 
 
 class PixelCreate(InModel):
-    number: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+    number: Annotated[int, Field(ge=1, le=MAX_PIXEL_NUMBER)] | None = Field(
         default=None, description="Rendering slot of this pixel for the contact; default: the next free number."
     )
 
 
 class PixelUpdate(PatchModel):
-    number: Annotated[int, Field(ge=1, le=1000)]
+    number: Annotated[int, Field(ge=1, le=MAX_PIXEL_NUMBER)]
 
 
 class PixelOut(OutModel):

@@ -127,7 +127,9 @@ def update_contact(db: Session, contact: Contact, changes: dict[str, Any]) -> Co
         taken = db.scalar(select(Contact.id).where(Contact.group_id == group_id, Contact.email == email))
         if taken is not None:
             raise conflict(["body", "email"], "A contact with this email already exists in this group.")
-    if changes.get("status") == ContactStatus.sent and changes.get("sent_at", contact.sent_at) is None:
+    # The resulting contact, not only the request, decides: a sent contact always has a sent_at.
+    status = changes.get("status", contact.status)
+    if status == ContactStatus.sent and changes.get("sent_at", contact.sent_at) is None:
         changes["sent_at"] = utcnow()
     apply_changes(contact, _with_sent_at(changes))
     db.commit()

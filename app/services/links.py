@@ -57,7 +57,3 @@ def contact_of_link_campaign(db: Session, link: Link, contact_id: int) -> Contac
     if contact is None:
         raise NotFound("Contact not found in this link's campaign.")
     return contact
-
-
-def tracked_url(base_url: str, link: Link, contact: Contact) -> str:
-    return f"{base_url}/c/{link.uuid}.{contact.id}"

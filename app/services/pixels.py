@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from html import escape
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
 from app.models import Campaign, Contact, Pixel, User
+from app.models.tracking import MAX_PIXEL_NUMBER
 from app.services.common import conflict, owned, paginate
 
 
@@ -37,9 +37,21 @@ def _check_number_free(db: Session, contact_id: int, number: int) -> None:
         raise conflict(["body", "number"], "This contact already has a pixel with this number.")
 
 
+def _next_number(db: Session, contact_id: int) -> int:
+    """The number after the highest used one; once that is past the range, the lowest free one."""
+    highest = db.scalar(select(func.max(Pixel.number)).where(Pixel.contact_id == contact_id)) or 0
+    if highest < MAX_PIXEL_NUMBER:
+        return highest + 1
+    used = set(db.scalars(select(Pixel.number).where(Pixel.contact_id == contact_id)))
+    for number in range(1, MAX_PIXEL_NUMBER + 1):
+        if number not in used:
+            return number
+    raise conflict(["body", "number"], f"This contact already has {MAX_PIXEL_NUMBER} pixels, the maximum.")
+
+
 def create_pixel(db: Session, contact: Contact, number: int | None = None) -> Pixel:
     if number is None:
-        number = (db.scalar(select(func.max(Pixel.number)).where(Pixel.contact_id == contact.id)) or 0) + 1
+        number = _next_number(db, contact.id)
     else:
         _check_number_free(db, contact.id, number)
     pixel = Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex)
@@ -59,13 +71,3 @@ def update_pixel(db: Session, pixel: Pixel, number: int) -> Pixel:
 def delete_pixel(db: Session, pixel: Pixel) -> None:
     db.delete(pixel)  # openings: ON DELETE CASCADE
     db.commit()
-
-
-def pixel_url(base_url: str, pixel: Pixel) -> str:
-    return f"{base_url}/o/{pixel.uuid}.gif"
-
-
-def pixel_html(url: str) -> str:
-    return (
-        f'<img src="{escape(url)}" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0" />'
-    )

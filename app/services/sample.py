@@ -1,8 +1,9 @@
 """Load a sample/seed file (sample.json format) through the same validation as the API.
 
-Idempotent: a campaign whose name the owner already has is skipped. Pixels and
-openings are inserted in bulk so large files load quickly; `progress` is called
-after each group with (contacts done, contacts total).
+Idempotent: a campaign whose name the owner already has is skipped. All or nothing:
+a file that fails half-way leaves no trace. Pixels and openings are inserted in bulk
+so large files load quickly; `progress` is called after each group with
+(contacts done, contacts total).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field
-from sqlalchemy import insert, select
+from pydantic import Field, model_validator
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.models import Campaign, Contact, Opening, Pixel, User
@@ -27,6 +28,15 @@ from app.schemas.tracking import LinkCreate, OpeningCreate
 from app.services import campaigns, contacts, links
 
 
+def _no_duplicates(values: list[Any], what: str) -> None:
+    """Duplicates the database would refuse half-way through a load are refused up front."""
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what}: {value!r}")
+        seen.add(value)
+
+
 class SamplePixel(InModel):
     number: int = Field(default=1, ge=1, le=1000)
     openings: list[OpeningCreate] = []
@@ -35,18 +45,47 @@ class SamplePixel(InModel):
 class SampleContact(ContactCreate):
     pixels: list[SamplePixel] = []
 
+    @model_validator(mode="after")
+    def _unique_pixels(self) -> Self:
+        _no_duplicates([p.number for p in self.pixels], "pixel number for this contact")
+        return self
+
 
 class SampleGroup(GroupCreate):
     contacts: list[SampleContact] = []
+
+    @model_validator(mode="after")
+    def _unique_contacts(self) -> Self:
+        _no_duplicates([c.email for c in self.contacts], "contact email in this group")
+        return self
 
 
 class SampleCampaign(CampaignCreate):
     groups: list[SampleGroup] = []
     links: list[LinkCreate] = []
 
+    @model_validator(mode="after")
+    def _unique_groups(self) -> Self:
+        _no_duplicates([g.name for g in self.groups], "group name in this campaign")
+        return self
+
 
 class SampleFile(InModel):
     campaigns: list[SampleCampaign]
+
+    @model_validator(mode="after")
+    def _unique_event_ids(self) -> Self:
+        event_ids = [
+            o.event_id
+            for c in self.campaigns
+            for g in c.groups
+            for ct in g.contacts
+            for p in ct.pixels
+            for o in p.openings
+            if o.event_id
+        ]
+        _no_duplicates(event_ids, "opening event_id")
+        return self
 
 
 @dataclass
@@ -65,6 +104,26 @@ def read_sample(path: Path) -> SampleFile:
 def load_sample(
     db: Session, owner: User, sample: SampleFile, progress: Callable[[int, int], None] | None = None
 ) -> LoadResult:
+    """All or nothing: on any error the campaigns created so far (and, by cascade, everything
+    under them) are deleted again before the error propagates."""
+    created: list[int] = []
+    try:
+        return _load(db, owner, sample, progress, created)
+    except BaseException:
+        db.rollback()
+        if created:
+            db.execute(delete(Campaign).where(Campaign.id.in_(created)))  # ON DELETE CASCADE
+            db.commit()
+        raise
+
+
+def _load(
+    db: Session,
+    owner: User,
+    sample: SampleFile,
+    progress: Callable[[int, int], None] | None,
+    created_ids: list[int],
+) -> LoadResult:
     result = LoadResult()
     total = sum(len(g.contacts) for c in sample.campaigns for g in c.groups)
     for spec in sample.campaigns:
@@ -73,6 +132,7 @@ def load_sample(
             result.skipped += 1
             continue
         campaign = campaigns.create_campaign(db, owner, spec.model_dump(exclude={"groups", "links"}))
+        created_ids.append(campaign.id)
         result.campaigns += 1
         for link in spec.links:
             links.create_link(db, campaign, link.model_dump())
@@ -103,7 +163,7 @@ def _insert_pixels(db: Session, created: list[Contact], specs: list[SampleContac
     ids: dict[str, int] = {}
     for start in range(0, len(keys), 1000):
         chunk = keys[start : start + 1000]
-        ids.update(db.execute(select(Pixel.uuid, Pixel.id).where(Pixel.uuid.in_(chunk))).tuples().all())
+        ids.update(db.execute(select(Pixel.uuid, Pixel.id).where(Pixel.uuid.in_(chunk))).all())
     opening_rows = [
         {
             **opening.model_dump(exclude={"event_id"}),

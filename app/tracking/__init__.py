@@ -1,0 +1,1 @@
+"""The tracking path: tokens, client classification, event queue, fast ASGI path, ingestion."""

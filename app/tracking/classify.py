@@ -1,0 +1,78 @@
+"""Who loaded a pixel or followed a link: a person's mail client, a provider's proxy, or a bot.
+
+Machine opens are kept and recorded with their class (reports split them): dropping,
+say, Gmail proxy loads would lose real opens, since Gmail fetches at open time.
+
+- apple_mpp: Apple Mail Privacy Protection prefetches through Apple's relays with the
+  bare user agent "Mozilla/5.0" (or from Apple's 17.0.0.0/8 network).
+- gmail_proxy: Gmail's image proxy ("GoogleImageProxy", via ggpht.com).
+- yahoo_proxy: Yahoo/AOL's image proxy ("YahooMailProxy").
+- outlook_proxy: Outlook's image-caching proxy when it names itself; Outlook desktop and
+  mobile apps load images from the device and count as `browser`.
+- bot: HEAD requests, prefetch hints (Purpose/Sec-Purpose/X-Moz: prefetch), crawlers,
+  link scanners and HTTP libraries.
+- browser: a real rendering engine or mail client; unknown: anything else or no agent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+
+from app.models.tracking import ClientKind
+
+_APPLE_NET = ipaddress.ip_network("17.0.0.0/8")
+
+_BOT = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|scanner|preview|prefetch|headless|phantomjs|curl/|wget/|python-|"
+    r"go-http-client|java/|okhttp|libwww|httpclient|axios|node-fetch|aiohttp|httpx|"
+    r"barracuda|proofpoint|mimecast|symantec|forcepoint|trendmicro|safelinks|cisco|ironport|"
+    r"microsoft office existence discovery|ms-office.*discovery|facebookexternalhit|slackbot|whatsapp|"
+    r"skypeuripreview|linkexpanding|validator|monitor|uptime|check_http|nessus|nmap|zgrab|masscan",
+    re.IGNORECASE,
+)
+_BROWSER = re.compile(
+    r"applewebkit|gecko/|trident/|presto/|edge?/|chrome/|firefox/|safari/|thunderbird|"
+    r"microsoft outlook|microsoft office/|outlook-(ios|android)|iphone mail|android mail|mail/\d",
+    re.IGNORECASE,
+)
+
+
+def _is_apple_ip(ip: str | None) -> bool:
+    if not ip or not ip.startswith("17."):  # cheap pre-check: this runs on every load
+        return False
+    try:
+        return ipaddress.ip_address(ip) in _APPLE_NET
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=4096)
+def _from_agent(user_agent: str) -> ClientKind | None:
+    if "GoogleImageProxy" in user_agent:
+        return ClientKind.gmail_proxy
+    if "YahooMailProxy" in user_agent:
+        return ClientKind.yahoo_proxy
+    if "OutlookImageProxy" in user_agent:
+        return ClientKind.outlook_proxy
+    if user_agent.strip() == "Mozilla/5.0":
+        return ClientKind.apple_mpp
+    if _BOT.search(user_agent):
+        return ClientKind.bot
+    if _BROWSER.search(user_agent):
+        return ClientKind.browser
+    return None
+
+
+def classify(
+    user_agent: str | None, ip: str | None = None, *, method: str = "GET", purpose: str | None = None
+) -> ClientKind:
+    if method == "HEAD" or (purpose and "prefetch" in purpose.lower()):
+        return ClientKind.bot
+    kind = _from_agent(user_agent[:512]) if user_agent else None
+    if kind is not None and kind is not ClientKind.browser:
+        return kind
+    if _is_apple_ip(ip):
+        return ClientKind.apple_mpp
+    return kind or ClientKind.unknown

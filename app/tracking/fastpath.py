@@ -1,0 +1,152 @@
+"""The pixel and click hot path, read top to bottom.
+
+`Tracker` turns a request into (status, headers, body): decode the Fernet token
+in-process, classify the client, submit the event to the queue (Redis: one
+group-committed round trip for dedupe + enqueue; never the database), answer.
+`TrackingFastPath` wraps the whole FastAPI app (see app.main.create_asgi) and serves
+`/o/…` and `/c/…` straight from `Tracker`, before FastAPI's middleware, routing,
+dependency injection and instrumentation;
+the same `Tracker` also backs the documented FastAPI routes (app/routers/tracking.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, select
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.models import Link
+from app.tracking.classify import classify
+from app.tracking.events import CLICK, OPEN, Event, anonymize_ip
+from app.tracking.queue import EventQueue
+from app.tracking.tokens import TokenCodec
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+NO_CACHE = b"no-store, no-cache, must-revalidate, private"
+GIF_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(GIF)).encode()),
+    (b"cache-control", NO_CACHE),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"0"),
+]
+NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
+NOT_FOUND_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(NOT_FOUND)).encode()),
+    (b"cache-control", NO_CACHE),
+]
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+_NOT_FOUND_REPLY: Reply = (404, NOT_FOUND_HEADERS, NOT_FOUND)
+
+
+class LinkCache:
+    """link id → stored URL, cached briefly in-process so clicks rarely wait on the database."""
+
+    def __init__(self, engine: Engine, ttl: float = 10.0, max_size: int = 50_000) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._max = max_size
+        self._items: dict[int, tuple[str | None, float]] = {}
+
+    def _query(self, link_id: int) -> str | None:
+        with self._engine.connect() as conn:
+            url: str | None = conn.scalar(select(Link.url).where(Link.id == link_id))
+        return url
+
+    async def url(self, link_id: int) -> str | None:
+        now = time.monotonic()
+        hit = self._items.get(link_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        url = await asyncio.to_thread(self._query, link_id)
+        if len(self._items) >= self._max:
+            self._items.clear()
+        self._items[link_id] = (url, now + self._ttl)
+        return url
+
+    def forget(self, link_id: int) -> None:
+        self._items.pop(link_id, None)
+
+
+class Tracker:
+    def __init__(
+        self,
+        codec: TokenCodec,
+        queue: EventQueue,
+        links: LinkCache,
+        *,
+        anonymize_ip: bool = False,
+        on_event: Callable[[str, str, bool], None] | None = None,
+    ) -> None:
+        self.codec = codec
+        self.queue = queue
+        self.links = links
+        self.anonymize_ip = anonymize_ip
+        self.on_event = on_event  # (kind, client, recorded) → metrics
+
+    def _event(self, kind: str, target: int, contact: int, headers: Any, ip: str, method: str) -> Event:
+        ua = purpose = ""
+        for name, value in headers:
+            if name == b"user-agent":
+                ua = value.decode("latin-1")
+            elif name in (b"purpose", b"sec-purpose", b"x-purpose", b"x-moz"):
+                purpose = value.decode("latin-1")
+        client = classify(ua, ip, method=method, purpose=purpose).value
+        if self.anonymize_ip and ip:
+            ip = anonymize_ip(ip)
+        return Event(kind, target, contact, time.time_ns() // 1_000_000, client, ip, ua)
+
+    async def _record(self, event: Event) -> None:
+        recorded = await self.queue.submit(event)
+        if self.on_event is not None:
+            self.on_event(event.kind, event.client, recorded)
+
+    async def pixel(self, token: str, headers: Any, ip: str, method: str = "GET") -> Reply:
+        ref = self.codec.decode_pixel(token.removesuffix(".gif"))
+        if ref is None:
+            return _NOT_FOUND_REPLY
+        await self._record(self._event(OPEN, ref.pixel_id, 0, headers, ip, method))
+        return 200, GIF_HEADERS, GIF
+
+    async def click(self, token: str, headers: Any, ip: str, method: str = "GET") -> Reply:
+        ref = self.codec.decode_click(token)
+        url = await self.links.url(ref.link_id) if ref is not None else None
+        if ref is None or url is None:
+            return _NOT_FOUND_REPLY
+        await self._record(self._event(CLICK, ref.link_id, ref.contact_id, headers, ip, method))
+        return 302, [(b"location", url.encode()), (b"cache-control", NO_CACHE), (b"content-length", b"0")], b""
+
+
+class TrackingFastPath:
+    """Wraps the FastAPI app: `/o/{token}.gif` and `/c/{token}` never reach FastAPI at all.
+
+    Everything else (including lifespan) goes to the wrapped app; `state` is its state.
+    """
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path: str = scope["path"]
+            handler = None
+            if path.startswith("/o/") and path.endswith(".gif"):
+                handler = self.state.tracker.pixel
+            elif path.startswith("/c/"):
+                handler = self.state.tracker.click
+            if handler is not None:
+                client = scope.get("client")
+                status, headers, body = await handler(
+                    path[3:], scope["headers"], client[0] if client else "", scope["method"]
+                )
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,127 @@
+"""Write a batch of tracking events to the database: the one insert path.
+
+Used by the Redis Streams worker, the in-process (embedded / degraded) flusher and
+the benchmarks. One SELECT resolves the batch's pixels (and links/contacts), one
+multi-row INSERT ... IGNORE per table writes them; `event_id` is unique, so a batch
+replayed after a crash inserts nothing twice. Events whose pixel, link or contact
+was deleted are skipped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, insert, select
+
+from app.models import Click, Contact, Link, Opening, Pixel
+from app.tracking.events import CLICK, OPEN, Event
+
+CHUNK = 1000
+
+
+@dataclass
+class IngestResult:
+    inserted: int = 0
+    skipped_missing: int = 0
+    duplicates: int = 0
+
+    def __iadd__(self, other: IngestResult) -> IngestResult:
+        self.inserted += other.inserted
+        self.skipped_missing += other.skipped_missing
+        self.duplicates += other.duplicates
+        return self
+
+
+def _ignore(stmt: Insert) -> Insert:
+    return stmt.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _lookup(conn: Connection, stmt: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    found: dict[int, tuple[int, ...]] = {}
+    for start in range(0, len(ids), CHUNK):
+        for row in conn.execute(stmt(ids[start : start + CHUNK])):
+            found[row[0]] = tuple(row[1:])
+    return found
+
+
+def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
+    inserted = 0
+    for start in range(0, len(rows), CHUNK):
+        result = conn.execute(_ignore(insert(table)), rows[start : start + CHUNK])
+        inserted += max(result.rowcount, 0)
+    return inserted
+
+
+def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestResult:
+    """Insert (event_id, event) pairs in one transaction; returns what happened to them."""
+    result = IngestResult()
+    opens = [(eid, e) for eid, e in events if e.kind == OPEN]
+    clicks = [(eid, e) for eid, e in events if e.kind == CLICK]
+    with engine.begin() as conn:
+        if opens:
+            pixels = _lookup(
+                conn,
+                lambda ids: (
+                    select(Pixel.id, Contact.id, Contact.campaign_id)
+                    .join(Contact, Contact.id == Pixel.contact_id)
+                    .where(Pixel.id.in_(ids))
+                ),
+                sorted({e.target_id for _, e in opens}),
+            )
+            rows = [
+                {
+                    "event_id": eid,
+                    "pixel_id": e.target_id,
+                    "contact_id": pixels[e.target_id][0],
+                    "campaign_id": pixels[e.target_id][1],
+                    "opened_at": _at(e.at_ms),
+                    "client": e.client,
+                    "ip": e.ip or None,
+                    "user_agent": e.user_agent or None,
+                }
+                for eid, e in opens
+                if e.target_id in pixels
+            ]
+            result.skipped_missing += len(opens) - len(rows)
+            inserted = _insert(conn, Opening, rows) if rows else 0
+            result.inserted += inserted
+            result.duplicates += len(rows) - inserted
+        if clicks:
+            links = _lookup(
+                conn,
+                lambda ids: select(Link.id, Link.campaign_id).where(Link.id.in_(ids)),
+                sorted({e.target_id for _, e in clicks}),
+            )
+            contacts = _lookup(
+                conn,
+                lambda ids: select(Contact.id, Contact.campaign_id).where(Contact.id.in_(ids)),
+                sorted({e.contact_id for _, e in clicks}),
+            )
+            rows = [
+                {
+                    "event_id": eid,
+                    "link_id": e.target_id,
+                    "contact_id": e.contact_id,
+                    "campaign_id": links[e.target_id][0],
+                    "clicked_at": _at(e.at_ms),
+                    "client": e.client,
+                    "ip": e.ip or None,
+                    "user_agent": e.user_agent or None,
+                }
+                for eid, e in clicks
+                if e.target_id in links
+                and e.contact_id in contacts
+                and contacts[e.contact_id][0] == links[e.target_id][0]
+            ]
+            result.skipped_missing += len(clicks) - len(rows)
+            inserted = _insert(conn, Click, rows) if rows else 0
+            result.inserted += inserted
+            result.duplicates += len(rows) - inserted
+    return result

@@ -1,0 +1,239 @@
+"""The event queue behind the pixel and click endpoints: dedupe + enqueue, group-committed.
+
+`RedisQueue` (production): concurrent requests share one round trip. Each request
+appends its event and awaits; one flush at a time sends the whole pending batch as
+a single EVALSHA of `DEDUPE_AND_ADD` (per event: `SET key NX EX window`, and only
+if that set it, `XADD` to the stream), and every request answers after Redis has
+replied for its event (durable ack). The worker (app/tracking/worker.py) moves the
+stream into the database.
+
+`MemoryQueue` (embedded default, and the fallback while Redis is unreachable): a
+TTL dedupe map and a list flushed in batches to the database by a background task
+through the same insert path (app/tracking/ingest.py); flushed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import Engine
+
+from app.tracking.events import RECORD_SEP, Event
+from app.tracking.ingest import IngestResult, store_events
+
+log = logging.getLogger("pixeltrack.queue")
+
+STREAM = "pt:events"
+GROUP = "pt:ingest"
+
+# KEYS[1]: the stream. ARGV[1]: dedupe window (s); ARGV[2]: the batch, events joined by "\30"
+# (one argument, so a batch of hundreds costs one cheap command to send). For each event:
+# its dedupe key is `pt:d:` + kind + ids (the event's leading fields), `SET key NX EX window`,
+# and only if that set it, `XADD`. Returns one 1 (recorded) or 0 (duplicate) per event.
+DEDUPE_AND_ADD = r"""
+local window = tonumber(ARGV[1])
+local out = {}
+for event in string.gmatch(ARGV[2], '[^\30]+') do
+  local fresh = true
+  if window > 0 then
+    local kind, target, contact = string.match(event, '^(%a)\31(%d+)\31(%d+)\31')
+    local key = 'pt:d:' .. kind .. ':' .. target
+    if kind == 'c' then key = key .. ':' .. contact end
+    fresh = redis.call('SET', key, '1', 'NX', 'EX', window)
+  end
+  if fresh then
+    redis.call('XADD', KEYS[1], '*', 'e', event)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+
+class EventQueue(Protocol):
+    async def submit(self, event: Event) -> bool:
+        """Record the event unless it is a duplicate within the window; True if recorded."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryQueue:
+    """In-process dedupe and queue, flushed to the database in batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        window_seconds: int,
+        flush_interval: float = 0.2,
+        max_batch: int = 2000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._window = window_seconds
+        self._interval = flush_interval
+        self._max_batch = max_batch
+        self._clock = clock
+        self._seen: dict[str, float] = {}
+        self._pending: list[tuple[str, Event]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._last_sweep = clock()
+        self.totals = IngestResult()
+
+    def offer(self, event: Event) -> bool:
+        """Dedupe and enqueue synchronously (no await): True if it will be recorded."""
+        now = self._clock()
+        if self._window > 0:
+            key = event.dedupe_key
+            expires = self._seen.get(key)
+            if expires is not None and expires > now:
+                return False
+            self._seen[key] = now + self._window
+            if now - self._last_sweep > 60:
+                self._sweep(now)
+        self._pending.append((uuid.uuid4().hex, event))
+        if len(self._pending) >= self._max_batch:
+            self._wake.set()
+        return True
+
+    async def submit(self, event: Event) -> bool:
+        return self.offer(event)
+
+    def _sweep(self, now: float) -> None:
+        self._seen = {k: v for k, v in self._seen.items() if v > now}
+        self._last_sweep = now
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> IngestResult:
+        """Write everything pending now (tests and shutdown call this explicitly)."""
+        async with self._lock:
+            result = IngestResult()
+            while self._pending:
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                try:
+                    result += await asyncio.to_thread(store_events, self._engine, batch)
+                except Exception:
+                    # Keep the events (the database may be briefly unavailable) and retry later.
+                    self._pending[:0] = batch
+                    log.exception("could not write %d tracking events; will retry", len(batch))
+                    break
+            self.totals += result
+            return result
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            self._wake.clear()
+            if self._pending:
+                await self.flush()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pixeltrack-memory-flusher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
+class RedisQueue:
+    """Redis dedupe + stream with group commit; falls back to a MemoryQueue if Redis fails."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        fallback: MemoryQueue,
+        *,
+        window_seconds: int,
+        stream: str = STREAM,
+        retry_after: float = 1.0,
+        on_degraded: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._fallback = fallback
+        self._window = window_seconds
+        self._stream = stream
+        self._retry_after = retry_after
+        self._on_degraded = on_degraded
+        self._pending: list[tuple[Event, asyncio.Future[bool]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._down_until = 0.0
+        self._script = redis.register_script(DEDUPE_AND_ADD)
+        self.degraded = False
+
+    async def start(self) -> None:
+        await self._fallback.start()
+
+    async def close(self) -> None:
+        if self._flush_task is not None:
+            await self._flush_task  # answers the requests already waiting
+        await self._fallback.close()
+
+    async def submit(self, event: Event) -> bool:
+        if self._down_until and time.monotonic() < self._down_until:
+            return self._fallback.offer(event)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if self._flush_task is None:
+            # Starts on the next loop turn: requests read in this turn join the same batch.
+            self._flush_task = asyncio.create_task(self._flush_loop())
+        return await future
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._flush(batch)
+        finally:
+            self._flush_task = None
+
+    async def _flush(self, batch: list[tuple[Event, asyncio.Future[bool]]]) -> None:
+        joined = RECORD_SEP.join(event.encode() for event, _ in batch)
+        try:
+            answers = await self._script(keys=[self._stream], args=[self._window, joined])
+        except RedisError as exc:
+            self._set_degraded(True, exc)
+            for event, future in batch:
+                if not future.done():
+                    future.set_result(self._fallback.offer(event))
+            return
+        if self.degraded:
+            self._set_degraded(False, None)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(bool(answer))
+
+    def _set_degraded(self, degraded: bool, exc: Exception | None) -> None:
+        if degraded:
+            self._down_until = time.monotonic() + self._retry_after
+            if not self.degraded:
+                log.error("Redis unavailable (%s): recording directly to the database, dedupe per process", exc)
+        else:
+            self._down_until = 0.0
+            log.warning("Redis is back: tracking events go to the stream again")
+        self.degraded = degraded
+        if self._on_degraded is not None:
+            self._on_degraded(degraded)

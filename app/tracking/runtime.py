@@ -1,0 +1,38 @@
+"""Assemble the tracking path for one API process (called from the app's lifespan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy import Engine
+
+from app.clients import async_redis
+from app.settings import Settings
+from app.tracking.fastpath import LinkCache, Tracker
+from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
+from app.tracking.tokens import TokenCodec
+
+
+@dataclass
+class TrackingRuntime:
+    tracker: Tracker
+    memory: MemoryQueue
+    redis: aioredis.Redis | None
+
+    async def close(self) -> None:
+        await self.tracker.queue.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
+    memory = MemoryQueue(engine, window_seconds=settings.dedupe_window_seconds)
+    queue: EventQueue = memory
+    client = None
+    if settings.redis_dsn:
+        client = async_redis(settings.redis_dsn)
+        queue = RedisQueue(client, memory, window_seconds=settings.dedupe_window_seconds)
+    tracker = Tracker(TokenCodec(settings.fernet_keys()), queue, LinkCache(engine), anonymize_ip=settings.anonymize_ip)
+    await queue.start()
+    return TrackingRuntime(tracker=tracker, memory=memory, redis=client)

@@ -1,0 +1,206 @@
+"""`pixeltrack worker`: moves tracking events from the Redis stream into the database.
+
+A Redis Streams consumer group; several workers may run. Each loop:
+1. every `claim_every` loops, XAUTOCLAIM entries idle longer than `claim_idle_ms`
+   (their consumer died) and process them;
+2. re-read this consumer's own pending entries (a batch whose insert failed);
+3. XREADGROUP new entries (blocking up to `block_ms`);
+and for each batch: one transaction through app/tracking/ingest.store_events, and
+only after the commit, XACK + XDEL (the stream is trimmed as it is consumed).
+A database error leaves the batch pending and backs off exponentially; nothing is
+lost and, as event ids are the stream ids, nothing is inserted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.tracking.events import Event
+from app.tracking.ingest import IngestResult, store_events
+from app.tracking.queue import GROUP, STREAM
+
+log = logging.getLogger("pixeltrack.worker")
+
+Entries = list[tuple[str, dict[str, str]]]
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    skipped_missing: int = 0
+    malformed: int = 0
+    reclaimed: int = 0
+    db_errors: int = 0
+    last_batch_size: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+def ensure_group(redis: Redis, stream: str = STREAM, group: str = GROUP) -> None:
+    """Create the consumer group (reading from the start of the stream) if missing."""
+    try:
+        redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        redis: Redis,
+        engine: Engine,
+        *,
+        consumer: str | None = None,
+        stream: str = STREAM,
+        group: str = GROUP,
+        batch_size: int = 1000,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        claim_every: int = 10,
+        max_backoff: float = 30.0,
+        on_batch: Callable[[IngestResult, int], None] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.engine = engine
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.stream = stream
+        self.group = group
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_every = claim_every
+        self.max_backoff = max_backoff
+        self.on_batch = on_batch
+        self.stats = WorkerStats()
+        self._loops = 0
+        self._backoff = 0.0
+        self._stopping = False
+        ensure_group(redis, stream, group)
+
+    # -- reading -------------------------------------------------------------
+    def _own_pending(self) -> Entries:
+        reply = self.redis.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=self.batch_size)
+        return _entries(reply)
+
+    def _new(self, block: bool) -> Entries:
+        reply = self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms if block else None
+        )
+        return _entries(reply)
+
+    def reclaim(self) -> Entries:
+        """Take over entries whose consumer has not acknowledged them for claim_idle_ms."""
+        reply: Any = self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=self.batch_size,
+        )
+        entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
+        self.stats.reclaimed += len(entries)
+        return entries
+
+    # -- processing ----------------------------------------------------------
+    def process(self, entries: Entries) -> IngestResult:
+        """Insert a batch, then ack and delete it. Raises SQLAlchemyError if the database fails."""
+        events: list[tuple[str, Event]] = []
+        malformed: list[str] = []
+        for entry_id, fields in entries:
+            try:
+                events.append((entry_id, Event.decode(fields["e"])))
+            except (KeyError, ValueError):
+                malformed.append(entry_id)
+        result = store_events(self.engine, events) if events else IngestResult()
+        ids = [entry_id for entry_id, _ in entries]
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(self.stream, self.group, *ids)
+            pipe.xdel(self.stream, *ids)
+            pipe.execute()
+        if malformed:
+            log.warning("dropped %d malformed stream entries", len(malformed))
+        self.stats.batches += 1
+        self.stats.inserted += result.inserted
+        self.stats.duplicates += result.duplicates
+        self.stats.skipped_missing += result.skipped_missing
+        self.stats.malformed += len(malformed)
+        self.stats.last_batch_size = len(entries)
+        if self.on_batch is not None:
+            self.on_batch(result, len(entries))
+        return result
+
+    def run_once(self, *, block: bool = True) -> int:
+        """One loop; returns how many entries it handled. Database errors back off and retry."""
+        self._loops += 1
+        try:
+            entries: Entries = []
+            if self._loops % self.claim_every == 1 or self.claim_every == 1:
+                entries = self.reclaim()
+            if not entries:
+                entries = self._own_pending()
+            if not entries:
+                entries = self._new(block)
+            if entries:
+                self.process(entries)
+            self._backoff = 0.0
+            return len(entries)
+        except SQLAlchemyError as exc:
+            self.stats.db_errors += 1
+            self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
+            log.error(
+                "database unavailable (%s); batch stays pending, retrying in %.1fs",
+                exc.__class__.__name__,
+                self._backoff,
+            )
+            self._sleep(self._backoff)
+            return 0
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+
+    def drain(self) -> int:
+        """Process without blocking until a loop finds nothing to do (tests, benchmarks)."""
+        total = 0
+        while handled := self.run_once(block=False):
+            total += handled
+        return total
+
+    def stop(self, *_args: object) -> None:
+        self._stopping = True
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        log.info("worker %s consuming %s (group %s)", self.consumer, self.stream, self.group)
+        while not self._stopping:
+            try:
+                self.run_once()
+            except RedisError as exc:
+                log.error("Redis unavailable (%s); retrying", exc.__class__.__name__)
+                self._sleep(1.0)
+        log.info("worker %s stopped: %s", self.consumer, self.stats)
+
+
+def _entries(reply: Any) -> Entries:
+    if not reply:
+        return []
+    # [[stream, [(id, {field: value}), ...]]]
+    return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields]

@@ -1,0 +1,345 @@
+"""Pixel hot-path benchmark (SPEC §6): the real app vs a bare ASGI app vs the naive design.
+
+Usage (MariaDB and Redis on loopback, wrk installed):
+
+    .venv/bin/python -m bench.pixel_bench [--duration 10] [--tokens 40000] [--stream-events 200000]
+
+In one run it
+1. creates a fresh MariaDB database and seeds N contacts with one pixel each;
+2. runs wrk (64 connections, --latency) for the same duration against
+   a) a bare ASGI app that only returns the GIF,
+   b) the naive design: a FastAPI route doing SELECT + INSERT per load,
+   c) the real app (`app.main:create_app`, 1 uvicorn worker, MariaDB + Redis),
+   each loading the pre-generated pixel tokens in a loop (first pass new, then repeats);
+3. drains what (c) enqueued with the stream worker and checks that the openings rows
+   equal the distinct pixels loaded (no loss, no duplicate);
+4. pre-fills the stream with `--stream-events` events and times the worker draining it;
+5. prints loads/s, p50/p99 and the ratios, and writes bench/results/pixel-latest.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+
+from app.clients import sync_redis
+from app.db import make_engine
+from app.migrations import upgrade
+from app.models import Campaign, Contact, Group, Opening, Pixel, User
+from app.tracking.events import OPEN, Event
+from app.tracking.queue import GROUP, STREAM
+from app.tracking.tokens import TokenCodec
+from app.tracking.worker import StreamWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+UVICORN = str(Path(sys.executable).with_name("uvicorn"))
+SERVER_URL = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fresh_database(name: str) -> str:
+    server = make_url(SERVER_URL)
+    admin = create_engine(server)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    admin.dispose()
+    return server.set(database=name).render_as_string(hide_password=False)
+
+
+def seed(url: str, n: int) -> list[int]:
+    engine = make_engine(url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(User), [{"username": "bench", "email": "b@example.com", "hashed_password": "x", "created_at": now}]
+        )
+        uid = conn.scalar(select(User.id))
+        conn.execute(insert(Campaign), [{"owner_id": uid, "name": "bench", "created_at": now, "updated_at": now}])
+        cid = conn.scalar(select(Campaign.id))
+        conn.execute(insert(Group), [{"campaign_id": cid, "name": "A", "created_at": now}])
+        gid = conn.scalar(select(Group.id))
+        for start in range(0, n, 5000):
+            rows = [
+                {
+                    "campaign_id": cid,
+                    "group_id": gid,
+                    "email": f"c{i}@example.com",
+                    "status": "sent",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(start, min(n, start + 5000))
+            ]
+            conn.execute(insert(Contact), rows)
+        contact_ids = list(conn.scalars(select(Contact.id).order_by(Contact.id)))
+        for start in range(0, n, 5000):
+            conn.execute(
+                insert(Pixel),
+                [
+                    {"contact_id": c, "number": 1, "uuid": f"{c:032x}", "created_at": now}
+                    for c in contact_ids[start : start + 5000]
+                ],
+            )
+        pixel_ids = list(conn.scalars(select(Pixel.id).order_by(Pixel.id)))
+    engine.dispose()
+    return pixel_ids
+
+
+def start_server(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            UVICORN,
+            *args,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {args}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_wrk(tokens_file: Path, duration: int, connections: int, threads: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "pixel_load.lua"),
+            f"http://127.0.0.1:{PORT}",
+            "--",
+            str(tokens_file),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rps": rps,
+        "requests": total,
+        "p50_ms": int(re.search(r"P50_US (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "p99_ms": int(re.search(r"P99_US (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "distinct": int(re.search(r"DISTINCT (\d+)", out).group(1)),  # type: ignore[union-attr]
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": sum(int(x) for x in socket_errors.groups()) if socket_errors else 0,
+    }
+
+
+def count_openings(url: str) -> tuple[int, int]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        total = conn.scalar(select(func.count()).select_from(Opening)) or 0
+        distinct = conn.scalar(select(func.count(func.distinct(Opening.pixel_id)))) or 0
+    engine.dispose()
+    return total, distinct
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per target (default 10)")
+    parser.add_argument("--tokens", type=int, default=40_000, help="distinct pixels loaded (default 40,000)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="wrk threads (default 1: leaves the other core to the server and Redis)"
+    )
+    parser.add_argument("--stream-events", type=int, default=200_000, help="events pre-filled for the worker rate")
+    opts = parser.parse_args()
+    if not shutil.which("wrk"):
+        log("wrk is missing: apt-get install -y wrk")
+        return 2
+
+    fernet_key = Fernet.generate_key().decode()
+    url = fresh_database("pixeltrack_bench")
+    log(f"seeding {opts.tokens} contacts and pixels ...")
+    pixel_ids = seed(url, opts.tokens)
+    codec = TokenCodec([fernet_key])
+    tokens_file = RESULTS / "tmp" / "tokens.txt"
+    tokens_file.parent.mkdir(parents=True, exist_ok=True)
+    tokens_file.write_text("\n".join(codec.pixel_token(p) for p in pixel_ids) + "\n")
+    redis = sync_redis(REDIS_URL)
+    redis.flushdb()
+    env = {
+        "APP_ENV": "production",
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "FERNET_KEY": fernet_key,
+        "API_SECRET_KEY": Fernet.generate_key().decode() + "-bench-secret",
+        "LOG_LEVEL": "WARNING",
+    }
+    results: dict[str, Any] = {}
+    for name, target in (("bare_asgi", ["bench.apps:bare_app"]), ("naive", ["bench.apps:naive_app", "--factory"])):
+        log(f"load: {name} ...")
+        proc = start_server(target, env)
+        try:
+            results[name] = run_wrk(tokens_file, opts.duration, opts.connections, opts.threads)
+        finally:
+            stop_server(proc)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM openings"))  # the naive run wrote its own rows
+
+    log("load: pixeltrack (1 uvicorn worker, MariaDB + Redis) ...")
+    proc = start_server(["app.main:create_asgi", "--factory"], env)
+    try:
+        results["pixeltrack"] = run_wrk(tokens_file, opts.duration, opts.connections, opts.threads)
+    finally:
+        stop_server(proc)
+    enqueued = redis.xlen(STREAM)
+    worker = StreamWorker(redis, engine, consumer="bench", batch_size=2000)
+    started = time.perf_counter()
+    drained = worker.drain()
+    drain_s = time.perf_counter() - started
+    rows, distinct_rows = count_openings(url)
+    loaded = results["pixeltrack"]["distinct"]
+    check = {
+        "enqueued": enqueued,
+        "drained": drained,
+        "openings_rows": rows,
+        "distinct_pixels_in_rows": distinct_rows,
+        "distinct_pixels_loaded": loaded,
+        "drain_seconds": round(drain_s, 3),
+        "ok": rows == distinct_rows == loaded == enqueued,
+    }
+
+    log(f"worker: pre-filling the stream with {opts.stream_events} events ...")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM openings"))
+    redis.delete(STREAM)
+    now_ms = int(time.time() * 1000)
+    pipe = redis.pipeline(transaction=False)
+    for i in range(opts.stream_events):
+        event = Event(OPEN, pixel_ids[i % len(pixel_ids)], 0, now_ms, "browser", "203.0.113.9", "Mozilla/5.0 bench")
+        pipe.xadd(STREAM, {"e": event.encode()})
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    redis.xgroup_destroy(STREAM, GROUP)
+    worker = StreamWorker(redis, engine, consumer="bench", batch_size=2000)
+    started = time.perf_counter()
+    drained_prefill = worker.drain()
+    worker_s = time.perf_counter() - started
+    worker_rows, _ = count_openings(url)
+    results["worker"] = {
+        "events": opts.stream_events,
+        "drained": drained_prefill,
+        "rows": worker_rows,
+        "seconds": round(worker_s, 3),
+        "openings_per_s": round(worker_rows / worker_s),
+    }
+    engine.dispose()
+
+    real, bare, naive = results["pixeltrack"], results["bare_asgi"], results["naive"]
+    summary = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "duration_s": opts.duration,
+        "connections": opts.connections,
+        "distinct_tokens": opts.tokens,
+        "results": results,
+        "ratios": {
+            "vs_bare_asgi": round(real["rps"] / bare["rps"], 3),
+            "vs_naive": round(real["rps"] / naive["rps"], 1),
+        },
+        "row_check": check,
+        "targets": {
+            "loads_per_s >= 25000": real["rps"] >= 25_000,
+            "vs_bare_asgi >= 0.5": real["rps"] / bare["rps"] >= 0.5,
+            "vs_naive >= 40": real["rps"] / naive["rps"] >= 40,
+            "p99_ms <= 10": real["p99_ms"] <= 10,
+            "worker >= 20000/s": results["worker"]["openings_per_s"] >= 20_000,
+            "no loss, no duplicate": check["ok"],
+        },
+    }
+    lines = [
+        "# Pixel benchmark (latest run)",
+        "",
+        f"{summary['when']} — {summary['machine']}; wrk {opts.connections} connections, {opts.duration} s per target, "
+        f"{opts.tokens} distinct pixels (first pass new loads, then repeats).",
+        "",
+        "| target | loads/s | p50 ms | p99 ms | non-2xx | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| bare ASGI (GIF only) | {bare['rps']:,.0f} | {bare['p50_ms']} | {bare['p99_ms']} | {bare['non_2xx']} | baseline |",
+        f"| naive (SELECT + INSERT per load) | {naive['rps']:,.0f} | {naive['p50_ms']} | {naive['p99_ms']} | {naive['non_2xx']} | "
+        f"{naive['rps'] / bare['rps']:.3f}x bare |",
+        f"| **pixeltrack** (1 worker, MariaDB + Redis) | **{real['rps']:,.0f}** | {real['p50_ms']} | {real['p99_ms']} | "
+        f"{real['non_2xx']} | **{summary['ratios']['vs_bare_asgi']}x bare, {summary['ratios']['vs_naive']}x naive** |",
+        "",
+        f"Worker: {results['worker']['rows']:,} openings inserted from a pre-filled stream of {opts.stream_events:,} events "
+        f"in {results['worker']['seconds']} s = **{results['worker']['openings_per_s']:,} openings/s**.",
+        "",
+        f"Row check after the pixeltrack run: {check['enqueued']:,} events enqueued, {check['drained']:,} drained, "
+        f"{check['openings_rows']:,} openings rows for {check['distinct_pixels_in_rows']:,} distinct pixels; "
+        f"{check['distinct_pixels_loaded']:,} distinct pixels loaded → **{'OK' if check['ok'] else 'MISMATCH'}**.",
+        "",
+        "| target (SPEC §6) | met |",
+        "|---|---|",
+        *[f"| {k} | {'yes' if v else 'no'} |" for k, v in summary["targets"].items()],
+        "",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pixel-latest.md").write_text("\n".join(lines))
+    (RESULTS / "pixel-latest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0 if check["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

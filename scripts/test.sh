@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install everything and run the full test suite: lint, types, then the SQLite leg
+# and the MariaDB leg. Works on a fresh machine (Debian, root for apt) and on a
+# developer machine. Exits non-zero if anything fails (including "no tests ran").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# 1. System packages (only what is missing; needs root or sudo).
+need_apt=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# 2. Services: start MariaDB and Redis when they are not answering.
+bash scripts/ensure-services.sh
+
+# 3. Python environment.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+fi
+log "pip install -e .[dev]"
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+# 4. Static checks.
+log "ruff"
+.venv/bin/ruff check app tests alembic/env.py scripts
+.venv/bin/ruff format --check app tests alembic/env.py scripts
+log "mypy app"
+.venv/bin/mypy
+
+# 5. Both database legs. pytest exit 5 ("no tests collected") counts as failure.
+status=0
+for leg in sqlite mysql; do
+  log "pytest --db $leg"
+  start=$(date +%s)
+  set +e
+  .venv/bin/python -m pytest -q --db "$leg" "$@"
+  rc=$?
+  set -e
+  echo "leg $leg: exit $rc in $(( $(date +%s) - start ))s"
+  if [ "$rc" -ne 0 ]; then status=1; fi
+done
+exit "$status"

@@ -1,0 +1,183 @@
+"""The token codec and the client classification (pure logic, no database)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app.models import ClientKind
+from app.tracking.classify import classify
+from app.tracking.events import CLICK, OPEN, Event, anonymize_ip
+from app.tracking.tokens import ClickRef, PixelRef, TokenCodec
+
+KEY, OLD_KEY = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def test_pixel_token_round_trip_and_is_url_safe() -> None:
+    codec = TokenCodec([KEY])
+    token = codec.pixel_token(123456789)
+    assert URL_SAFE.match(token), token
+    assert codec.decode_pixel(token) == PixelRef(123456789)
+    assert codec.decode_pixel(token + ".gif") is None  # the route strips the suffix, the codec does not
+
+
+def test_click_token_round_trip() -> None:
+    codec = TokenCodec([KEY])
+    token = codec.click_token(7, 2**40)
+    assert URL_SAFE.match(token)
+    assert codec.decode_click(token) == ClickRef(7, 2**40)
+
+
+def test_tokens_of_one_kind_do_not_decode_as_the_other() -> None:
+    codec = TokenCodec([KEY])
+    assert codec.decode_click(codec.pixel_token(1)) is None
+    assert codec.decode_pixel(codec.click_token(1, 2)) is None
+
+
+@pytest.mark.parametrize("position", [0, 10, 40, 70, -1])
+def test_tampered_tokens_are_rejected(position: int) -> None:
+    codec = TokenCodec([KEY])
+    token = codec.pixel_token(42)
+    chars = list(token)
+    chars[position] = "A" if chars[position] != "A" else "B"
+    assert codec.decode_pixel("".join(chars)) is None
+
+
+def test_rotation_old_key_still_decodes_until_rotated_out() -> None:
+    old_token = TokenCodec([OLD_KEY]).pixel_token(99)
+    rotated = TokenCodec([KEY, OLD_KEY])
+    assert rotated.decode_pixel(old_token) == PixelRef(99)
+    # New tokens are made with the new key only.
+    assert TokenCodec([KEY]).decode_pixel(rotated.pixel_token(5)) == PixelRef(5)
+    # Once the old key is removed, its tokens are dead.
+    assert TokenCodec([KEY]).decode_pixel(old_token) is None
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "a", "x" * 10_000, "é" * 50, "../../etc/passwd", "gAAAAA" + "=" * 50, "%00", "\x00\x01", "💥" * 10, "🙂.gif"],
+)
+def test_garbage_tokens_decode_to_none(garbage: str) -> None:
+    codec = TokenCodec([KEY])
+    assert codec.decode_pixel(garbage) is None
+    assert codec.decode_click(garbage) is None
+
+
+def test_token_from_another_installation_is_rejected() -> None:
+    assert TokenCodec([KEY]).decode_pixel(TokenCodec([OLD_KEY]).pixel_token(1)) is None
+
+
+# Real user-agent strings, one row per class.
+UA_TABLE = [
+    ("Mozilla/5.0", None, "GET", None, ClientKind.apple_mpp),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15",
+        "17.58.101.12",
+        "GET",
+        None,
+        ClientKind.apple_mpp,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+        "66.249.84.40",
+        "GET",
+        None,
+        ClientKind.gmail_proxy,
+    ),
+    (
+        "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html",
+        "98.136.0.1",
+        "GET",
+        None,
+        ClientKind.yahoo_proxy,
+    ),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", None, "GET", None, ClientKind.bot),
+    ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", None, "GET", None, ClientKind.bot),
+    ("curl/8.5.0", None, "GET", None, ClientKind.bot),
+    ("python-requests/2.32.3", None, "GET", None, ClientKind.bot),
+    ("Go-http-client/1.1", None, "GET", None, ClientKind.bot),
+    (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+        None,
+        "GET",
+        None,
+        ClientKind.bot,
+    ),
+    ("Barracuda Sentinel (EE)", None, "GET", None, ClientKind.bot),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+        "203.0.113.9",
+        "HEAD",
+        None,
+        ClientKind.bot,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+        "203.0.113.9",
+        "GET",
+        "prefetch",
+        ClientKind.bot,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+        "203.0.113.9",
+        "GET",
+        None,
+        ClientKind.browser,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.3.0",
+        "198.51.100.4",
+        "GET",
+        None,
+        ClientKind.browser,
+    ),
+    (
+        "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)",
+        "198.51.100.5",
+        "GET",
+        None,
+        ClientKind.browser,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+        "198.51.100.6",
+        "GET",
+        None,
+        ClientKind.browser,
+    ),
+    ("", "198.51.100.7", "GET", None, ClientKind.unknown),
+    (None, None, "GET", None, ClientKind.unknown),
+    ("SomethingElse/1.0", "198.51.100.8", "GET", None, ClientKind.unknown),
+]
+
+
+@pytest.mark.parametrize(("ua", "ip", "method", "purpose", "expected"), UA_TABLE)
+def test_classification(ua: str | None, ip: str | None, method: str, purpose: str | None, expected: ClientKind) -> None:
+    assert classify(ua, ip, method=method, purpose=purpose) is expected
+
+
+@pytest.mark.parametrize(
+    ("ip", "expected"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("2001:db8:abcd:12:34::1", "2001:db8:abcd::"),
+        ("::ffff:203.0.113.77", "203.0.113.0"),
+        ("not-an-ip", ""),
+    ],
+)
+def test_anonymize_ip(ip: str, expected: str) -> None:
+    assert anonymize_ip(ip) == expected
+
+
+def test_event_wire_form_round_trip_strips_separator() -> None:
+    event = Event(CLICK, 5, 9, 1_700_000_000_123, "browser", "203.0.113.1", "UA with \x1f separator")
+    decoded = Event.decode(event.encode())
+    assert decoded == Event(CLICK, 5, 9, 1_700_000_000_123, "browser", "203.0.113.1", "UA with   separator")
+    assert Event(OPEN, 1, 0, 1, "bot", "", "").dedupe_key == "pt:d:o:1"
+    assert event.dedupe_key == "pt:d:c:5:9"
+    with pytest.raises(ValueError, match="malformed"):
+        Event.decode("x\x1f1")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.models import Campaign, Contact, Group, Link, Opening, Pixel, User
+from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
 from app.security import create_access_token, hash_password
 from app.settings import Settings
 
@@ -76,6 +76,12 @@ def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
 
 def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/landing") -> Link:
     return _save(db, Link(campaign_id=campaign.id, url=url, uuid=uuid.uuid4().hex))
+
+
+def make_click(db: Session, link: Link, contact: Contact, **kw: Any) -> Click:
+    kw.setdefault("clicked_at", datetime.now(UTC))
+    kw.setdefault("event_id", uuid.uuid4().hex)
+    return _save(db, Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw))
 
 
 def make_tree(db: Session, owner: User) -> dict[str, Any]:

@@ -2,55 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
 from app.models.base import MAX_ID
 from tests import factories
-from tests.helpers import assert_error
+from tests.helpers import assert_error, count, parse_ts, reload
 
 CAMPAIGNS = "/api/v1/campaigns"
 GROUPS = "/api/v1/groups"
 
 
-def count(db: Session, model: Any, *where: Any) -> int:
-    """Row count as committed now (ends the session's snapshot first: MariaDB is REPEATABLE READ)."""
-    db.commit()
-    return db.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
-def reload(db: Session, model: Any, obj_id: int) -> Any:
-    db.commit()
-    db.expire_all()
-    return db.get(model, obj_id)
-
-
-def parse_ts(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0), value
-    assert value.endswith("+00:00"), value
-    return parsed
-
-
 def full_tree(db: Session, owner: User) -> dict[str, Any]:
     """make_tree plus a click (no factory for clicks) on the tree's link by its contact."""
     tree = factories.make_tree(db, owner)
-    click = Click(
-        link_id=tree["link"].id,
-        contact_id=tree["contact"].id,
-        campaign_id=tree["campaign"].id,
-        clicked_at=datetime.now(UTC),
-        event_id=uuid.uuid4().hex,
-    )
-    db.add(click)
-    db.commit()
-    tree["click"] = click
+    tree["click"] = factories.make_click(db, tree["link"], tree["contact"])
     return tree
 
 

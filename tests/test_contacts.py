@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
 from app.models.base import MAX_ID
 from tests import factories
-from tests.helpers import assert_error
+from tests.helpers import assert_error, count, parse_ts, reload
 
 GROUPS = "/api/v1/groups"
 CONTACTS = "/api/v1/contacts"
@@ -29,23 +29,6 @@ CONTACT_FIELDS = {
     "created_at",
     "updated_at",
 }
-
-
-def count(db: Session, model: Any, *where: Any) -> int:
-    """Row count as committed now (ends the session's snapshot first: MariaDB is REPEATABLE READ)."""
-    db.commit()
-    return db.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
-def reload(db: Session, model: Any, obj_id: int) -> Any:
-    db.commit()
-    db.expire_all()
-    return db.get(model, obj_id)
-
-
-def parse_ts(value: str) -> datetime:
-    assert value.endswith("+00:00"), value
-    return datetime.fromisoformat(value)
 
 
 def url(group: Group | int) -> str:

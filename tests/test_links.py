@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -22,14 +21,6 @@ def links_path(campaign: Campaign | int) -> str:
 
 def link_count(db: Session) -> int:
     return db.scalar(select(func.count()).select_from(Link)) or 0
-
-
-def make_click(db: Session, link: Link, contact: Contact) -> Click:
-    """A click row straight in the database (local helper: the factories have none)."""
-    click = Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, event_id=uuid.uuid4().hex)
-    db.add(click)
-    db.commit()
-    return click
 
 
 @pytest.fixture
@@ -211,9 +202,9 @@ def test_delete_link_deletes_its_clicks_only(
 ) -> None:
     doomed = factories.make_link(db, campaign)
     kept = factories.make_link(db, campaign)
-    make_click(db, doomed, contact)
-    make_click(db, doomed, contact)
-    kept_click = make_click(db, kept, contact)
+    factories.make_click(db, doomed, contact)
+    factories.make_click(db, doomed, contact)
+    kept_click = factories.make_click(db, kept, contact)
     doomed_id, kept_id, kept_click_id = doomed.id, kept.id, kept_click.id
 
     response = client.delete(f"/api/v1/links/{doomed_id}", headers=headers)
@@ -229,7 +220,7 @@ def test_delete_link_deletes_its_clicks_only(
 def test_deleting_the_campaign_deletes_links_and_clicks(
     client, db: Session, headers: dict[str, str], campaign: Campaign, contact: Contact
 ) -> None:
-    make_click(db, factories.make_link(db, campaign), contact)
+    factories.make_click(db, factories.make_link(db, campaign), contact)
     assert client.delete(f"/api/v1/campaigns/{campaign.id}", headers=headers).status_code == 204
     assert link_count(db) == 0
     assert db.scalar(select(func.count()).select_from(Click)) == 0

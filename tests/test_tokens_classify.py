@@ -181,3 +181,17 @@ def test_event_wire_form_round_trip_strips_separator() -> None:
     assert event.dedupe_key == "pt:d:c:5:9"
     with pytest.raises(ValueError, match="malformed"):
         Event.decode("x\x1f1")
+
+
+def test_every_single_character_change_is_rejected() -> None:
+    """Exhaustive over positions and the whole alphabet: no other spelling of a token is valid."""
+    codec = TokenCodec([KEY])
+    token = codec.pixel_token(7)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    accepted = [
+        (i, c)
+        for i in range(len(token))
+        for c in alphabet
+        if c != token[i] and codec.decode_pixel(token[:i] + c + token[i + 1 :]) is not None
+    ]
+    assert accepted == []

@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.clients import sync_redis
 from app.db import make_engine
 from app.main import create_asgi
 from app.models import Click, Opening, User
-from app.models.base import Base
 from app.settings import Settings
 from app.tracking.events import OPEN, Event
 from app.tracking.ingest import store_events
@@ -30,20 +29,13 @@ from app.tracking.queue import GROUP, STREAM, MemoryQueue, RedisQueue
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
 from tests import factories
+from tests.helpers import count
 from tests.live import concurrent_gets, live_server
 
 GIF_CACHE_CONTROL = "no-store, no-cache, must-revalidate, private"
 BROWSER_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 )
-
-
-def count(db: Session, model: type[Base], **where: Any) -> int:
-    db.commit()  # end the session's snapshot (MariaDB REPEATABLE READ) to see other writers
-    stmt = select(func.count()).select_from(model)
-    for column, value in where.items():
-        stmt = stmt.where(getattr(model, column) == value)
-    return db.scalar(stmt) or 0
 
 
 def codec_of(client: TestClient) -> TokenCodec:
@@ -397,3 +389,16 @@ def test_readyz_reports_redis(with_redis: TestClient, settings: Settings, engine
         response = down.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"detail": {"database": "ok", "redis": "unavailable"}, "code": "service_unavailable"}
+
+
+def test_entry_deleted_from_stream_while_pending_is_acknowledged(
+    with_redis: TestClient, engine: Engine, redis_client: Any, redis_url: str, db: Session, user: User
+) -> None:
+    pixel = factories.make_tree(db, user)["pixel"]
+    assert with_redis.get(f"/o/{codec_of(with_redis).pixel_token(pixel.id)}.gif").status_code == 200
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer="w")
+    [(entry_id, _fields)] = worker._new(block=False)  # delivered, then the entry vanishes (XDEL/trim)
+    redis_client.xdel(STREAM, entry_id)
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 1
+    assert worker.run_once(block=False) == 0
+    assert redis_client.xpending(STREAM, GROUP)["pending"] == 0

@@ -9,6 +9,8 @@ padding is dropped so the token is a plain URL path segment.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import struct
 from dataclasses import dataclass
 
@@ -52,9 +54,14 @@ class TokenCodec:
         raw = token.encode("ascii", "ignore") if isinstance(token, str) else token
         if not 0 < len(raw) <= MAX_TOKEN_LENGTH or not _ALPHABET.issuperset(raw):
             return None
+        padded = raw + b"=" * (-len(raw) % 4)
         try:
-            return self._decoder.decrypt(raw + b"=" * (-len(raw) % 4))
-        except (InvalidToken, ValueError, TypeError):
+            # Only the canonical spelling: base64 ignores the spare bits of the last character,
+            # so without this check a "tampered" last character could still decode.
+            if base64.urlsafe_b64encode(base64.urlsafe_b64decode(padded)) != padded:
+                return None
+            return self._decoder.decrypt(padded)
+        except (InvalidToken, ValueError, TypeError, binascii.Error):
             return None
 
     def pixel_token(self, pixel_id: int) -> str:

@@ -93,7 +93,10 @@ class StreamWorker:
 
     # -- reading -------------------------------------------------------------
     def _own_pending(self) -> Entries:
-        reply = self.redis.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=self.batch_size)
+        reply: Any = self.redis.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=self.batch_size)
+        gone = [entry_id for entry_id, fields in (reply[0][1] if reply else []) if not fields]
+        if gone:  # deleted from the stream while pending: nothing left to insert
+            self.redis.xack(self.stream, self.group, *gone)
         return _entries(reply)
 
     def _new(self, block: bool) -> Entries:

@@ -7,6 +7,7 @@ import getpass
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -159,6 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         print("Login: the admin created on first start (its password was printed then)")
     print("=" * 64, flush=True)
+    _prepare_metrics_dir(args.workers)
     uvicorn.run(
         "app.main:create_asgi",
         factory=True,
@@ -169,6 +171,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
     )
     return 0
+
+
+def _prepare_metrics_dir(workers: int) -> None:
+    """Several workers share metrics through PROMETHEUS_MULTIPROC_DIR, emptied at each start."""
+    from app.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory is None and workers > 1:
+        directory = os.path.join(tempfile.gettempdir(), f"pixeltrack-metrics-{os.getpid()}")
+        os.environ[MULTIPROC_ENV] = directory
+    if directory:
+        prepare_multiprocess_dir(directory)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -186,6 +200,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        print(
+            f"worker metrics: http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics", flush=True
+        )
     engine = _engine(settings)
     worker = StreamWorker(
         sync_redis(settings.redis_dsn),

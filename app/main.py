@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import IntegrityError
 
-from app import __version__
+from app import __version__, metrics
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, tracking, users
@@ -60,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.tracking.close()  # flushes events still in process memory
         app.state.engine.dispose()
+        metrics.mark_process_dead(os.getpid())
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links):
         app.include_router(module.router)
+    metrics.instrument(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # entry of another (dead) consumer waits before this worker reclaims it.
     worker_batch_size: int = Field(default=1000, ge=1, le=10_000)
     worker_claim_idle_ms: int = Field(default=30_000, ge=100)
+    # The worker serves its Prometheus metrics here (0: off). 0.0.0.0 in containers.
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     first_admin_username: str | None = None
     first_admin_password: SecretStr | None = None

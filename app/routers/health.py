@@ -7,6 +7,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from app import metrics
 from app.schemas.common import error_responses
 
 router = APIRouter(tags=["health"])
@@ -38,6 +39,8 @@ async def readyz(request: Request) -> JSONResponse:
             checks["redis"] = "ok"
         except (RedisError, OSError):
             checks["redis"] = "unavailable"
+    for dependency, state in checks.items():
+        metrics.DEPENDENCY_UP.labels(dependency).set(1 if state == "ok" else 0)
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ok", "checks": checks})
     return JSONResponse({"detail": checks, "code": "service_unavailable"}, status_code=503)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import metrics
 from app.models import Link
 from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip
@@ -82,13 +82,11 @@ class Tracker:
         links: LinkCache,
         *,
         anonymize_ip: bool = False,
-        on_event: Callable[[str, str, bool], None] | None = None,
     ) -> None:
         self.codec = codec
         self.queue = queue
         self.links = links
         self.anonymize_ip = anonymize_ip
-        self.on_event = on_event  # (kind, client, recorded) → metrics
 
     def _event(self, kind: str, target: int, contact: int, headers: Any, ip: str, method: str) -> Event:
         ua = purpose = ""
@@ -104,12 +102,12 @@ class Tracker:
 
     async def _record(self, event: Event) -> None:
         recorded = await self.queue.submit(event)
-        if self.on_event is not None:
-            self.on_event(event.kind, event.client, recorded)
+        metrics.tracking_request(event.kind, event.client, recorded)
 
     async def pixel(self, token: str, headers: Any, ip: str, method: str = "GET") -> Reply:
         ref = self.codec.decode_pixel(token.removesuffix(".gif"))
         if ref is None:
+            metrics.invalid_token(OPEN)
             return _NOT_FOUND_REPLY
         await self._record(self._event(OPEN, ref.pixel_id, 0, headers, ip, method))
         return 200, GIF_HEADERS, GIF
@@ -118,6 +116,7 @@ class Tracker:
         ref = self.codec.decode_click(token)
         url = await self.links.url(ref.link_id) if ref is not None else None
         if ref is None or url is None:
+            metrics.invalid_token(CLICK)
             return _NOT_FOUND_REPLY
         await self._record(self._event(CLICK, ref.link_id, ref.contact_id, headers, ip, method))
         return 302, [(b"location", url.encode()), (b"cache-control", NO_CACHE), (b"content-length", b"0")], b""

@@ -9,6 +9,8 @@ was deleted are skipped and counted.
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, insert, select
 
+from app import metrics
 from app.models import Click, Contact, Link, Opening, Pixel
 from app.tracking.events import CLICK, OPEN, Event
 
@@ -61,7 +64,9 @@ def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
 
 def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestResult:
     """Insert (event_id, event) pairs in one transaction; returns what happened to them."""
+    started = time.perf_counter()
     result = IngestResult()
+    written: Counter[tuple[str, int, int, str]] = Counter()  # (kind, campaign, group, client) → rows
     opens = [(eid, e) for eid, e in events if e.kind == OPEN]
     clicks = [(eid, e) for eid, e in events if e.kind == CLICK]
     with engine.begin() as conn:
@@ -69,12 +74,13 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
             pixels = _lookup(
                 conn,
                 lambda ids: (
-                    select(Pixel.id, Contact.id, Contact.campaign_id)
+                    select(Pixel.id, Contact.id, Contact.campaign_id, Contact.group_id)
                     .join(Contact, Contact.id == Pixel.contact_id)
                     .where(Pixel.id.in_(ids))
                 ),
                 sorted({e.target_id for _, e in opens}),
             )
+            kept = [(eid, e) for eid, e in opens if e.target_id in pixels]
             rows = [
                 {
                     "event_id": eid,
@@ -86,13 +92,13 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                     "ip": e.ip or None,
                     "user_agent": e.user_agent or None,
                 }
-                for eid, e in opens
-                if e.target_id in pixels
+                for eid, e in kept
             ]
             result.skipped_missing += len(opens) - len(rows)
             inserted = _insert(conn, Opening, rows) if rows else 0
             result.inserted += inserted
             result.duplicates += len(rows) - inserted
+            written.update(("open", pixels[e.target_id][1], pixels[e.target_id][2], e.client) for _, e in kept)
         if clicks:
             links = _lookup(
                 conn,
@@ -101,9 +107,16 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
             )
             contacts = _lookup(
                 conn,
-                lambda ids: select(Contact.id, Contact.campaign_id).where(Contact.id.in_(ids)),
+                lambda ids: select(Contact.id, Contact.campaign_id, Contact.group_id).where(Contact.id.in_(ids)),
                 sorted({e.contact_id for _, e in clicks}),
             )
+            kept = [
+                (eid, e)
+                for eid, e in clicks
+                if e.target_id in links
+                and e.contact_id in contacts
+                and contacts[e.contact_id][0] == links[e.target_id][0]  # contact still in the link's campaign
+            ]
             rows = [
                 {
                     "event_id": eid,
@@ -115,13 +128,25 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                     "ip": e.ip or None,
                     "user_agent": e.user_agent or None,
                 }
-                for eid, e in clicks
-                if e.target_id in links
-                and e.contact_id in contacts
-                and contacts[e.contact_id][0] == links[e.target_id][0]
+                for eid, e in kept
             ]
             result.skipped_missing += len(clicks) - len(rows)
             inserted = _insert(conn, Click, rows) if rows else 0
             result.inserted += inserted
             result.duplicates += len(rows) - inserted
+            written.update(("click", links[e.target_id][0], contacts[e.contact_id][1], e.client) for _, e in kept)
+    _observe(result, written, len(events), time.perf_counter() - started)
     return result
+
+
+def _observe(result: IngestResult, written: Counter[tuple[str, int, int, str]], size: int, seconds: float) -> None:
+    """Metrics per batch. Rows ignored as duplicates are rare (replays after a crash); a
+    batch that had some may count them in its per-campaign totals."""
+    metrics.BATCH_SIZE.observe(size)
+    metrics.INSERT_SECONDS.observe(seconds)
+    for (kind, campaign_id, group_id, client), n in written.items():
+        metrics.INSERTED.labels(kind, str(campaign_id), str(group_id), client).inc(n)
+    if result.skipped_missing:
+        metrics.SKIPPED.labels("event", "missing").inc(result.skipped_missing)
+    if result.duplicates:
+        metrics.SKIPPED.labels("event", "duplicate").inc(result.duplicates)

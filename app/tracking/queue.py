@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
+from app import metrics
 from app.tracking.events import RECORD_SEP, Event
 from app.tracking.ingest import IngestResult, store_events
 
@@ -136,6 +137,7 @@ class MemoryQueue:
                     log.exception("could not write %d tracking events; will retry", len(batch))
                     break
             self.totals += result
+            metrics.MEMORY_QUEUE.set(len(self._pending))
             return result
 
     async def _run(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
+from app import metrics
 from app.clients import async_redis
 from app.settings import Settings
 from app.tracking.fastpath import LinkCache, Tracker
@@ -32,7 +33,9 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
     client = None
     if settings.redis_dsn:
         client = async_redis(settings.redis_dsn)
-        queue = RedisQueue(client, memory, window_seconds=settings.dedupe_window_seconds)
+        queue = RedisQueue(
+            client, memory, window_seconds=settings.dedupe_window_seconds, on_degraded=metrics.set_degraded
+        )
     tracker = Tracker(TokenCodec(settings.fernet_keys()), queue, LinkCache(engine), anonymize_ip=settings.anonymize_ip)
     await queue.start()
     return TrackingRuntime(tracker=tracker, memory=memory, redis=client)

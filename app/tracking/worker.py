@@ -24,9 +24,10 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import metrics
 from app.tracking.events import Event
 from app.tracking.ingest import IngestResult, store_events
 from app.tracking.queue import GROUP, STREAM
@@ -86,6 +87,7 @@ class StreamWorker:
         self.max_backoff = max_backoff
         self.on_batch = on_batch
         self.stats = WorkerStats()
+        self._next_gauges = 0.0
         self._loops = 0
         self._backoff = 0.0
         self._stopping = False
@@ -165,6 +167,7 @@ class StreamWorker:
             return len(entries)
         except SQLAlchemyError as exc:
             self.stats.db_errors += 1
+            metrics.DEPENDENCY_ERRORS.labels("database", "worker").inc()
             self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
             log.error(
                 "database unavailable (%s); batch stays pending, retrying in %.1fs",
@@ -173,6 +176,26 @@ class StreamWorker:
             )
             self._sleep(self._backoff)
             return 0
+
+    def update_gauges(self) -> None:
+        """Stream length, pending, lag (entries not yet delivered to the group); database up."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            metrics.DEPENDENCY_UP.labels("database").set(1)
+        except SQLAlchemyError:
+            metrics.DEPENDENCY_UP.labels("database").set(0)
+        try:
+            metrics.STREAM_LENGTH.set(self.redis.xlen(self.stream))
+        except RedisError:
+            metrics.DEPENDENCY_UP.labels("redis").set(0)
+            raise
+        metrics.DEPENDENCY_UP.labels("redis").set(1)
+        groups: Any = self.redis.xinfo_groups(self.stream)
+        for group in groups:
+            if group.get("name") == self.group:
+                metrics.STREAM_PENDING.set(group.get("pending") or 0)
+                metrics.STREAM_LAG.set(group.get("lag") or 0)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -196,7 +219,11 @@ class StreamWorker:
         while not self._stopping:
             try:
                 self.run_once()
+                if time.monotonic() >= self._next_gauges:
+                    self.update_gauges()
+                    self._next_gauges = time.monotonic() + 1.0
             except RedisError as exc:
+                metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
                 log.error("Redis unavailable (%s); retrying", exc.__class__.__name__)
                 self._sleep(1.0)
         log.info("worker %s stopped: %s", self.consumer, self.stats)

@@ -1,0 +1,180 @@
+"""Business metrics (prometheus_client) for the API and the worker, and the /metrics wiring.
+
+Several uvicorn workers: set PROMETHEUS_MULTIPROC_DIR (a directory wiped at start,
+`pixeltrack serve` does it) before the process imports this module; every process then
+writes its values there and /metrics aggregates them. The worker process serves its own
+registry on WORKER_METRICS_PORT.
+
+Label cardinality is bounded: kind, client class, result, campaign and group ids; never
+a pixel, contact, link or IP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.models import ClientKind
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LOADS = Counter(
+    "pixeltrack_tracking_requests_total",
+    "Pixel loads (kind=open) and clicks (kind=click) answered, by client class and result "
+    "(recorded, deduplicated, invalid_token).",
+    ["kind", "client", "result"],
+)
+INSERTED = Counter(
+    "pixeltrack_events_inserted_total",
+    "Openings (kind=open) and clicks (kind=click) written to the database, by campaign and group.",
+    ["kind", "campaign_id", "group_id", "client"],
+)
+SKIPPED = Counter(
+    "pixeltrack_events_skipped_total",
+    "Events not written: reason=missing (pixel/link/contact deleted) or duplicate (event already stored).",
+    ["kind", "reason"],
+)
+BATCH_SIZE = Histogram(
+    "pixeltrack_ingest_batch_size",
+    "Events per database batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+INSERT_SECONDS = Histogram(
+    "pixeltrack_ingest_insert_seconds",
+    "Time to write one batch (lookup + insert + commit).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+DEPENDENCY_ERRORS = Counter(
+    "pixeltrack_dependency_errors_total", "Errors talking to a dependency.", ["dependency", "component"]
+)
+DEGRADED = Gauge(
+    "pixeltrack_degraded",
+    "1 while Redis is unreachable and events go straight to the database (dedupe per process).",
+    multiprocess_mode="max",
+)
+MEMORY_QUEUE = Gauge(
+    "pixeltrack_memory_queue_pending", "Events waiting in the in-process queue.", multiprocess_mode="livesum"
+)
+DEPENDENCY_UP = Gauge(
+    "pixeltrack_dependency_up",
+    "1 when the dependency answered the last check (worker: every second; API: on /readyz).",
+    ["dependency"],
+    multiprocess_mode="livemin",
+)
+IN_PROGRESS = Gauge(
+    "pixeltrack_http_requests_inprogress", "API requests being handled.", ["method"], multiprocess_mode="livesum"
+)
+STREAM_LENGTH = Gauge("pixeltrack_stream_length", "Entries in the Redis stream (worker view).")
+STREAM_PENDING = Gauge("pixeltrack_stream_pending", "Entries delivered to consumers but not yet acknowledged.")
+STREAM_LAG = Gauge("pixeltrack_stream_lag", "Entries not yet delivered to the consumer group.")
+
+# Pre-bound children for the hot path (labels() costs a lookup and a lock per call).
+_LOAD_CHILDREN = {
+    (kind, client.value, result): LOADS.labels(kind, client.value, result)
+    for kind in ("open", "click")
+    for client in ClientKind
+    for result in ("recorded", "deduplicated")
+}
+_INVALID = {kind: LOADS.labels(kind, "unknown", "invalid_token") for kind in ("open", "click")}
+_KINDS = {"o": "open", "c": "click"}
+
+
+def tracking_request(kind: str, client: str, recorded: bool) -> None:
+    """One pixel load or click answered (kind is the event kind, "o" or "c")."""
+    child = _LOAD_CHILDREN.get((_KINDS[kind], client, "recorded" if recorded else "deduplicated"))
+    if child is not None:
+        child.inc()
+
+
+def invalid_token(kind: str) -> None:
+    _INVALID[_KINDS[kind]].inc()
+
+
+def set_degraded(degraded: bool) -> None:
+    DEGRADED.set(1 if degraded else 0)
+    if degraded:
+        DEPENDENCY_ERRORS.labels("redis", "api").inc()
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """Empty (or create) the multiprocess directory: stale files of dead processes would be summed."""
+    directory = Path(path)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+def multiprocess_registry() -> CollectorRegistry | None:
+    if not os.environ.get(MULTIPROC_ENV):
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def instrument(app: FastAPI) -> None:
+    """HTTP metrics for the API routes (rate, latency histogram, status classes, in progress) + /metrics.
+
+    The instrumentator's metrics live in a registry of this app (several apps may exist in
+    one process, e.g. in tests); /metrics serves it with the business metrics above. The
+    pixel/click fast path wraps the app, so its requests are counted by the business
+    counters rather than per request here.
+    """
+    registry = CollectorRegistry()
+    Instrumentator(
+        should_group_status_codes=True,
+        should_ignore_untemplated=True,
+        # Its in-progress gauge ignores `registry` (one per process only): ours is below.
+        should_instrument_requests_inprogress=False,
+        excluded_handlers=["/metrics", "/healthz", "/readyz"],
+        registry=registry,
+    ).instrument(app)
+    app.add_middleware(_InProgress)
+
+    @app.get("/metrics", tags=["health"], response_class=Response, include_in_schema=True)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format: HTTP metrics and business metrics (all workers aggregated)."""
+        combined = multiprocess_registry()
+        body = (
+            generate_latest(combined) if combined is not None else generate_latest(REGISTRY) + generate_latest(registry)
+        )
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+class _InProgress:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gauge = IN_PROGRESS.labels(scope["method"] if scope["method"] in _METHODS else "other")
+        gauge.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gauge.dec()
+
+
+_METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"})
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -114,9 +114,12 @@ def set_degraded(degraded: bool) -> None:
 def prepare_multiprocess_dir(path: str) -> None:
     """Empty (or create) the multiprocess directory: stale files of dead processes would be summed."""
     directory = Path(path)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in directory.iterdir():  # the contents, not the directory: it may be a mount point
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def multiprocess_registry() -> CollectorRegistry | None:

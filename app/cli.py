@@ -185,6 +185,29 @@ def _prepare_metrics_dir(workers: int) -> None:
         prepare_multiprocess_dir(directory)
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from app.services.retention import parse_age, purge
+
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        print(f"pixeltrack: --older-than: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings()
+    engine = _engine(settings)
+    cutoff = datetime.now(UTC) - age
+    verb = "would delete" if args.dry_run else "deleted"
+
+    def progress(table: str, count: int) -> None:
+        print(f"\r  {table}: {count} deleted", end="", file=sys.stderr, flush=True)
+
+    done = purge(engine, cutoff, batch_size=args.batch_size, dry_run=args.dry_run, progress=progress)
+    print(f"\n{verb} before {cutoff.isoformat(timespec='seconds')}: " + ", ".join(f"{n} {t}" for t, n in done.items()))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
@@ -251,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=cmd_load_sample)
 
     sub.add_parser("gen-fernet-key", help="print a new FERNET_KEY").set_defaults(func=cmd_gen_fernet_key)
+
+    purge = sub.add_parser("purge", help="delete openings and clicks older than a retention period, in batches")
+    purge.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 180d, 12h, 30m, 2w")
+    purge.add_argument("--batch-size", type=int, default=5000, help="rows per transaction (default 5000)")
+    purge.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 

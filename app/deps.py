@@ -14,9 +14,10 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, RateLimited, Unauthorized
 from app.models import User
 from app.models.base import MAX_ID
+from app.ratelimit import RateLimiter
 from app.security import InvalidToken, decode_access_token
 from app.settings import Settings
 from app.tracking.urls import TrackingUrls
@@ -69,7 +70,19 @@ def get_current_user(
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+async def get_rate_limited_user(
+    request: Request, user: Annotated[User, Depends(get_current_user)], settings: SettingsDep
+) -> User:
+    """The current user, within RATE_LIMIT_PER_MINUTE requests per minute (429 beyond)."""
+    if settings.rate_limit_per_minute:
+        limiter: RateLimiter = request.app.state.limiter
+        wait = await limiter.hit(f"user:{user.id}", settings.rate_limit_per_minute, 60)
+        if wait is not None:
+            raise RateLimited("Too many requests; slow down.", headers={"Retry-After": str(max(1, round(wait)))})
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_rate_limited_user)]
 
 
 def get_admin_user(user: CurrentUser) -> User:

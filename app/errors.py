@@ -24,11 +24,13 @@ class AppError(Exception):
     code = "bad_request"
     headers: dict[str, str] | None = None
 
-    def __init__(self, detail: Any = None, *, code: str | None = None) -> None:
+    def __init__(self, detail: Any = None, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail if detail is not None else self.__class__.__doc__
         if code:
             self.code = code
+        if headers:
+            self.headers = {**(self.headers or {}), **headers}
 
 
 class NotFound(AppError):

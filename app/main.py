@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from app import __version__, metrics
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
+from app.middleware import install_http_middleware
+from app.ratelimit import RateLimiter
 from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, tracking, users
 from app.schemas.contact import ContactCreate
 from app.services.users import ensure_first_admin
@@ -56,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)
     app.state.tracker = app.state.tracking.tracker
+    app.state.limiter = RateLimiter(app.state.tracking.redis)
     try:
         yield
     finally:
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links):
         app.include_router(module.router)
     metrics.instrument(app)
+    install_http_middleware(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

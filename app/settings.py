@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     first_admin_password: SecretStr | None = None
     first_admin_email: str | None = None
 
+    # Privacy: TRACKING_DISABLED answers pixels/clicks but records nothing; RESPECT_DNT skips
+    # loads that send `DNT: 1` or `Sec-GPC: 1`.
+    tracking_disabled: bool = False
+    respect_dnt: bool = False
+
+    # Abuse protection: failed logins per username + IP within a window; requests per user per minute.
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    rate_limit_per_minute: int = Field(default=1200, ge=0, le=1_000_000)
+
+    # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
+    cors_origins: str = ""
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -126,6 +139,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def is_production(self) -> bool:

@@ -110,6 +110,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         secrets_file=str(tmp_path_factory.mktemp("secrets") / "secrets.json"),
         redis_url=None,
         redis_host=None,
+        # Abuse limits are tested by tests that set them; the suite makes many requests as one user.
+        rate_limit_per_minute=0,
+        login_max_failures=1000,
     )
 
 

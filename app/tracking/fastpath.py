@@ -34,6 +34,7 @@ GIF_HEADERS = [
     (b"cache-control", NO_CACHE),
     (b"pragma", b"no-cache"),
     (b"expires", b"0"),
+    (b"x-content-type-options", b"nosniff"),
 ]
 NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
 NOT_FOUND_HEADERS = [
@@ -82,25 +83,36 @@ class Tracker:
         links: LinkCache,
         *,
         anonymize_ip: bool = False,
+        disabled: bool = False,
+        respect_dnt: bool = False,
     ) -> None:
         self.codec = codec
         self.queue = queue
         self.links = links
         self.anonymize_ip = anonymize_ip
+        self.disabled = disabled  # TRACKING_DISABLED: answer, record nothing
+        self.respect_dnt = respect_dnt  # RESPECT_DNT: honour DNT: 1 / Sec-GPC: 1
 
-    def _event(self, kind: str, target: int, contact: int, headers: Any, ip: str, method: str) -> Event:
+    def _event(self, kind: str, target: int, contact: int, headers: Any, ip: str, method: str) -> Event | None:
+        """The event to record, or None when privacy settings say not to record this load."""
+        if self.disabled:
+            return None
         ua = purpose = ""
         for name, value in headers:
             if name == b"user-agent":
                 ua = value.decode("latin-1")
             elif name in (b"purpose", b"sec-purpose", b"x-purpose", b"x-moz"):
                 purpose = value.decode("latin-1")
+            elif name in (b"dnt", b"sec-gpc") and value.strip() == b"1" and self.respect_dnt:
+                return None
         client = classify(ua, ip, method=method, purpose=purpose).value
         if self.anonymize_ip and ip:
             ip = anonymize_ip(ip)
         return Event(kind, target, contact, time.time_ns() // 1_000_000, client, ip, ua)
 
-    async def _record(self, event: Event) -> None:
+    async def _record(self, event: Event | None) -> None:
+        if event is None:
+            return
         recorded = await self.queue.submit(event)
         metrics.tracking_request(event.kind, event.client, recorded)
 

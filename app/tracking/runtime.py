@@ -36,6 +36,13 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
         queue = RedisQueue(
             client, memory, window_seconds=settings.dedupe_window_seconds, on_degraded=metrics.set_degraded
         )
-    tracker = Tracker(TokenCodec(settings.fernet_keys()), queue, LinkCache(engine), anonymize_ip=settings.anonymize_ip)
+    tracker = Tracker(
+        TokenCodec(settings.fernet_keys()),
+        queue,
+        LinkCache(engine),
+        anonymize_ip=settings.anonymize_ip,
+        disabled=settings.tracking_disabled,
+        respect_dnt=settings.respect_dnt,
+    )
     await queue.start()
     return TrackingRuntime(tracker=tracker, memory=memory, redis=client)

@@ -1,0 +1,57 @@
+"""Data retention: delete openings and clicks older than a cut-off, in small batches.
+
+Batches keep each transaction (and its locks) short, so the API and the worker keep
+running while a large purge proceeds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, func, select
+
+from app.models import Click, Opening
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(text: str) -> timedelta:
+    """'180d', '12h', '30m', '2w' → timedelta (ValueError otherwise)."""
+    match = re.fullmatch(r"\s*(\d{1,6})\s*([mhdw])\s*", text)
+    if match is None:
+        raise ValueError(f"not an age like 180d, 12h, 30m or 2w: {text!r}")
+    age = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if age <= timedelta(0):
+        raise ValueError("the age must be positive")
+    return age
+
+
+def purge(
+    engine: Engine,
+    cutoff: datetime,
+    *,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Delete (or with dry_run, count) openings/clicks recorded before `cutoff`."""
+    done: dict[str, int] = {}
+    for model, column in ((Opening, Opening.opened_at), (Click, Click.clicked_at)):
+        table = model.__tablename__
+        if dry_run:
+            with engine.connect() as conn:
+                done[table] = conn.scalar(select(func.count()).select_from(model).where(column < cutoff)) or 0
+            continue
+        done[table] = 0
+        while True:
+            with engine.begin() as conn:
+                ids = conn.scalars(select(model.id).where(column < cutoff).order_by(model.id).limit(batch_size)).all()
+                if not ids:
+                    break
+                conn.execute(delete(model).where(model.id.in_(ids)))
+            done[table] += len(ids)
+            if progress is not None:
+                progress(table, done[table])
+    return done

@@ -18,7 +18,7 @@ from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
 from app.ratelimit import RateLimiter
-from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, tracking, users
+from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, reports, tracking, users
 from app.schemas.contact import ContactCreate
 from app.services.users import ensure_first_admin
 from app.settings import Settings, get_settings
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="PixelTracking", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links):
+    for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):
         app.include_router(module.router)
     metrics.instrument(app)
     install_http_middleware(app, settings)

@@ -34,6 +34,11 @@ ROUTES: list[tuple[str, str, Any, int]] = [
     ("POST", "/api/v1/campaigns/{campaign}/groups", {"name": "Arm B"}, 201),
     ("GET", "/api/v1/campaigns/{campaign}/links", None, 200),
     ("POST", "/api/v1/campaigns/{campaign}/links", {"url": "https://example.com/new"}, 201),
+    # Reports.
+    ("GET", "/api/v1/campaigns/{campaign}/stats", None, 200),
+    ("GET", "/api/v1/campaigns/{campaign}/stats?bucket=day", None, 200),
+    ("GET", "/api/v1/campaigns/{campaign}/openings.csv", None, 200),
+    ("GET", "/api/v1/campaigns/{campaign}/clicks.csv", None, 200),
     # Groups.
     ("GET", "/api/v1/groups/{group}", None, 200),
     ("PATCH", "/api/v1/groups/{group}", {"name": "Renamed arm"}, 200),

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.deps import CurrentUser, IdPath, SessionDep
+from app.schemas.common import UtcDatetime, error_responses
+from app.schemas.reports import Bucket, CampaignStats
+from app.services import campaigns, reports
+
+router = APIRouter(prefix="/api/v1", tags=["reports"], responses=error_responses(401, 403, 404, 422, 429))
+
+
+@router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats, response_model_exclude_unset=True)
+def campaign_stats(
+    campaign_id: IdPath,
+    user: CurrentUser,
+    db: SessionDep,
+    bucket: Annotated[
+        Bucket | None, Query(description="Add `series`: opens, unique opens and clicks per hour or per day (UTC).")
+    ] = None,
+    start: Annotated[
+        UtcDatetime | None,
+        Query(
+            alias="from",
+            description="Series start, inclusive (rounded down to the bucket); only with `bucket`. Default: the "
+            "bucket of the first opening or click.",
+        ),
+    ] = None,
+    end: Annotated[
+        UtcDatetime | None,
+        Query(
+            alias="to",
+            description="Series end, exclusive; must be after `from`; only with `bucket`. Default: the end of the "
+            "bucket of the last opening or click. At most 10,000 buckets from `from` to `to`.",
+        ),
+    ] = None,
+) -> CampaignStats:
+    """Opens, clicks and rates of the campaign and of each group (A/B arm), with the winning group.
+
+    Machine opens (Apple Mail Privacy Protection, Gmail/Yahoo/Outlook proxies, bots) are counted
+    in `total_opens` and split out in `machine_opens`/`opens_by_client`. Rates are over the sent
+    contacts, or over all contacts while none is marked sent (`open_rate_basis`). `winner` is the
+    group with the highest open rate; a tie goes to the lowest group id; null when nobody opened.
+    """
+    campaign = campaigns.get_campaign(db, user, campaign_id)
+    return reports.campaign_stats(db, campaign, bucket=bucket, start=start, end=end)
+
+
+_CSV_DOC = (
+    "Streamed CSV (UTF-8, RFC 4180 quoting, CRLF), header row first, rows in time order. Timestamps are "
+    "ISO-8601 UTC (+00:00); empty cell = null. Text cells starting with =, +, -, @, tab or carriage return are "
+    "prefixed with a single quote so that spreadsheets show them instead of running them as formulas."
+)
+
+
+def _csv_response(content: Any, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        content,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+def _csv_doc(columns: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
+    example = ",".join(columns) + "\r\n"
+    return {200: {"description": _CSV_DOC, "content": {"text/csv": {"schema": {"type": "string"}, "example": example}}}}
+
+
+@router.get(
+    "/campaigns/{campaign_id}/openings.csv",
+    response_class=StreamingResponse,
+    responses=_csv_doc(reports.OPENINGS_CSV_COLUMNS),
+)
+def openings_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
+    """Every opening of the campaign, with its contact, group and pixel."""
+    campaign = campaigns.get_campaign(db, user, campaign_id)
+    rows = reports.export_openings_csv(request.app.state.session_factory, campaign.id)
+    return _csv_response(rows, f"campaign-{campaign.id}-openings.csv")
+
+
+@router.get(
+    "/campaigns/{campaign_id}/clicks.csv",
+    response_class=StreamingResponse,
+    responses=_csv_doc(reports.CLICKS_CSV_COLUMNS),
+)
+def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
+    """Every click of the campaign, with its contact, group and link."""
+    campaign = campaigns.get_campaign(db, user, campaign_id)
+    rows = reports.export_clicks_csv(request.app.state.session_factory, campaign.id)
+    return _csv_response(rows, f"campaign-{campaign.id}-clicks.csv")

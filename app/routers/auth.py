@@ -28,7 +28,7 @@ async def login(
     return Token(access_token=token, expires_in=expires_in)
 
 
-@router.get("/me", response_model=UserOut, responses=error_responses(401, 403))
+@router.get("/me", response_model=UserOut, responses=error_responses(401, 403, 429))
 def me(user: CurrentUser) -> UserOut:
     """The authenticated user."""
     return UserOut.model_validate(user)

@@ -7,7 +7,7 @@ from app.schemas.campaign import CampaignCreate, CampaignOut, CampaignUpdate
 from app.schemas.common import Page, error_responses, page_of
 from app.services import campaigns
 
-router = APIRouter(prefix="/api/v1", tags=["campaigns"], responses=error_responses(401, 403, 422))
+router = APIRouter(prefix="/api/v1", tags=["campaigns"], responses=error_responses(401, 403, 422, 429))
 
 
 @router.get("/campaigns", response_model=Page[CampaignOut])

@@ -15,7 +15,7 @@ from app.schemas.common import Page, UtcDatetime, error_responses, page_of
 from app.schemas.contact import MAX_BULK_CONTACTS, ContactBulkOut, ContactCreate, ContactOut, ContactUpdate
 from app.services import campaigns, contacts
 
-router = APIRouter(prefix="/api/v1", tags=["contacts"], responses=error_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/api/v1", tags=["contacts"], responses=error_responses(401, 403, 404, 422, 429))
 
 _BULK = TypeAdapter(list[ContactCreate])
 _ONE = TypeAdapter(ContactCreate)

@@ -7,7 +7,7 @@ from app.schemas.campaign import GroupCreate, GroupOut, GroupUpdate
 from app.schemas.common import Page, error_responses, page_of
 from app.services import campaigns
 
-router = APIRouter(prefix="/api/v1", tags=["groups"], responses=error_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/api/v1", tags=["groups"], responses=error_responses(401, 403, 404, 422, 429))
 
 
 @router.get("/campaigns/{campaign_id}/groups", response_model=Page[GroupOut])

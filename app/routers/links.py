@@ -10,7 +10,7 @@ from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import LinkCreate, LinkOut, LinkUpdate, TrackedUrlOut
 from app.services import campaigns, links
 
-router = APIRouter(prefix="/api/v1", tags=["links"], responses=error_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/api/v1", tags=["links"], responses=error_responses(401, 403, 404, 422, 429))
 
 
 @router.get("/campaigns/{campaign_id}/links", response_model=Page[LinkOut])

@@ -9,7 +9,7 @@ from app.schemas.tracking import PixelCreate, PixelOut, PixelUpdate
 from app.services import contacts, pixels
 from app.tracking.urls import TrackingUrls
 
-router = APIRouter(prefix="/api/v1", tags=["pixels"], responses=error_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/api/v1", tags=["pixels"], responses=error_responses(401, 403, 404, 422, 429))
 
 
 def _out(pixel: Pixel, urls: TrackingUrls) -> PixelOut:

@@ -11,12 +11,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from app.schemas.common import ErrorOut, error_responses
 from app.tracking.fastpath import Reply
 
 router = APIRouter(tags=["tracking (public)"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "Invalid, tampered or unknown token. Nothing is recorded."}
+    404: {"model": ErrorOut, "description": "Invalid, tampered or unknown token. Nothing is recorded."},
+    **error_responses(422),  # FastAPI would document its own 422 shape; a token is any string anyway
 }
 
 

@@ -7,7 +7,7 @@ from app.schemas.common import Page, error_responses, page_of
 from app.schemas.user import UserCreate, UserOut, UserUpdate
 from app.services import users
 
-router = APIRouter(prefix="/api/v1/users", tags=["users (admin)"], responses=error_responses(401, 403, 422))
+router = APIRouter(prefix="/api/v1/users", tags=["users (admin)"], responses=error_responses(401, 403, 422, 429))
 
 
 @router.get("", response_model=Page[UserOut])

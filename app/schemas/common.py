@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.models.base import MAX_ID
 
@@ -27,12 +39,35 @@ def _to_utc(value: datetime) -> datetime:
     return value
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_string(value: Any) -> Any:
+    """Inputs are ISO-8601 strings, as documented (`format: date-time`): pydantic alone would
+    also take Unix times (numbers, digit strings) and booleans."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("Input should be an ISO-8601 date-time string, e.g. 2026-05-01T09:00:00+00:00")
+
+
 UtcDatetime = Annotated[
     datetime,
+    BeforeValidator(_iso_string),
     AfterValidator(_to_utc),
     PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json"),
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON integer, as documented: 3 or 3.0, but not "3" or true (pydantic alone takes those)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be an integer")
+    return value
+
+
+# Metadata for integers in request bodies, after the constraints: Annotated[int, Field(...), JSON_INT].
+JSON_INT = BeforeValidator(_json_number)
 
 
 class InModel(BaseModel):
@@ -45,6 +80,20 @@ class PatchModel(InModel):
     """PATCH bodies: only the fields sent are changed; `null` only where the column allows it."""
 
     required_if_sent: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """Document `required_if_sent` fields as optional but not nullable (`null` is a 422)."""
+        json_schema = handler(core_schema)
+        properties = handler.resolve_ref_schema(json_schema).get("properties", {})
+        for name in cls.required_if_sent:
+            prop = properties.get(name, {})
+            options = [option for option in prop.get("anyOf", ()) if option.get("type") != "null"]
+            if len(options) == 1 and len(prop["anyOf"]) == 2:
+                del prop["anyOf"]
+                prop.pop("default", None)
+                prop.update(options[0])
+        return json_schema
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> Self:

@@ -5,7 +5,8 @@ from typing import Annotated
 from pydantic import EmailStr, Field, field_validator
 
 from app.models import ContactStatus
-from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
+from app.models.base import MAX_ID
+from app.schemas.common import JSON_INT, Id, InModel, OutModel, PatchModel, UtcDatetime
 
 MAX_BULK_CONTACTS = 10_000
 
@@ -29,7 +30,9 @@ class ContactUpdate(PatchModel):
 
     email: Annotated[EmailStr, Field(max_length=254)] | None = None
     name: Annotated[str, Field(max_length=200)] | None = None
-    group_id: Id | None = Field(default=None, description="Move the contact to another group of the same campaign.")
+    group_id: Annotated[int, Field(ge=1, le=MAX_ID), JSON_INT] | None = Field(
+        default=None, description="Move the contact to another group of the same campaign."
+    )
     scheduled_at: UtcDatetime | None = None
     status: ContactStatus | None = None
     sent_at: UtcDatetime | None = None

@@ -5,21 +5,23 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import AnyHttpUrl, Field, WithJsonSchema, field_validator
 
 from app.models import ClientKind
 from app.models.tracking import MAX_PIXEL_NUMBER
-from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
+from app.schemas.common import JSON_INT, Id, InModel, OutModel, PatchModel, UtcDatetime
+
+PixelNumber = Annotated[int, Field(ge=1, le=MAX_PIXEL_NUMBER), JSON_INT]
 
 
 class PixelCreate(InModel):
-    number: Annotated[int, Field(ge=1, le=MAX_PIXEL_NUMBER)] | None = Field(
+    number: PixelNumber | None = Field(
         default=None, description="Rendering slot of this pixel for the contact; default: the next free number."
     )
 
 
 class PixelUpdate(PatchModel):
-    number: Annotated[int, Field(ge=1, le=MAX_PIXEL_NUMBER)]
+    number: PixelNumber
 
 
 class PixelOut(OutModel):
@@ -30,6 +32,19 @@ class PixelOut(OutModel):
     created_at: UtcDatetime
     url: str = Field(description="Public tracking URL to embed in the email.")
     html: str = Field(description="A ready <img> tag for the email's HTML.")
+
+
+# Documented as what `_valid_ip` accepts: an IPv4 or IPv6 address (stored normalised).
+IpAddress = Annotated[
+    str,
+    Field(max_length=45),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6", "maxLength": 45}],
+            "examples": ["203.0.113.7"],
+        }
+    ),
+]
 
 
 def _valid_ip(value: str | None) -> str | None:
@@ -43,7 +58,7 @@ def _valid_ip(value: str | None) -> str | None:
 
 class OpeningCreate(InModel):
     opened_at: UtcDatetime | None = Field(default=None, description="Default: now.")
-    ip: Annotated[str, Field(max_length=45, examples=["203.0.113.7"])] | None = None
+    ip: IpAddress | None = None
     user_agent: Annotated[str, Field(max_length=512)] | None = None
     client: ClientKind = ClientKind.unknown
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = Field(
@@ -57,7 +72,7 @@ class OpeningUpdate(PatchModel):
     required_if_sent = frozenset({"opened_at", "client"})
 
     opened_at: UtcDatetime | None = None
-    ip: Annotated[str, Field(max_length=45)] | None = None
+    ip: IpAddress | None = None
     user_agent: Annotated[str, Field(max_length=512)] | None = None
     client: ClientKind | None = None
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import EmailStr, Field, SecretStr
+from pydantic import EmailStr, Field, SecretStr, StrictBool
 
 from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
 
@@ -15,7 +15,7 @@ class UserCreate(InModel):
     username: Username
     email: Email
     password: Password
-    is_admin: bool = False
+    is_admin: StrictBool = False
 
 
 class UserUpdate(PatchModel):
@@ -24,8 +24,8 @@ class UserUpdate(PatchModel):
     username: Username | None = None
     email: Email | None = None
     password: Password | None = None
-    is_admin: bool | None = None
-    is_active: bool | None = None
+    is_admin: StrictBool | None = None
+    is_active: StrictBool | None = None
 
 
 class UserOut(OutModel):

@@ -51,7 +51,9 @@ class TokenCodec:
         return self._encoder.encrypt(payload).decode("ascii").rstrip("=")
 
     def _decode(self, token: str | bytes) -> bytes | None:
-        raw = token.encode("ascii", "ignore") if isinstance(token, str) else token
+        if isinstance(token, str) and not token.isascii():
+            return None  # not "ignore": a real token with a non-ASCII character added is tampered
+        raw = token.encode("ascii") if isinstance(token, str) else token
         if not 0 < len(raw) <= MAX_TOKEN_LENGTH or not _ALPHABET.issuperset(raw):
             return None
         padded = raw + b"=" * (-len(raw) % 4)

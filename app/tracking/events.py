@@ -1,13 +1,21 @@
 """A tracking event (one pixel load or one click) and its compact wire form.
 
 Events travel through the Redis stream (field `e`) or the in-process queue as one
-string: kind, target ids, time, client class, ip and user agent, separated by
-the ASCII unit separator; both separators are removed from free text beforehand.
+string: kind, target ids, time, client class, ip, user agent and event id, separated
+by the ASCII unit separator; both separators are removed from free text beforehand.
+
+The event id is assigned when the load is answered (`new_event_id`), so one load has
+one id whichever path stores it: if Redis dies after running the enqueue script but
+before its reply arrives, the API records the load through its fallback queue too,
+and the unique `event_id` column keeps a single row.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import os
+import secrets
 from dataclasses import dataclass
 
 SEP = "\x1f"  # between the fields of one event
@@ -15,6 +23,25 @@ RECORD_SEP = "\x1e"  # between events of a batch (app/tracking/queue.py)
 _SEPARATORS = str.maketrans({SEP: " ", RECORD_SEP: " "})
 OPEN, CLICK = "o", "c"
 UA_MAX = 512
+
+_prefix = ""
+_counter = itertools.count()
+
+
+def _reseed() -> None:
+    """A random prefix per process (and again in a forked child): ids never collide across processes."""
+    global _prefix, _counter
+    _prefix = secrets.token_hex(8) + "."
+    _counter = itertools.count()
+
+
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
+
+
+def new_event_id() -> str:
+    """A unique event id (random per-process prefix + counter; cheaper than uuid4 on the hot path)."""
+    return f"{_prefix}{next(_counter):x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +53,7 @@ class Event:
     client: str  # ClientKind value
     ip: str
     user_agent: str
+    event_id: str = ""  # "" (events written by older versions, or by hand): the stream entry id is used
 
     @property
     def dedupe_key(self) -> str:
@@ -36,17 +64,19 @@ class Event:
     def encode(self) -> str:
         ua = self.user_agent[:UA_MAX].translate(_SEPARATORS)
         ip = self.ip.translate(_SEPARATORS)
-        return SEP.join((self.kind, str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, ip, ua))
+        fields = (self.kind, str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, ip, ua)
+        return SEP.join((*fields, self.event_id) if self.event_id else fields)
 
     @classmethod
     def decode(cls, data: str | bytes) -> Event:
         """Raises ValueError on anything malformed."""
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        parts = text.split(SEP, 6)
-        if len(parts) != 7 or parts[0] not in (OPEN, CLICK):
+        parts = text.split(SEP, 7)
+        if len(parts) not in (7, 8) or parts[0] not in (OPEN, CLICK):
             raise ValueError("malformed event")
-        kind, target, contact, at_ms, client, ip, ua = parts
-        return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua)
+        kind, target, contact, at_ms, client, ip, ua = parts[:7]
+        event_id = parts[7] if len(parts) == 8 else ""
+        return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id)
 
 
 def anonymize_ip(ip: str) -> str:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import metrics
 from app.models import Link
 from app.tracking.classify import classify
-from app.tracking.events import CLICK, OPEN, Event, anonymize_ip
+from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
 from app.tracking.queue import EventQueue
 from app.tracking.tokens import TokenCodec
 
@@ -108,7 +108,7 @@ class Tracker:
         client = classify(ua, ip, method=method, purpose=purpose).value
         if self.anonymize_ip and ip:
             ip = anonymize_ip(ip)
-        return Event(kind, target, contact, time.time_ns() // 1_000_000, client, ip, ua)
+        return Event(kind, target, contact, time.time_ns() // 1_000_000, client, ip, ua, new_event_id())
 
     async def _record(self, event: Event | None) -> None:
         if event is None:

@@ -63,8 +63,13 @@ def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
 
 
 def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestResult:
-    """Insert (event_id, event) pairs in one transaction; returns what happened to them."""
+    """Insert (event_id, event) pairs in one transaction; returns what happened to them.
+
+    The id the event carries (assigned when the load was answered) wins over the given one
+    (stream entry id, or the in-process queue's): one load, one row, whichever path stored it.
+    """
     started = time.perf_counter()
+    events = [(e.event_id or eid, e) for eid, e in events]
     result = IngestResult()
     written: Counter[tuple[str, int, int, str]] = Counter()  # (kind, campaign, group, client) → rows
     opens = [(eid, e) for eid, e in events if e.kind == OPEN]

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
 from app import metrics
@@ -154,7 +153,11 @@ class MemoryQueue:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Never cancel a batch being written: its thread would go on after the cancel, and
+            # uvicorn re-raises SIGTERM as soon as the lifespan returns, killing the process
+            # (and that transaction). Wait for the flush in progress, then stop the flusher.
+            async with self._lock:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -216,7 +219,9 @@ class RedisQueue:
         joined = RECORD_SEP.join(event.encode() for event, _ in batch)
         try:
             answers = await self._script(keys=[self._stream], args=[self._window, joined])
-        except RedisError as exc:
+        except Exception as exc:  # noqa: BLE001
+            # Not only RedisError: when Redis dies mid-connect, redis-py lets uvloop's RuntimeError
+            # ("the handler is closed") through. Any failure must fall back, never leave requests waiting.
             self._set_degraded(True, exc)
             for event, future in batch:
                 if not future.done():

@@ -8,7 +8,8 @@ A Redis Streams consumer group; several workers may run. Each loop:
 and for each batch: one transaction through app/tracking/ingest.store_events, and
 only after the commit, XACK + XDEL (the stream is trimmed as it is consumed).
 A database error leaves the batch pending and backs off exponentially; nothing is
-lost and, as event ids are the stream ids, nothing is inserted twice.
+lost and, as `event_id` is unique (the id the API gave the event, else the stream
+entry id), nothing is inserted twice.
 """
 
 from __future__ import annotations

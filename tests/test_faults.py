@@ -1,0 +1,915 @@
+"""Fault injection with real processes, on loopback only (issue 5).
+
+a) a private redis-server SIGKILLed in the middle of pixel loads (the API falls back to
+   its in-process queue), then restarted from its append-only file;
+b) a private MariaDB (its own datadir and port: the system MariaDB is never touched)
+   SIGKILLed while the stream worker inserts, then restarted on the same datadir;
+c) a `pixeltrack worker` process SIGKILLed mid-batch, a second worker reclaiming its
+   pending entries;
+d) a `pixeltrack serve` process SIGTERMed under load and started again on the same port,
+   with Redis + a worker and in the embedded mode (no Redis).
+
+Three small tests first pin, deterministically, the app bugs these faults exposed.
+
+Each fault test compares the database rows with what was acknowledged (a 200 to the client,
+an entry in the stream): nothing acknowledged is lost, nothing is inserted twice. They
+poll with deadlines (no fixed sleeps), stop every process they start in a `finally`,
+and print what they injected and the final row counts (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from app.clients import sync_redis
+from app.db import make_engine
+from app.main import create_asgi
+from app.migrations import upgrade
+from app.models import Campaign, Contact, Group, Opening, Pixel, User
+from app.settings import Settings
+from app.tracking.events import OPEN, Event, new_event_id
+from app.tracking.queue import GROUP, STREAM, MemoryQueue, RedisQueue
+from app.tracking.tokens import TokenCodec
+from app.tracking.worker import StreamWorker
+from tests.live import concurrent_gets, free_port, live_server
+
+VENV_BIN = Path(sys.executable).parent
+PIXELTRACK = str(VENV_BIN / "pixeltrack")
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+T = TypeVar("T")
+
+
+# --- polling, processes -----------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], T], what: str, *, timeout: float = 30.0, interval: float = 0.01) -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    """Signal the process (if still running) and reap it; SIGKILL if it does not exit in time."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        with suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `pixeltrack` subprocess: no inherited configuration, the test's keys."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in Settings.model_fields and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        APP_ENV="test",
+        DATABASE_URL=settings.sqlalchemy_url,
+        API_SECRET_KEY=settings.secret_key(),
+        FERNET_KEY=settings.fernet_keys()[0],
+        SECRETS_FILE=settings.secrets_file,
+        LOG_LEVEL="WARNING",
+        WORKER_METRICS_PORT="0",
+    )
+    env.update(extra)
+    return env
+
+
+class PrivateRedis:
+    """A redis-server of this test only: its own port and directory, AOF fsynced on every write,
+    so a SIGKILL loses nothing Redis acknowledged and a restart on the same port resumes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        probe = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"redis-server exited ({proc.returncode}); see {self.dir / 'redis.log'}")
+            try:
+                return bool(probe.ping())
+            except redis.RedisError:  # refused, or LOADING the append-only file
+                return False
+
+        try:
+            wait_until(up, "the private redis-server to answer PING", timeout=20)
+        finally:
+            probe.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class PrivateMariaDB:
+    """A throwaway mariadbd: own datadir, socket and loopback port (the system server is untouched)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.datadir = directory / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.mariadbd = shutil.which("mariadbd") or (
+            "/usr/sbin/mariadbd" if os.access("/usr/sbin/mariadbd", os.X_OK) else None
+        )
+        self.install_db = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+
+    def server_url(self, database: str = "") -> str:
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
+
+    def install(self) -> None:
+        if self.mariadbd is None or self.install_db is None:
+            message = "mariadbd / mariadb-install-db not installed: cannot run a private MariaDB"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message + " (required when CI=true)", pytrace=False)
+            pytest.skip(message)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                self.install_db,
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        assert self.mariadbd is not None
+        self.proc = subprocess.Popen(
+            [
+                self.mariadbd,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--socket={self.dir / 'mariadb.sock'}",
+                f"--pid-file={self.dir / 'mariadb.pid'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                f"--log-error={self.dir / 'error.log'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        proc = self.proc
+        probe = create_engine(self.server_url(), poolclass=NullPool, connect_args={"connect_timeout": 2})
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mariadbd exited ({proc.returncode}); see {self.dir / 'error.log'}")
+            try:
+                with probe.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            except SQLAlchemyError:
+                return False
+            return True
+
+        try:
+            wait_until(up, "the private MariaDB to accept connections", timeout=60, interval=0.05)
+        finally:
+            probe.dispose()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=30)
+
+
+class WorkerThread:
+    """A StreamWorker looping in a thread the way `pixeltrack worker` does (run_forever installs
+    signal handlers, which only the main thread may do): Redis errors are retried."""
+
+    def __init__(self, worker: StreamWorker) -> None:
+        self.worker = worker
+        self.redis_errors = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"worker-{worker.consumer}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.worker.run_once()
+                except redis.RedisError:
+                    self.redis_errors += 1
+                    self._stop.wait(0.05)  # Redis is down: retry soon (run_forever waits 1 s)
+        except BaseException as exc:  # surfaced by check()
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"worker thread died: {self.error!r}") from self.error
+
+    def __enter__(self) -> WorkerThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self.worker.stop()
+        self._thread.join(30)
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def seed_pixels(engine: Engine, n: int) -> list[int]:
+    """A user, a campaign, a group and `n` contacts with one pixel each; returns the pixel ids."""
+    tag = uuid.uuid4().hex[:10]
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        uid = conn.execute(
+            insert(User).values(username=f"fault-{tag}", email=f"{tag}@example.com", hashed_password="x")
+        ).inserted_primary_key[0]
+        cid = conn.execute(insert(Campaign).values(owner_id=uid, name=f"faults {tag}")).inserted_primary_key[0]
+        gid = conn.execute(insert(Group).values(campaign_id=cid, name="A")).inserted_primary_key[0]
+        for start in range(0, n, 5000):
+            conn.execute(
+                insert(Contact),
+                [
+                    {"campaign_id": cid, "group_id": gid, "email": f"c{i}-{tag}@example.com", "created_at": now}
+                    for i in range(start, min(n, start + 5000))
+                ],
+            )
+        contact_ids = list(conn.scalars(select(Contact.id).where(Contact.campaign_id == cid).order_by(Contact.id)))
+        for start in range(0, n, 5000):
+            conn.execute(
+                insert(Pixel),
+                [{"contact_id": c, "number": 1, "uuid": uuid.uuid4().hex} for c in contact_ids[start : start + 5000]],
+            )
+        pixel_ids = list(
+            conn.scalars(
+                select(Pixel.id).join(Contact, Contact.id == Pixel.contact_id).where(Contact.campaign_id == cid)
+            )
+        )
+    assert len(pixel_ids) == n
+    return sorted(pixel_ids)
+
+
+def push_events(client: Any, pixel_ids: list[int], n: int, *, with_ids: bool = True) -> int:
+    """XADD `n` open events (round robin over the pixels) in pipelined chunks; with_ids=False writes
+    the older wire format without an event id (the worker then uses the stream entry id)."""
+    now_ms = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        event_id = new_event_id() if with_ids else ""
+        event = Event(OPEN, pixel_ids[i % len(pixel_ids)], 0, now_ms, "browser", "203.0.113.7", "fault-test", event_id)
+        pipe.xadd(STREAM, {"e": event.encode()})
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+    return n
+
+
+def openings(engine: Engine, pixel_ids: list[int]) -> dict[str, Any]:
+    """Rows, distinct event ids, and rows per pixel among the given pixels' openings."""
+    lo, hi = min(pixel_ids), max(pixel_ids)
+    in_range = Opening.pixel_id.between(lo, hi)
+    with engine.connect() as conn:
+        rows, events = conn.execute(
+            select(func.count(), func.count(func.distinct(Opening.event_id))).where(in_range)
+        ).one()
+        per_pixel = dict(
+            conn.execute(select(Opening.pixel_id, func.count()).where(in_range).group_by(Opening.pixel_id)).all()
+        )
+    return {"rows": rows, "distinct_event_ids": events, "per_pixel": per_pixel}
+
+
+def row_count(engine: Engine) -> int:
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Opening)) or 0
+    except SQLAlchemyError:
+        return -1
+
+
+def pending(client: Any) -> int:
+    try:
+        return int(client.xpending(STREAM, GROUP)["pending"])
+    except redis.ResponseError:  # no group yet
+        return 0
+
+
+def consumer_pending(client: Any, consumer: str) -> int:
+    for info in client.xinfo_consumers(STREAM, GROUP):
+        if info["name"] == consumer:
+            return int(info["pending"])
+    return 0
+
+
+def gauge(base: str, name: str) -> float:
+    body = httpx.get(f"{base}/metrics", timeout=10).text
+    total = 0.0
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == name:
+                total += s.value
+    return total
+
+
+# --- the app bugs (a) and (d) found, pinned deterministically ----------------------------------
+
+
+async def submit_through(engine: Engine, redis_url: str, wrap: Callable[[Any], Any], event: Event) -> RedisQueue:
+    """One event through a RedisQueue whose enqueue script is wrapped by `wrap`; closes the queue
+    (which flushes its fallback to the database) and returns it."""
+    from app.clients import async_redis
+
+    client = async_redis(redis_url)
+    queue = RedisQueue(client, MemoryQueue(engine, window_seconds=3600), window_seconds=3600)
+    queue._script = wrap(queue._script)  # type: ignore[method-assign]
+    try:
+        assert await asyncio.wait_for(queue.submit(event), 5) is True  # answered, as recorded
+        await queue.close()
+    finally:
+        await client.aclose()
+    return queue
+
+
+def test_a_non_redis_error_from_the_client_falls_back_instead_of_hanging(
+    engine: Engine, redis_client: Any, redis_url: str
+) -> None:
+    """When Redis dies mid-connect, redis-py (with uvloop) raises RuntimeError("the handler is closed"),
+    not a RedisError: the batch's requests must still be answered and recorded, not wait forever."""
+    pixel = seed_pixels(engine, 1)[0]
+
+    def dying(_script: Any) -> Any:
+        async def call(**_kwargs: Any) -> Any:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+        return call
+
+    event = Event(OPEN, pixel, 0, 1, "browser", "", "", new_event_id())
+    queue = asyncio.run(submit_through(engine, redis_url, dying, event))
+    assert queue.degraded
+    assert openings(engine, [pixel])["rows"] == 1
+
+
+def test_load_enqueued_but_reply_lost_is_stored_once(engine: Engine, redis_client: Any, redis_url: str) -> None:
+    """Redis ran the enqueue script, then died before replying: the API also records the load through
+    its fallback; both copies carry the event id given when the load was answered, so one row."""
+    pixel = seed_pixels(engine, 1)[0]
+
+    def reply_lost(script: Any) -> Any:
+        async def call(**kwargs: Any) -> Any:
+            await script(**kwargs)
+            raise redis.ConnectionError("Connection closed by server.")
+
+        return call
+
+    event = Event(OPEN, pixel, 0, 1, "browser", "", "", new_event_id())
+    queue = asyncio.run(submit_through(engine, redis_url, reply_lost, event))
+    assert queue.degraded
+    assert openings(engine, [pixel])["rows"] == 1  # through the fallback...
+    assert redis_client.xlen(STREAM) == 1  # ...and the same load is in the stream
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer="lost-reply")
+    assert worker.drain() == 1
+    assert (worker.stats.inserted, worker.stats.duplicates) == (0, 1)
+    assert openings(engine, [pixel])["rows"] == 1
+
+
+def test_shutdown_waits_for_the_batch_being_written(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by (d): close() used to cancel the flusher while its thread was writing a batch, and
+    returned before that write ended; uvicorn then re-raises SIGTERM and the batch died with the
+    process. close() must return only once the batch is in the database."""
+    import app.tracking.queue as queue_module
+
+    pixel = seed_pixels(engine, 1)[0]
+    entered, release = threading.Event(), threading.Event()
+    real_store = queue_module.store_events
+
+    def slow_store(*args: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return real_store(*args)
+
+    monkeypatch.setattr(queue_module, "store_events", slow_store)
+
+    async def run() -> int:
+        queue = MemoryQueue(engine, window_seconds=3600, max_batch=1)  # one event wakes the flusher
+        await queue.start()
+        assert queue.offer(Event(OPEN, pixel, 0, 1, "browser", "", "", new_event_id()))
+        assert await asyncio.to_thread(entered.wait, 10)  # the flusher's thread is writing the batch
+
+        async def closer() -> int:
+            await queue.close()
+            return int(openings(engine, [pixel])["rows"])  # rows at the moment close() returned
+
+        closing = asyncio.create_task(closer())
+        for _ in range(50):  # loop turns only: let close() go as far as it can without the write
+            await asyncio.sleep(0)
+        release.set()
+        return await asyncio.wait_for(closing, 10)
+
+    assert asyncio.run(run()) == 1
+
+
+# --- a) Redis killed mid-load ---------------------------------------------------------------
+
+
+def test_redis_killed_mid_load_every_load_answers_and_lands_once(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    pixels = seed_pixels(engine, 1800)
+    during, after_kill, after_restart = pixels[:1000], pixels[1000:1300], pixels[1300:]
+    codec = TokenCodec(settings.fernet_keys())
+
+    def path(pixel_id: int) -> str:
+        return f"/o/{codec.pixel_token(pixel_id)}.gif"
+
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    probe = sync_redis(server.url)
+    try:
+        app = create_asgi(settings.model_copy(update={"redis_url": server.url}))
+        worker = StreamWorker(sync_redis(server.url), engine, consumer="fault-a", batch_size=200, block_ms=50)
+        loaded: list[int] = []
+        statuses: list[int] = []
+        with WorkerThread(worker) as worker_thread:
+            with live_server(app) as base, httpx.Client(base_url=base, headers={"User-Agent": UA}) as http:
+                queue = app.state.tracker.queue
+                assert isinstance(queue, RedisQueue)
+                # 1. 1,000 distinct pixels over 20 connections; SIGKILL Redis once ~150 are in it.
+                with ThreadPoolExecutor(1) as pool:
+                    loading = pool.submit(concurrent_gets, base, [path(p) for p in during], connections=20)
+                    wait_until(lambda: loading.done() or probe.dbsize() >= 150, "the first loads to reach Redis")
+                    in_flight = not loading.done()
+                    in_redis_at_kill = (len(probe.keys("pt:d:*")), probe.xlen(STREAM))
+                    server.kill()
+                    statuses += loading.result()
+                loaded += during
+                assert in_flight, "the load finished before Redis was killed: not a mid-load fault"
+                assert queue.degraded
+                degraded_gauge = gauge(base, "pixeltrack_degraded")
+                # 2. Redis stays down: 300 more pixels, each loaded twice (dedupe per process).
+                statuses += concurrent_gets(base, [path(p) for p in after_kill for _ in range(2)], connections=20)
+                loaded += after_kill
+                # 3. Restart Redis (same port, same AOF); load new pixels one by one until the API is back on it.
+                server.start()
+                fresh = iter(after_restart)
+
+                def back_on_redis() -> bool:
+                    pixel_id = next(fresh)
+                    statuses.append(http.get(path(pixel_id)).status_code)
+                    loaded.append(pixel_id)
+                    return not queue.degraded
+
+                wait_until(back_on_redis, "the API to leave degraded mode", timeout=15, interval=0.05)
+                rest = list(fresh)
+                statuses += concurrent_gets(base, [path(p) for p in rest], connections=20)
+                loaded += rest
+                recovered_gauge = gauge(base, "pixeltrack_degraded")
+            # The app has shut down (its lifespan flushed the in-process queue); the worker drains the stream,
+            # including what was in Redis when it was killed (restored from the AOF).
+
+            def drained() -> bool:
+                worker_thread.check()
+                return pending(probe) == 0 and probe.xlen(STREAM) == 0 and row_count(engine) >= len(loaded)
+
+            wait_until(drained, "the worker to drain the stream", timeout=60)
+        counts = openings(engine, pixels)
+        fallback = app.state.tracking.memory.totals
+        print(
+            f"\n[a] injected: SIGKILL of the private redis-server with loads in flight, after {in_redis_at_kill[0]} events "
+            f"were accepted ({in_redis_at_kill[1]} still in the stream); "
+            f"restarted from its AOF on the same port.\n"
+            f"    loads: {len(statuses)} requests, {statuses.count(200)} x 200, {len(set(loaded))} distinct pixels "
+            f"({len(during)} around the kill, {len(after_kill)} x 2 while down, {len(loaded) - len(during) - len(after_kill)} after restart);\n"
+            f"    degraded gauge {degraded_gauge:.0f} while down, {recovered_gauge:.0f} after; "
+            f"in-process fallback: {fallback.inserted} inserted, {fallback.duplicates} already stored; "
+            f"worker: {worker.stats.inserted} inserted, {worker.stats.duplicates} already stored, "
+            f"{worker_thread.redis_errors} Redis errors.\n"
+            f"    rows: {counts['rows']} openings, {counts['distinct_event_ids']} distinct event ids, "
+            f"{len(counts['per_pixel'])} distinct pixels."
+        )
+        assert statuses == [200] * len(statuses)
+        assert degraded_gauge == 1
+        assert recovered_gauge == 0
+        assert counts["rows"] == len(set(loaded)) == len(loaded)
+        assert counts["distinct_event_ids"] == counts["rows"]
+        assert set(counts["per_pixel"]) == set(loaded)
+        assert max(counts["per_pixel"].values()) == 1
+    finally:
+        probe.close()
+        server.stop()
+
+
+# --- b) MariaDB killed while the worker inserts ------------------------------------------------
+
+
+def test_mariadb_killed_while_worker_inserts_entries_stay_pending_then_land_once(
+    redis_client: Any, redis_url: str, tmp_path: Path
+) -> None:
+    mariadb = PrivateMariaDB(tmp_path / "mariadb")
+    mariadb.install()
+    eng: Engine | None = None
+    try:
+        mariadb.start()
+        admin = create_engine(mariadb.server_url())
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE pixeltrack_faults CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+        admin.dispose()
+        eng = make_engine(mariadb.server_url("pixeltrack_faults"), connect_args={"connect_timeout": 2})
+        upgrade(eng)
+        pixels = seed_pixels(eng, 500)
+        total = push_events(redis_client, pixels, 3000, with_ids=False)
+        worker = StreamWorker(
+            sync_redis(redis_url), eng, consumer="fault-b", batch_size=50, block_ms=50, max_backoff=1.0
+        )
+        with WorkerThread(worker) as worker_thread:
+
+            def inserting() -> bool:
+                worker_thread.check()
+                return worker.stats.inserted >= 300
+
+            wait_until(inserting, "the worker to insert its first batches")
+            mariadb.kill()
+            inserted_at_kill = worker.stats.inserted
+            assert inserted_at_kill < total, "the worker finished before MariaDB was killed"
+            total += push_events(
+                redis_client, pixels, 1000, with_ids=False
+            )  # events keep arriving while the database is down
+            wait_until(lambda: worker.stats.db_errors >= 2, "the worker to report database errors")
+            group = next(g for g in redis_client.xinfo_groups(STREAM) if g["name"] == GROUP)
+            held = (worker.stats.inserted, group["pending"], group["last-delivered-id"])
+            wait_until(lambda: worker.stats.db_errors >= 4, "more failed retries")
+            group = next(g for g in redis_client.xinfo_groups(STREAM) if g["name"] == GROUP)
+            still = (worker.stats.inserted, group["pending"], group["last-delivered-id"])
+            stream_len_down = redis_client.xlen(STREAM)
+            errors_down = worker.stats.db_errors
+            mariadb.start()  # same datadir and port: InnoDB crash recovery
+            total += push_events(redis_client, pixels, 1000, with_ids=False)
+
+            def landed() -> bool:
+                worker_thread.check()
+                return pending(redis_client) == 0 and redis_client.xlen(STREAM) == 0 and row_count(eng) >= total
+
+            wait_until(landed, "every event to be inserted after the restart", timeout=60)
+        counts = openings(eng, pixels)
+        print(
+            f"\n[b] injected: SIGKILL of the private mariadbd after {inserted_at_kill} rows were inserted, "
+            f"1,000 events pushed while it was down, restart on the same datadir/port.\n"
+            f"    while down: {errors_down} database errors, pending {held[1]} → {still[1]}, rows inserted "
+            f"{held[0]} → {still[0]}, last delivered {held[2]} → {still[2]}, stream length {stream_len_down}.\n"
+            f"    rows: {counts['rows']} openings for {total} events, {counts['distinct_event_ids']} distinct event ids; "
+            f"worker {worker.stats.inserted} inserted, {worker.stats.duplicates} duplicates ignored; pending "
+            f"{pending(redis_client)}."
+        )
+        assert held[1] > 0  # the failed batch stays pending...
+        assert still == held  # ...and nothing is acked, inserted or read while the database is down
+        assert stream_len_down >= 1000 + held[1]
+        assert counts["rows"] == total
+        assert counts["distinct_event_ids"] == counts["rows"]
+        assert pending(redis_client) == 0
+    finally:
+        if eng is not None:
+            eng.dispose()
+        mariadb.stop()
+
+
+# --- c) worker SIGKILLed mid-batch ----------------------------------------------------------------
+
+
+def start_worker(env: dict[str, str], consumer: str, log: IO[bytes], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [PIXELTRACK, "worker", "--consumer", consumer], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
+    settings: Settings, engine: Engine, redis_client: Any, redis_url: str, tmp_path: Path
+) -> None:
+    pixels = seed_pixels(engine, 1000)
+    events = push_events(redis_client, pixels, 20_000)
+    env = process_env(
+        settings,
+        REDIS_URL=redis_url,
+        WORKER_BATCH_SIZE="50",
+        WORKER_CLAIM_IDLE_MS="1000",
+        LOG_LEVEL="INFO",
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    kills: list[tuple[str, int, int]] = []  # consumer, rows when killed, its pending entries
+    try:
+        # Kill workers until one dies holding a batch (killed between two batches, it holds none); at most 5.
+        for attempt in range(1, 6):
+            name = f"doomed-{attempt}"
+            with (tmp_path / f"{name}.log").open("wb") as log:
+                proc = start_worker(env, name, log, tmp_path)
+            procs.append(proc)
+            start_rows = row_count(engine)
+
+            def progressing(proc: subprocess.Popen[bytes] = proc, start_rows: int = start_rows) -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"worker exited early ({proc.returncode})")
+                return row_count(engine) >= start_rows + 500
+
+            wait_until(progressing, f"{name} to insert rows", interval=0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            kills.append((name, row_count(engine), consumer_pending(redis_client, name)))
+            if kills[-1][2]:
+                break
+        rows_before_survivor = row_count(engine)
+        assert kills[-1][2] > 0, f"no worker died holding pending entries: {kills}"
+        assert rows_before_survivor < events, "the stream was drained before the worker was killed"
+        survivor_log = tmp_path / "survivor.log"
+        with survivor_log.open("wb") as log:
+            survivor = start_worker(env, "survivor", log, tmp_path)
+        procs.append(survivor)
+
+        def done() -> bool:
+            if survivor.poll() is not None:
+                raise AssertionError(f"survivor exited ({survivor.returncode})")
+            return row_count(engine) >= events and pending(redis_client) == 0
+
+        wait_until(done, "the survivor to insert every event and reclaim the dead consumers' entries", timeout=90)
+        stop_process(survivor)
+        stats = re.search(r"stopped: WorkerStats\((.*?)\)", survivor_log.read_text())
+        counts = openings(engine, pixels)
+        left = {name: consumer_pending(redis_client, name) for name, _, _ in kills}
+        print(
+            f"\n[c] injected: SIGKILL of `pixeltrack worker` (batch 50) x {len(kills)}: "
+            + ", ".join(f"{n} at {r} rows holding {p} pending" for n, r, p in kills)
+            + f"; survivor started with WORKER_CLAIM_IDLE_MS=1000.\n"
+            f"    survivor: {stats.group(1) if stats else '(no stats line)'}; dead consumers' pending now {left}.\n"
+            f"    rows: {counts['rows']} openings for {events} events, {counts['distinct_event_ids']} distinct event ids; "
+            f"pending {pending(redis_client)}, stream length {redis_client.xlen(STREAM)}."
+        )
+        assert counts["rows"] == events
+        assert counts["distinct_event_ids"] == events
+        assert pending(redis_client) == 0
+        assert redis_client.xlen(STREAM) == 0
+        assert set(left.values()) == {0}
+        assert stats is not None
+        reclaimed = int(re.search(r"reclaimed=(\d+)", stats.group(1)).group(1))  # type: ignore[union-attr]
+        assert reclaimed >= sum(p for _, _, p in kills)
+    finally:
+        for proc in procs:
+            stop_process(proc, signal.SIGKILL)
+
+
+# --- d) API process restarted under load ----------------------------------------------------------
+
+
+class PixelLoader:
+    """Loads each pixel at most once over `connections` keep-alive sockets, in a thread, until stopped.
+
+    A 200 is an acknowledged load. A request whose connection breaks before the answer is
+    not acknowledged and not retried (the pixel is reported as failed: the server may or may
+    not have recorded it). While the server is down, connecting fails and consumes no pixel.
+    """
+
+    def __init__(self, port: int, paths: list[str], connections: int = 8) -> None:
+        self.port = port
+        self.paths = paths
+        self.connections = connections
+        self.acked: list[int] = []
+        self.failed: list[int] = []
+        self.other: list[tuple[int, int]] = []
+        self.refused = 0
+        self._next = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="pixel-loader", daemon=True)
+
+    async def _connection(self) -> None:
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        while not self._stop.is_set() and self._next < len(self.paths):
+            if writer is None:
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    self.refused += 1
+                    await asyncio.sleep(0.005)  # the server is restarting: poll until it listens again
+                    continue
+            assert reader is not None
+            i, self._next = self._next, self._next + 1  # one event loop: no lock needed
+            request = f"GET {self.paths[i]} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\n\r\n"
+            try:
+                writer.write(request.encode())
+                await writer.drain()
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                status = int(head.split(b" ", 2)[1])
+                length, close = 0, False
+                for line in head.lower().split(b"\r\n"):
+                    if line.startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                    elif line.startswith(b"connection:") and b"close" in line:
+                        close = True
+                await asyncio.wait_for(reader.readexactly(length), 10)
+            except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+                self.failed.append(i)
+                writer.close()
+                reader = writer = None
+                continue
+            if status == 200:
+                self.acked.append(i)
+            else:
+                self.other.append((i, status))
+            if close:  # the server is shutting down: do not send on this connection again
+                writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    async def _run(self) -> None:
+        await asyncio.gather(*(self._connection() for _ in range(self.connections)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(30)
+
+    def exhausted(self) -> bool:
+        return self._next >= len(self.paths)
+
+
+@contextmanager
+def api_server(env: dict[str, str], port: int, log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`pixeltrack serve` on the port; waits for /healthz; always stopped (SIGTERM) on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [PIXELTRACK, "serve", "--no-sample", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"pixeltrack serve exited ({proc.returncode}); see {log}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, "pixeltrack serve to answer /healthz", interval=0.05)
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.parametrize("mode", ["redis", "embedded"])
+def test_api_restarted_under_load_every_acknowledged_load_lands_once(
+    mode: str, settings: Settings, engine: Engine, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    pixels = seed_pixels(engine, 6000)
+    codec = TokenCodec(settings.fernet_keys())
+    extra: dict[str, str] = {}
+    worker: StreamWorker | None = None
+    redis_client: Any = None
+    if mode == "redis":
+        redis_client = request.getfixturevalue("redis_client")
+        redis_url: str = request.getfixturevalue("redis_url")
+        extra["REDIS_URL"] = redis_url
+        worker = StreamWorker(sync_redis(redis_url), engine, consumer="fault-d", batch_size=500, block_ms=50)
+    env = process_env(settings, **extra)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    loader = PixelLoader(port, [f"/o/{codec.pixel_token(p)}.gif" for p in pixels])
+    draining: AbstractContextManager[WorkerThread | None] = (
+        WorkerThread(worker) if worker is not None else nullcontext()
+    )
+    with draining as worker_thread:
+        try:
+            with api_server(env, port, log, tmp_path) as first:
+                loader.start()
+                wait_until(lambda: len(loader.acked) >= 800, "loads acknowledged by the first server")
+                acked_first = len(loader.acked)
+                first.send_signal(signal.SIGTERM)  # graceful: in-flight requests answered, queue flushed
+                first.wait(30)
+            exit_code = first.returncode
+            with api_server(env, port, log, tmp_path) as second:
+                mark = len(loader.acked)
+                wait_until(
+                    lambda: len(loader.acked) >= mark + 800 or loader.exhausted(),
+                    "loads acknowledged by the restarted server",
+                )
+                loader.stop()
+                second.send_signal(signal.SIGTERM)
+                second.wait(30)
+        finally:
+            loader.stop()
+        assert not loader.exhausted(), "ran out of pixels: the restart was not under load"
+        if worker_thread is not None:
+
+            def drained() -> bool:
+                worker_thread.check()
+                return pending(redis_client) == 0 and redis_client.xlen(STREAM) == 0
+
+            wait_until(drained, "the worker to drain the stream")
+    counts = openings(engine, pixels)
+    per_pixel = counts["per_pixel"]
+    acked = {pixels[i] for i in loader.acked}
+    failed = {pixels[i] for i in loader.failed}
+    lost = sorted(p for p in acked if per_pixel.get(p, 0) != 1)
+    failed_recorded = sum(1 for p in failed if p in per_pixel)
+    print(
+        f"\n[d:{mode}] injected: SIGTERM of `pixeltrack serve` under load (8 connections) after "
+        f"{acked_first} acknowledged loads (exit code {exit_code}), restart on the same port.\n"
+        f"    loads: {len(loader.acked)} x 200, {len(loader.failed)} failed (connection closed before the answer; "
+        f"{failed_recorded} of them recorded anyway), {len(loader.other)} other statuses, "
+        f"{loader.refused} refused connects while down.\n"
+        f"    rows: {counts['rows']} openings, {counts['distinct_event_ids']} distinct event ids, "
+        f"{len(per_pixel)} distinct pixels; acknowledged but missing: {len(lost)}."
+    )
+    assert loader.other == []
+    assert lost == []  # every 200 became exactly one opening
+    assert set(per_pixel) <= acked | failed  # nothing recorded that was not requested
+    assert max(per_pixel.values()) == 1  # no pixel recorded twice
+    assert counts["rows"] == len(acked) + failed_recorded
+    assert counts["distinct_event_ids"] == counts["rows"]

@@ -16,7 +16,8 @@ import ipaddress
 import itertools
 import os
 import secrets
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 SEP = "\x1f"  # between the fields of one event
 RECORD_SEP = "\x1e"  # between events of a batch (app/tracking/queue.py)
@@ -44,8 +45,9 @@ def new_event_id() -> str:
     return f"{_prefix}{next(_counter):x}"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """Immutable; a NamedTuple because one is built per pixel load (cheaper than a frozen dataclass)."""
+
     kind: str  # OPEN or CLICK
     target_id: int  # pixel id (OPEN) or link id (CLICK)
     contact_id: int  # the contact (CLICK); 0 for OPEN (the pixel knows its contact)
@@ -62,8 +64,8 @@ class Event:
         return f"pt:d:c:{self.target_id}:{self.contact_id}"
 
     def encode(self) -> str:
-        ua = self.user_agent[:UA_MAX].translate(_SEPARATORS)
-        ip = self.ip.translate(_SEPARATORS)
+        ua = _clean(self.user_agent)
+        ip = _clean(self.ip)
         fields = (self.kind, str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, ip, ua)
         return SEP.join((*fields, self.event_id) if self.event_id else fields)
 
@@ -77,6 +79,12 @@ class Event:
         kind, target, contact, at_ms, client, ip, ua = parts[:7]
         event_id = parts[7] if len(parts) == 8 else ""
         return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id)
+
+
+@lru_cache(maxsize=8192)
+def _clean(text: str) -> str:
+    """Free text without the separators (cached: the same user agents come back all the time)."""
+    return text[:UA_MAX].translate(_SEPARATORS)
 
 
 def anonymize_ip(ip: str) -> str:

@@ -62,6 +62,14 @@ def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
     return inserted
 
 
+def _write(conn: Connection, table: Any, rows: list[dict[str, Any]], offered: int, result: IngestResult) -> None:
+    """Insert the rows whose target still exists and account for every offered event."""
+    result.skipped_missing += offered - len(rows)
+    inserted = _insert(conn, table, rows) if rows else 0
+    result.inserted += inserted
+    result.duplicates += len(rows) - inserted
+
+
 def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestResult:
     """Insert (event_id, event) pairs in one transaction; returns what happened to them.
 
@@ -99,10 +107,7 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                 }
                 for eid, e in kept
             ]
-            result.skipped_missing += len(opens) - len(rows)
-            inserted = _insert(conn, Opening, rows) if rows else 0
-            result.inserted += inserted
-            result.duplicates += len(rows) - inserted
+            _write(conn, Opening, rows, len(opens), result)
             written.update(("open", pixels[e.target_id][1], pixels[e.target_id][2], e.client) for _, e in kept)
         if clicks:
             links = _lookup(
@@ -135,10 +140,7 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                 }
                 for eid, e in kept
             ]
-            result.skipped_missing += len(clicks) - len(rows)
-            inserted = _insert(conn, Click, rows) if rows else 0
-            result.inserted += inserted
-            result.duplicates += len(rows) - inserted
+            _write(conn, Click, rows, len(clicks), result)
             written.update(("click", links[e.target_id][0], contacts[e.contact_id][1], e.client) for _, e in kept)
     _observe(result, written, len(events), time.perf_counter() - started)
     return result

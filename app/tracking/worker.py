@@ -20,7 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -48,7 +48,6 @@ class WorkerStats:
     reclaimed: int = 0
     db_errors: int = 0
     last_batch_size: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 def ensure_group(redis: Redis, stream: str = STREAM, group: str = GROUP) -> None:

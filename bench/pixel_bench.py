@@ -42,6 +42,7 @@ from app.clients import sync_redis
 from app.db import make_engine
 from app.migrations import upgrade
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
+from app.services import rollups
 from app.tracking.events import OPEN, Event
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.tokens import TokenCodec
@@ -105,6 +106,7 @@ def seed(url: str, n: int) -> list[int]:
                 ],
             )
         pixel_ids = list(conn.scalars(select(Pixel.id).order_by(Pixel.id)))
+        rollups.rebuild(conn, cid)  # the report counters of the rows inserted in bulk
     engine.dispose()
     return pixel_ids
 

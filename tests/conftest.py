@@ -30,6 +30,7 @@ from app.migrations import upgrade
 from app.models import Base, User
 from app.settings import Settings
 from tests import factories
+from tests.helpers import counter_drift
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 
@@ -142,8 +143,11 @@ def _isolate(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     eng: Engine = request.getfixturevalue("engine")
     with eng.begin() as conn:
+        # Whatever the test did, the report counters must equal a recompute from the rows.
+        drift = [] if request.node.get_closest_marker("counters_unchecked") else counter_drift(conn)
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(delete(table))
+    assert not drift, f"report counters out of step with the rows: {drift[:5]}"
 
 
 # Users and their auth headers.

@@ -1,4 +1,8 @@
-"""Small factory helpers that build objects straight in the database (no HTTP)."""
+"""Small factory helpers that build objects straight in the database (no HTTP).
+
+Rows that the report counters depend on (contacts, pixels, openings, clicks) are added the
+way the services add them: the counters (app/services/rollups.py) follow in the same commit.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
 from app.security import create_access_token, hash_password
+from app.services import rollups
 from app.settings import Settings
 
 PASSWORD = "correct-horse-battery"
@@ -27,8 +32,15 @@ def _n() -> int:
     return next(_seq)
 
 
-def _save(db: Session, obj: Any) -> Any:
+def _save(db: Session, obj: Any, *, contact_id: int | None = None, counted: Any = None) -> Any:
+    """Add `obj`; then refresh the counters of `contact_id` and add `counted` (openings=/clicks=
+    conditions) to the hourly counters."""
     db.add(obj)
+    db.flush()
+    if counted is not None:
+        rollups.count_hours(db, **counted(obj))
+    if contact_id is not None or isinstance(obj, Contact):
+        rollups.refresh_contacts(db, [contact_id if contact_id is not None else obj.id])
     db.commit()
     return obj
 
@@ -63,7 +75,7 @@ def make_contact(db: Session, group: Group, **kw: Any) -> Contact:
 
 
 def make_pixel(db: Session, contact: Contact, number: int = 1) -> Pixel:
-    return _save(db, Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex))
+    return _save(db, Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex), contact_id=contact.id)
 
 
 def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
@@ -71,7 +83,12 @@ def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
     assert contact is not None
     kw.setdefault("opened_at", datetime.now(UTC))
     kw.setdefault("event_id", uuid.uuid4().hex)
-    return _save(db, Opening(pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, **kw))
+    return _save(
+        db,
+        Opening(pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, **kw),
+        contact_id=contact.id,
+        counted=lambda o: {"openings": Opening.id == o.id},
+    )
 
 
 def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/landing") -> Link:
@@ -81,7 +98,12 @@ def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/l
 def make_click(db: Session, link: Link, contact: Contact, **kw: Any) -> Click:
     kw.setdefault("clicked_at", datetime.now(UTC))
     kw.setdefault("event_id", uuid.uuid4().hex)
-    return _save(db, Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw))
+    return _save(
+        db,
+        Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw),
+        contact_id=contact.id,
+        counted=lambda c: {"clicks": Click.id == c.id},
+    )
 
 
 def make_tree(db: Session, owner: User) -> dict[str, Any]:

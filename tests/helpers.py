@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
+
+from app.models import CampaignHour, ContactStats
+from app.services import rollups
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -41,3 +44,32 @@ def parse_ts(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     assert parsed.utcoffset() == timedelta(0), value
     return parsed
+
+
+def counter_drift(conn: Connection) -> list[str]:
+    """Differences between the report counters and a recompute of them from the rows
+    (rolls its own changes back when `conn` is in a transaction the caller discards)."""
+
+    def snapshot() -> tuple[dict[Any, tuple[Any, ...]], dict[Any, tuple[int, int]]]:
+        stats = {row.contact_id: tuple(row) for row in conn.execute(select(ContactStats))}
+        hours = {
+            (row.campaign_id, row.hour): (row.opens, row.clicks)
+            for row in conn.execute(select(CampaignHour))
+            if row.opens or row.clicks
+        }
+        return stats, hours
+
+    stats, hours = snapshot()
+    rollups.rebuild(conn)
+    fresh_stats, fresh_hours = snapshot()
+    drift = [
+        f"contact {k}: {stats.get(k)} != {fresh_stats.get(k)}"
+        for k in stats.keys() | fresh_stats.keys()
+        if stats.get(k) != fresh_stats.get(k)
+    ]
+    drift += [
+        f"hour {k}: {hours.get(k)} != {fresh_hours.get(k)}"
+        for k in hours.keys() | fresh_hours.keys()
+        if hours.get(k) != fresh_hours.get(k)
+    ]
+    return drift

@@ -49,6 +49,7 @@ from app.db import make_engine
 from app.main import create_asgi
 from app.migrations import upgrade
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
+from app.services import rollups
 from app.settings import Settings
 from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.queue import GROUP, STREAM, MemoryQueue, RedisQueue
@@ -330,6 +331,7 @@ def seed_pixels(engine: Engine, n: int) -> list[int]:
                 select(Pixel.id).join(Contact, Contact.id == Pixel.contact_id).where(Contact.campaign_id == cid)
             )
         )
+        rollups.rebuild(conn, cid)  # rows inserted in bulk: their report counters from scratch
     assert len(pixel_ids) == n
     return sorted(pixel_ids)
 

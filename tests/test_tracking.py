@@ -22,6 +22,7 @@ from app.clients import sync_redis
 from app.db import make_engine
 from app.main import create_asgi
 from app.models import Click, Opening, User
+from app.services import pixels as pixel_service
 from app.settings import Settings
 from app.tracking.events import OPEN, Event
 from app.tracking.ingest import store_events
@@ -151,8 +152,7 @@ def test_pixel_url_from_the_api_is_the_working_tracking_url(
 def test_deleted_pixel_load_still_answers_but_is_skipped(embedded: TestClient, db: Session, user: User) -> None:
     pixel = factories.make_tree(db, user)["pixel"]
     token = codec_of(embedded).pixel_token(pixel.id)
-    db.delete(pixel)
-    db.commit()
+    pixel_service.delete_pixel(db, pixel)
     assert embedded.get(f"/o/{token}.gif").status_code == 200
     memory = embedded.app.state.tracking.memory  # type: ignore[attr-defined]
     result = embedded.portal.call(memory.flush)  # type: ignore[union-attr]
@@ -322,8 +322,7 @@ def test_worker_skips_events_of_deleted_pixels(
     gone = factories.make_pixel(db, tree["contact"], number=2)
     token = codec_of(with_redis).pixel_token(gone.id)
     assert with_redis.get(f"/o/{token}.gif").status_code == 200
-    db.delete(gone)
-    db.commit()
+    pixel_service.delete_pixel(db, gone)
     assert worker.drain() == 1
     assert (worker.stats.inserted, worker.stats.skipped_missing) == (0, 1)
     assert count(db, Opening, pixel_id=gone.id) == 0

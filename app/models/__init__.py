@@ -2,16 +2,20 @@
 
 from app.models.base import Base
 from app.models.campaign import Campaign, Contact, ContactStatus, Group
+from app.models.stats import OPEN_COLUMNS, CampaignHour, ContactStats
 from app.models.tracking import MACHINE_CLIENTS, Click, ClientKind, Link, Opening, Pixel
 from app.models.user import User
 
 __all__ = [
     "MACHINE_CLIENTS",
+    "OPEN_COLUMNS",
     "Base",
     "Campaign",
+    "CampaignHour",
     "Click",
     "ClientKind",
     "Contact",
+    "ContactStats",
     "ContactStatus",
     "Group",
     "Link",

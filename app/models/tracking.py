@@ -50,10 +50,6 @@ class Opening(Base):
     __table_args__ = (
         Index(None, "pixel_id", "opened_at"),
         Index(None, "campaign_id", "opened_at"),
-        # Reports (app/services/reports.py), both index-only: opens per contact and client,
-        # and the first opening of each contact (a loose index scan on MariaDB).
-        Index(None, "campaign_id", "contact_id", "client"),
-        Index(None, "campaign_id", "contact_id", "opened_at"),
         Index(None, "contact_id"),
         TABLE_ARGS,
     )

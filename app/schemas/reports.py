@@ -74,9 +74,12 @@ class GroupStats(StatsFields, _GroupKey):  # fields of the last base come first:
 
 class SeriesPoint(BaseModel):
     bucket_start: UtcDatetime = Field(description="Start of the hour/day (UTC).")
-    opens: int
-    unique_opens: int = Field(description="Contacts with an opening in this bucket.")
-    clicks: int
+    opens: int = Field(description="Openings recorded in this bucket.")
+    first_opens: int = Field(
+        description="Contacts whose first opening falls in this bucket (over all buckets they add up to "
+        "unique_opens): the growth of the open rate."
+    )
+    clicks: int = Field(description="Clicks recorded in this bucket.")
 
 
 _GROUP_EXAMPLE: dict[str, Any] = {
@@ -153,8 +156,8 @@ class CampaignStats(StatsFields, _CampaignKey):
                 ],
                 "winner": 1,
                 "series": [
-                    {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 10, "unique_opens": 6, "clicks": 0},
-                    {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 10, "unique_opens": 6, "clicks": 0},
+                    {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 10, "first_opens": 6, "clicks": 0},
+                    {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 10, "first_opens": 4, "clicks": 0},
                 ],
             }
         }

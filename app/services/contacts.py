@@ -10,8 +10,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import Campaign, Contact, ContactStatus, Group, User
+from app.models import Campaign, Click, Contact, ContactStatus, Group, Opening, User
 from app.models.base import utcnow
+from app.services import rollups
 from app.services.common import apply_changes, conflict, owned, paginate
 
 CHUNK = 1000
@@ -97,12 +98,13 @@ def create_contacts(db: Session, group: Group, rows: list[dict[str, Any]], *, ro
     ]
     for start in range(0, len(values), CHUNK):
         db.execute(insert(Contact), values[start : start + CHUNK])
-    db.commit()
     by_email: dict[str, Contact] = {}
     for start in range(0, len(emails), CHUNK):
         chunk = emails[start : start + CHUNK]
         for contact in db.scalars(select(Contact).where(Contact.group_id == group.id, Contact.email.in_(chunk))):
             by_email[contact.email] = contact
+    rollups.refresh_contacts(db, (contact.id for contact in by_email.values()))
+    db.commit()
     return [by_email[email] for email in emails]
 
 
@@ -132,10 +134,13 @@ def update_contact(db: Session, contact: Contact, changes: dict[str, Any]) -> Co
     if status == ContactStatus.sent and changes.get("sent_at", contact.sent_at) is None:
         changes["sent_at"] = utcnow()
     apply_changes(contact, _with_sent_at(changes))
+    db.flush()
+    rollups.refresh_contacts(db, [contact.id])  # its group, status, time to first open
     db.commit()
     return contact
 
 
 def delete_contact(db: Session, contact: Contact) -> None:
-    db.delete(contact)  # pixels, openings, clicks: ON DELETE CASCADE
+    rollups.forget_hours(db, openings=Opening.contact_id == contact.id, clicks=Click.contact_id == contact.id)
+    db.delete(contact)  # pixels, openings, clicks, contact_stats: ON DELETE CASCADE
     db.commit()

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.models import Campaign, Contact, Pixel, User
+from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.tracking import MAX_PIXEL_NUMBER
+from app.services import rollups
 from app.services.common import conflict, owned, paginate
 
 
@@ -56,6 +57,8 @@ def create_pixel(db: Session, contact: Contact, number: int | None = None) -> Pi
         _check_number_free(db, contact.id, number)
     pixel = Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex)
     db.add(pixel)
+    db.flush()
+    rollups.refresh_contacts(db, [contact.id])
     db.commit()
     return pixel
 
@@ -69,5 +72,8 @@ def update_pixel(db: Session, pixel: Pixel, number: int) -> Pixel:
 
 
 def delete_pixel(db: Session, pixel: Pixel) -> None:
+    rollups.forget_hours(db, openings=Opening.pixel_id == pixel.id)
     db.delete(pixel)  # openings: ON DELETE CASCADE
+    db.flush()
+    rollups.refresh_contacts(db, [pixel.contact_id])
     db.commit()

@@ -1,24 +1,20 @@
 """Campaign reports: the stats of a campaign and its A/B groups, and the CSV exports.
 
-Everything is computed by SQL aggregates on the denormalised, indexed columns of
-`openings`/`clicks` (campaign_id, contact_id, client, opened_at/clicked_at); Python only
-combines a handful of result rows (one per group and client kind, a few median candidates,
-one per time bucket). The queries for a campaign, each index-only on MariaDB:
+The stats read the report counters (app/models/stats.py, kept current by
+app/services/rollups.py), never the openings themselves, so their cost follows the number of
+contacts, not of openings. For a campaign:
 
-1. groups ⟕ contacts, per group: contacts, contacts sent          (contacts (group_id, status))
-2. contacts ⋈ pixels, per group: pixels                            (pixels (contact_id, number))
-3. openings per (contact, client), then per (group, client): opens (openings (campaign_id, contact_id, client))
-4. first opening per contact (a loose index scan: one index dive per opened contact), joined to
-   its contact for the group and the reference time, then window functions (ROW_NUMBER/COUNT
-   OVER) pick the median candidates per group and overall; also gives the unique opens per group
-   (openings (campaign_id, contact_id, opened_at))
-5. clicks per contact, then per group: clicks, unique clicks       (clicks (campaign_id, contact_id))
-6. with `bucket`: openings/clicks per time bucket (COUNT, COUNT(DISTINCT contact_id)), the bucket
-   computed in SQL as whole seconds since the Unix epoch divided by the bucket length — the same
-   integers on SQLite (strftime('%s')) and MariaDB (TO_SECONDS, time-zone independent).
+1. its groups (id, name);
+2. contact_stats per group, one range of the primary key (campaign_id, ...): contacts, sent,
+   pixels, opens per client kind, openers, openers with a known delay, clicks, clickers;
+3. the median delay to the first open, per group and overall: the middle entry (or the two middle
+   ones) of the index (campaign_id[, group_id], first_open_delay_us), read at its position
+   (`ORDER BY ... LIMIT 2 OFFSET n`), index-only;
+4. with `bucket`: opens and clicks from campaign_hours (one row per hour), the partial hours at
+   the edges of `from`/`to` from the openings/clicks themselves, and the first opens per bucket
+   from the index (campaign_id, first_opened_at).
 
-Campaign totals are the sums of the group rows (a contact belongs to exactly one group of its
-campaign); the campaign median comes from the same window query.
+Campaign totals are the sums of the group rows (a contact belongs to exactly one group).
 """
 
 from __future__ import annotations
@@ -32,82 +28,32 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, and_, case, func, literal_column, or_, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import Integer, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from app.errors import ValidationFailed
 from app.models import (
     MACHINE_CLIENTS,
+    OPEN_COLUMNS,
     Campaign,
+    CampaignHour,
     Click,
     ClientKind,
     Contact,
-    ContactStatus,
+    ContactStats,
     Group,
     Link,
     Opening,
-    Pixel,
 )
 from app.schemas.reports import BUCKET_SECONDS, Bucket, CampaignStats, GroupStats, SeriesPoint
+from app.services.sql import epoch_bucket, int_div
 
 MAX_BUCKETS = 10_000
 CSV_CHUNK_ROWS = 5_000
 RATE_DIGITS = 4
+HOUR = 3600
 
 AnySelect = Select[*tuple[Any, ...]]
-
-# SQL expressions that differ between SQLite and MariaDB, compiled per dialect.
-
-
-class _MicrosecondsBetween(FunctionElement[float]):
-    """`end - start` in microseconds (NULL if either is NULL)."""
-
-    type = Float()
-    inherit_cache = True
-    name = "microseconds_between"
-
-
-@compiles(_MicrosecondsBetween)
-def _us_between_sqlite(element: _MicrosecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
-    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    # julianday() is a double: ~10 µs resolution today, far below the millisecond reported.
-    return f"((julianday({end}) - julianday({start})) * 86400000000.0)"
-
-
-@compiles(_MicrosecondsBetween, "mysql")
-@compiles(_MicrosecondsBetween, "mariadb")
-def _us_between_mysql(element: _MicrosecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
-    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"TIMESTAMPDIFF(MICROSECOND, {start}, {end})"
-
-
-class _EpochBucket(FunctionElement[int]):
-    """floor(seconds since 1970-01-01 00:00 UTC / step) of a stored (naive UTC) datetime."""
-
-    type = Integer()
-    inherit_cache = True
-    name = "epoch_bucket"
-
-
-@compiles(_EpochBucket)
-def _bucket_sqlite(element: _EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
-    column, step = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {step})"
-
-
-@compiles(_EpochBucket, "mysql")
-@compiles(_EpochBucket, "mariadb")
-def _bucket_mysql(element: _EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
-    column, step = (compiler.process(clause, **kw) for clause in element.clauses)
-    # TO_SECONDS counts from year 0 and ignores the session time zone (UNIX_TIMESTAMP would not).
-    return f"((TO_SECONDS({column}) - 62167219200) DIV {step})"
-
-
-def _epoch_bucket(column: Any, step: int) -> _EpochBucket:
-    return _EpochBucket(column, literal_column(str(int(step)), Integer()))
 
 
 # Stats.
@@ -121,6 +67,7 @@ class _Tally:
     sent: int = 0
     pixels: int = 0
     unique_opens: int = 0
+    timed_opens: int = 0  # openers with a reference time (the median's population)
     clicks: int = 0
     unique_clicks: int = 0
     by_client: dict[ClientKind, int] = field(default_factory=lambda: dict.fromkeys(ClientKind, 0))
@@ -131,17 +78,11 @@ class _Tally:
         self.sent += other.sent
         self.pixels += other.pixels
         self.unique_opens += other.unique_opens
+        self.timed_opens += other.timed_opens
         self.clicks += other.clicks
         self.unique_clicks += other.unique_clicks
         for kind, n in other.by_client.items():
             self.by_client[kind] += n
-
-
-def _client_kind(value: str) -> ClientKind:
-    try:
-        return ClientKind(value)
-    except ValueError:
-        return ClientKind.unknown  # a value written by something else than the classifier
 
 
 def _ratio(num: int, den: int) -> Fraction:
@@ -172,126 +113,56 @@ def _fields(tally: _Tally, basis: str) -> dict[str, Any]:
 
 
 def _group_counts(db: Session, campaign_id: int) -> dict[int, tuple[str, _Tally]]:
-    sent = func.coalesce(func.sum(case((Contact.status == ContactStatus.sent.value, 1), else_=0)), 0)
+    groups = {
+        gid: (name, _Tally())
+        for gid, name in db.execute(
+            select(Group.id, Group.name).where(Group.campaign_id == campaign_id).order_by(Group.id)
+        ).all()
+    }
+    s = ContactStats
     rows = db.execute(
-        select(Group.id, Group.name, func.count(Contact.id), sent)
-        .select_from(Group)
-        .outerjoin(Contact, Contact.group_id == Group.id)
-        .where(Group.campaign_id == campaign_id)
-        .group_by(Group.id, Group.name)
-        .order_by(Group.id)
+        select(
+            s.group_id,
+            func.count(),
+            func.sum(s.sent, type_=Integer()),  # (a sum of booleans, counted as integers)
+            func.sum(s.pixels),
+            func.count(s.first_opened_at),
+            func.count(s.first_open_delay_us),
+            func.sum(s.clicks),
+            func.count(s.first_clicked_at),
+            *(func.sum(getattr(s, name)) for name in OPEN_COLUMNS.values()),
+        )
+        .where(s.campaign_id == campaign_id)
+        .group_by(s.group_id)
+        # One range of the clustered primary key; MariaDB would rather walk the (campaign_id,
+        # group_id, ...) index to skip a sort of a few rows, and pay a row lookup per contact.
+        .with_hint(s, "FORCE INDEX (PRIMARY)", dialect_name="mysql")
+        .with_hint(s, "FORCE INDEX (PRIMARY)", dialect_name="mariadb")
     ).all()
-    groups = {gid: (name, _Tally(contacts=int(n), sent=int(s))) for gid, name, n, s in rows}
-
-    pixels = db.execute(
-        select(Contact.group_id, func.count())
-        .select_from(Contact)
-        .join(Pixel, Pixel.contact_id == Contact.id)
-        .where(Contact.campaign_id == campaign_id)
-        .group_by(Contact.group_id)
-    ).all()
-    for gid, n in pixels:
-        if gid in groups:  # (a group created between two queries is simply not in this report)
-            groups[gid][1].pixels = int(n)
-
-    per_contact = (
-        select(Opening.contact_id, Opening.client, func.count().label("n"))
-        .where(Opening.campaign_id == campaign_id)
-        .group_by(Opening.contact_id, Opening.client)
-        .subquery()
-    )
-    opens = db.execute(
-        select(Contact.group_id, per_contact.c.client, func.sum(per_contact.c.n))
-        .select_from(per_contact)
-        .join(Contact, Contact.id == per_contact.c.contact_id)
-        .group_by(Contact.group_id, per_contact.c.client)
-    ).all()
-    for gid, client, n in opens:
-        if gid in groups:
-            groups[gid][1].by_client[_client_kind(client)] += int(n)
-
-    clicks_per_contact = (
-        select(Click.contact_id, func.count().label("n"))
-        .where(Click.campaign_id == campaign_id)
-        .group_by(Click.contact_id)
-        .subquery()
-    )
-    clicks = db.execute(
-        select(Contact.group_id, func.count(), func.sum(clicks_per_contact.c.n))
-        .select_from(clicks_per_contact)
-        .join(Contact, Contact.id == clicks_per_contact.c.contact_id)
-        .group_by(Contact.group_id)
-    ).all()
-    for gid, unique, n in clicks:
-        if gid in groups:
-            groups[gid][1].unique_clicks = int(unique)
-            groups[gid][1].clicks = int(n)
+    for gid, contacts, sent, pixels, openers, timed, clicks, clickers, *opens in rows:
+        if gid not in groups:  # (a group created since the first query is simply not in this report)
+            continue
+        tally = groups[gid][1]
+        tally.contacts, tally.sent, tally.pixels = int(contacts), int(sent or 0), int(pixels or 0)
+        tally.unique_opens, tally.timed_opens = int(openers), int(timed)
+        tally.clicks, tally.unique_clicks = int(clicks or 0), int(clickers)
+        for kind, n in zip(OPEN_COLUMNS, opens, strict=True):
+            tally.by_client[kind] = int(n or 0)
     return groups
 
 
-def _first_opens(db: Session, campaign_id: int) -> tuple[dict[int, int], dict[int, float], float | None]:
-    """Unique opens per group and the medians of the delay to the first opening (µs).
-
-    One query: the first opening of each opened contact (MIN per contact: a loose index scan),
-    minus the contact's sent_at (else scheduled_at; neither → no delay), negative clamped to 0.
-    Window functions rank the delays per group and overall; the median is the middle one, or
-    the mean of the two middle ones (the ranks with 2·rank in [n, n+2]). Only those candidates
-    (and the first row of each group, which carries its count of openers) leave the database:
-    at most 5 rows per group, whatever the campaign's size.
-    """
-    first = (
-        select(Opening.contact_id, func.min(Opening.opened_at).label("first_at"))
-        .where(Opening.campaign_id == campaign_id)
-        .group_by(Opening.campaign_id, Opening.contact_id)  # campaign_id too: lets MariaDB skip-scan
-        .subquery()
-    )
-    raw = _MicrosecondsBetween(func.coalesce(Contact.sent_at, Contact.scheduled_at), first.c.first_at)
-    delays = (
-        select(Contact.group_id.label("g"), case((raw < 0, 0), else_=raw).label("delay"))
-        .select_from(first)
-        .join(Contact, Contact.id == first.c.contact_id)
-        .subquery()
-    )
-    # Two sorts only: the windows of one level share their partition and order (a group, or
-    # all rows; each ordered by delay). NULL delays sort first on SQLite and MariaDB alike, so
-    # the rank among the known delays is row_number - (rows - known delays). Every window is
-    # ordered, counts over the whole frame: MariaDB 10.11 skips the sort of an ordered window
-    # when an empty OVER () is in the same select, and ranks the rows wrongly.
-    g, delay = delays.c.g, delays.c.delay
-    whole = (None, None)  # ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-    ranked = select(
-        g,
-        delay,
-        func.count().over(partition_by=g, order_by=delay, rows=whole).label("openers"),
-        func.count(delay).over(partition_by=g, order_by=delay, rows=whole).label("ng"),
-        func.row_number().over(partition_by=g, order_by=delay).label("rg"),
-        func.count().over(order_by=delay, rows=whole).label("oa"),
-        func.count(delay).over(order_by=delay, rows=whole).label("na"),
-        func.row_number().over(order_by=delay).label("ra"),
-    ).subquery()
-    r = ranked.c
-    group_mid = and_(r.delay.is_not(None), (2 * (r.rg - r.openers + r.ng)).between(r.ng, r.ng + 2))
-    all_mid = and_(r.delay.is_not(None), (2 * (r.ra - r.oa + r.na)).between(r.na, r.na + 2))
-    rows = db.execute(
-        select(
-            r.g,
-            r.delay,
-            r.openers,
-            case((group_mid, 1), else_=0),
-            case((all_mid, 1), else_=0),
-        ).where(or_(r.rg == 1, group_mid, all_mid))
-    ).all()
-    openers: dict[int, int] = {}
-    group_mids: dict[int, list[float]] = {}
-    all_mids: list[float] = []
-    for gid, value, n, is_group_mid, is_all_mid in rows:
-        openers[gid] = int(n)
-        if is_group_mid:
-            group_mids.setdefault(gid, []).append(float(value))
-        if is_all_mid:
-            all_mids.append(float(value))
-    medians = {gid: sum(values) / len(values) for gid, values in group_mids.items()}
-    return openers, medians, (sum(all_mids) / len(all_mids) if all_mids else None)
+def _median(db: Session, campaign_id: int, group_id: int | None, n: int) -> float | None:
+    """The median of the first-open delays of a group (None: of the campaign), `n` of them:
+    read at its position in the index, one or two entries."""
+    if n == 0:
+        return None
+    s = ContactStats
+    stmt = select(s.first_open_delay_us).where(s.campaign_id == campaign_id, s.first_open_delay_us.is_not(None))
+    if group_id is not None:
+        stmt = stmt.where(s.group_id == group_id)
+    ordered = stmt.order_by(s.first_open_delay_us).offset((n - 1) // 2).limit(1 if n % 2 else 2)
+    middle = [float(v) for v in db.scalars(ordered) if v is not None]
+    return sum(middle) / len(middle) if middle else None
 
 
 def campaign_stats(
@@ -307,12 +178,11 @@ def campaign_stats(
     series = _series(db, campaign.id, bucket, start, end) if bucket is not None else None
 
     groups = _group_counts(db, campaign.id)
-    openers, medians, overall_median = _first_opens(db, campaign.id)
-    total = _Tally(median_us=overall_median)
+    total = _Tally()
     for gid, (_name, tally) in groups.items():
-        tally.unique_opens = openers.get(gid, 0)
-        tally.median_us = medians.get(gid)
+        tally.median_us = _median(db, campaign.id, gid, tally.timed_opens)
         total.add(tally)
+    total.median_us = _median(db, campaign.id, None, total.timed_opens)
     # One basis for the whole campaign, so that the groups' rates compare.
     basis = "sent" if total.sent else "scheduled"
 
@@ -339,14 +209,34 @@ def _floor(moment: datetime, step: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % step, UTC)
 
 
+def _ceil(moment: datetime, step: int) -> datetime:
+    floor = _floor(moment, step)
+    return floor if floor == moment else floor + timedelta(seconds=step)
+
+
 def _invalid(loc: str, msg: str) -> ValidationFailed:
     return ValidationFailed([{"loc": ["query", loc], "msg": msg, "type": "value_error"}])
+
+
+def _raw_counts(db: Session, campaign_id: int, step: int, start: datetime, end: datetime) -> dict[int, list[int]]:
+    """Opens and clicks per bucket between two instants, counted on the openings/clicks (used
+    for the partial hours at the edges of a range)."""
+    counts: dict[int, list[int]] = {}
+    if start >= end:
+        return counts
+    sources = ((Opening.campaign_id, Opening.opened_at), (Click.campaign_id, Click.clicked_at))
+    for index, (campaign, column) in enumerate(sources):
+        at = epoch_bucket(column, step)
+        stmt = select(at, func.count()).where(campaign == campaign_id, column >= start, column < end).group_by(at)
+        for b, n in db.execute(stmt).all():
+            counts.setdefault(int(b), [0, 0])[index] += int(n)
+    return counts
 
 
 def _series(
     db: Session, campaign_id: int, bucket: Bucket, start: datetime | None, end: datetime | None
 ) -> list[SeriesPoint]:
-    """Opens, unique opens (distinct contacts) and clicks per bucket, zero-filled.
+    """Opens, first opens (contacts opening for the first time) and clicks per bucket, zero-filled.
 
     `from` is inclusive and `to` exclusive; buckets start at `from` rounded down to the hour/day
     (UTC). Defaults: the bucket of the campaign's first opening/click, and the end of the bucket
@@ -378,34 +268,51 @@ def _series(
             f"{buckets} buckets of one {bucket} requested; at most {MAX_BUCKETS}: narrow from/to or use bucket=day",
         )
 
-    opened = _epoch_bucket(Opening.opened_at, step)
-    opens = {
-        int(b): (int(n), int(u))
-        for b, n, u in db.execute(
-            select(opened, func.count(), func.count(func.distinct(Opening.contact_id)))
-            .where(Opening.campaign_id == campaign_id, Opening.opened_at >= start, Opening.opened_at < end)
-            .group_by(opened)
-        ).all()
-    }
-    clicked = _epoch_bucket(Click.clicked_at, step)
-    clicks = {
+    # Whole hours from the hourly counters, the partial hours at both ends from the rows.
+    whole_from, whole_to = _ceil(start, HOUR), _floor(end, HOUR)
+    if whole_from >= whole_to:
+        counts = _raw_counts(db, campaign_id, step, start, end)
+    else:
+        counts = _raw_counts(db, campaign_id, step, start, whole_from)
+        for b, (opens, clicks) in _raw_counts(db, campaign_id, step, whole_to, end).items():
+            both = counts.setdefault(b, [0, 0])
+            both[0] += opens
+            both[1] += clicks
+        h = CampaignHour
+        at = int_div(h.hour, step // HOUR)
+        hours = (
+            select(at, func.sum(h.opens), func.sum(h.clicks))
+            .where(
+                h.campaign_id == campaign_id,
+                h.hour >= int(whole_from.timestamp()) // HOUR,
+                h.hour < int(whole_to.timestamp()) // HOUR,
+            )
+            .group_by(at)
+        )
+        for b, opens, clicks in db.execute(hours).all():
+            both = counts.setdefault(int(b), [0, 0])
+            both[0] += int(opens or 0)
+            both[1] += int(clicks or 0)
+    s = ContactStats
+    first_at = epoch_bucket(s.first_opened_at, step)
+    firsts_by_bucket = {
         int(b): int(n)
         for b, n in db.execute(
-            select(clicked, func.count())
-            .where(Click.campaign_id == campaign_id, Click.clicked_at >= start, Click.clicked_at < end)
-            .group_by(clicked)
+            select(first_at, func.count())
+            .where(s.campaign_id == campaign_id, s.first_opened_at >= start, s.first_opened_at < end)
+            .group_by(first_at)
         ).all()
     }
     first_index = int(first_bucket.timestamp()) // step
     points = []
     for index in range(first_index, first_index + buckets):
-        n, unique = opens.get(index, (0, 0))
+        opens, clicks = counts.get(index, (0, 0))
         points.append(
             SeriesPoint(
                 bucket_start=datetime.fromtimestamp(index * step, UTC),
-                opens=n,
-                unique_opens=unique,
-                clicks=clicks.get(index, 0),
+                opens=opens,
+                first_opens=firsts_by_bucket.get(index, 0),
+                clicks=clicks,
             )
         )
     return points

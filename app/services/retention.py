@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func, select
 
 from app.models import Click, Opening
+from app.services import rollups
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -47,10 +48,16 @@ def purge(
         done[table] = 0
         while True:
             with engine.begin() as conn:
-                ids = conn.scalars(select(model.id).where(column < cutoff).order_by(model.id).limit(batch_size)).all()
-                if not ids:
+                rows = conn.execute(
+                    select(model.id, model.contact_id).where(column < cutoff).order_by(model.id).limit(batch_size)
+                ).all()
+                if not rows:
                     break
-                conn.execute(delete(model).where(model.id.in_(ids)))
+                ids = [row_id for row_id, _contact in rows]
+                batch = model.id.in_(ids)
+                rollups.forget_hours(conn, **{table: batch})
+                conn.execute(delete(model).where(batch))
+                rollups.refresh_contacts(conn, {contact for _id, contact in rows})
             done[table] += len(ids)
             if progress is not None:
                 progress(table, done[table])

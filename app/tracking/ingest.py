@@ -4,7 +4,10 @@ Used by the Redis Streams worker, the in-process (embedded / degraded) flusher a
 the benchmarks. One SELECT resolves the batch's pixels (and links/contacts), one
 multi-row INSERT ... IGNORE per table writes them; `event_id` is unique, so a batch
 replayed after a crash inserts nothing twice. Events whose pixel, link or contact
-was deleted are skipped and counted.
+was deleted are skipped and counted. In the same transaction the report counters
+(app/services/rollups.add_events) grow by exactly the rows inserted: when the INSERT
+reports fewer rows than offered (a replay), the batch is redone in "careful" mode,
+which first drops the events already stored (a locking read, so the count is exact).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
 from app.models import Click, Contact, Link, Opening, Pixel
+from app.services import rollups
 from app.tracking.events import CLICK, OPEN, Event
 
 CHUNK = 1000
@@ -46,10 +51,12 @@ def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _lookup(conn: Connection, stmt: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
+def _lookup(conn: Connection, stmt: Any, ids: list[int], *, lock: bool = False) -> dict[int, tuple[int, ...]]:
+    """Rows by id; with `lock`, shared-locked until the commit (they cannot be deleted meanwhile)."""
     found: dict[int, tuple[int, ...]] = {}
     for start in range(0, len(ids), CHUNK):
-        for row in conn.execute(stmt(ids[start : start + CHUNK])):
+        query = stmt(ids[start : start + CHUNK])
+        for row in conn.execute(query.with_for_update(read=True) if lock else query):
             found[row[0]] = tuple(row[1:])
     return found
 
@@ -62,12 +69,35 @@ def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
     return inserted
 
 
-def _write(conn: Connection, table: Any, rows: list[dict[str, Any]], offered: int, result: IngestResult) -> None:
-    """Insert the rows whose target still exists and account for every offered event."""
+class _Replayed(SQLAlchemyError):
+    """Fewer rows inserted than offered: some events were stored before (or, in careful
+    mode, should not happen: the batch then fails like any database error and is retried)."""
+
+
+def _stored_already(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> set[str]:
+    ids = [row["event_id"] for row in rows]
+    found: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found.update(conn.scalars(select(table.event_id).where(table.event_id.in_(chunk)).with_for_update()))
+    return found
+
+
+def _write(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], offered: int, result: IngestResult, *, careful: bool
+) -> list[dict[str, Any]]:
+    """Insert the rows whose target still exists, account for every offered event, and
+    return the rows inserted."""
     result.skipped_missing += offered - len(rows)
+    if careful and rows:
+        seen = _stored_already(conn, table, rows)
+        result.duplicates += len(seen)
+        rows = [row for row in rows if row["event_id"] not in seen]
     inserted = _insert(conn, table, rows) if rows else 0
+    if inserted != len(rows):
+        raise _Replayed
     result.inserted += inserted
-    result.duplicates += len(rows) - inserted
+    return rows
 
 
 def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestResult:
@@ -78,10 +108,24 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
     """
     started = time.perf_counter()
     events = [(e.event_id or eid, e) for eid, e in events]
+    try:
+        result, written = _store(engine, events, careful=False)
+    except _Replayed:
+        result, written = _store(engine, events, careful=True)
+    _observe(result, written, len(events), time.perf_counter() - started)
+    return result
+
+
+def _store(
+    engine: Engine, events: list[tuple[str, Event]], *, careful: bool
+) -> tuple[IngestResult, Counter[tuple[str, int, int, str]]]:
     result = IngestResult()
     written: Counter[tuple[str, int, int, str]] = Counter()  # (kind, campaign, group, client) → rows
     opens = [(eid, e) for eid, e in events if e.kind == OPEN]
     clicks = [(eid, e) for eid, e in events if e.kind == CLICK]
+    groups: dict[int, int] = {}  # contact → group
+    opening_rows: list[dict[str, Any]] = []
+    click_rows: list[dict[str, Any]] = []
     with engine.begin() as conn:
         if opens:
             pixels = _lookup(
@@ -92,6 +136,7 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                     .where(Pixel.id.in_(ids))
                 ),
                 sorted({e.target_id for _, e in opens}),
+                lock=careful,
             )
             kept = [(eid, e) for eid, e in opens if e.target_id in pixels]
             rows = [
@@ -107,18 +152,20 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                 }
                 for eid, e in kept
             ]
-            _write(conn, Opening, rows, len(opens), result)
-            written.update(("open", pixels[e.target_id][1], pixels[e.target_id][2], e.client) for _, e in kept)
+            opening_rows = _write(conn, Opening, rows, len(opens), result, careful=careful)
+            groups.update((contact, group) for contact, _campaign, group in pixels.values())
         if clicks:
             links = _lookup(
                 conn,
                 lambda ids: select(Link.id, Link.campaign_id).where(Link.id.in_(ids)),
                 sorted({e.target_id for _, e in clicks}),
+                lock=careful,
             )
             contacts = _lookup(
                 conn,
                 lambda ids: select(Contact.id, Contact.campaign_id, Contact.group_id).where(Contact.id.in_(ids)),
                 sorted({e.contact_id for _, e in clicks}),
+                lock=careful,
             )
             kept = [
                 (eid, e)
@@ -140,15 +187,19 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
                 }
                 for eid, e in kept
             ]
-            _write(conn, Click, rows, len(clicks), result)
-            written.update(("click", links[e.target_id][0], contacts[e.contact_id][1], e.client) for _, e in kept)
-    _observe(result, written, len(events), time.perf_counter() - started)
-    return result
+            click_rows = _write(conn, Click, rows, len(clicks), result, careful=careful)
+            groups.update((contact, group) for contact, (_campaign, group) in contacts.items())
+        if opening_rows or click_rows:
+            rollups.add_events(conn, opening_rows, click_rows, groups)
+    for row in opening_rows:
+        written[("open", row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1
+    for row in click_rows:
+        written[("click", row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1
+    return result, written
 
 
 def _observe(result: IngestResult, written: Counter[tuple[str, int, int, str]], size: int, seconds: float) -> None:
-    """Metrics per batch. Rows ignored as duplicates are rare (replays after a crash); a
-    batch that had some may count them in its per-campaign totals."""
+    """Metrics per batch (the per-campaign totals count the rows inserted)."""
     metrics.BATCH_SIZE.observe(size)
     metrics.INSERT_SECONDS.observe(seconds)
     for (kind, campaign_id, group_id, client), n in written.items():

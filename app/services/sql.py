@@ -1,0 +1,131 @@
+"""SQL that differs between SQLite and MariaDB/MySQL, compiled per dialect, and the upsert."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Float, Integer, Table, case, literal_column
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+DB = Session | Connection
+
+
+class _MicrosecondsBetween(FunctionElement[float]):
+    """`end - start` in microseconds (NULL if either is NULL)."""
+
+    type = Float()
+    inherit_cache = True
+    name = "microseconds_between"
+
+
+@compiles(_MicrosecondsBetween)
+def _us_between_sqlite(element: _MicrosecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    # julianday() is a double: ~50 µs resolution today, far below the millisecond reported.
+    return f"CAST(ROUND((julianday({end}) - julianday({start})) * 86400000000.0) AS INTEGER)"
+
+
+@compiles(_MicrosecondsBetween, "mysql")
+@compiles(_MicrosecondsBetween, "mariadb")
+def _us_between_mysql(element: _MicrosecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"TIMESTAMPDIFF(MICROSECOND, {start}, {end})"
+
+
+def delay_us(start: Any, end: Any) -> ColumnElement[Any]:
+    """`end - start` in whole microseconds, negative clamped to 0, NULL if either is NULL."""
+    raw = _MicrosecondsBetween(start, end)
+    zero = literal_column("0", Integer())  # a literal: pymysql's executemany takes no parameter after VALUES
+    return case((raw < zero, zero), else_=raw)
+
+
+class _EpochBucket(FunctionElement[int]):
+    """floor(seconds since 1970-01-01 00:00 UTC / step) of a stored (naive UTC) datetime."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "epoch_bucket"
+
+
+@compiles(_EpochBucket)
+def _bucket_sqlite(element: _EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
+    column, step = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {step})"
+
+
+@compiles(_EpochBucket, "mysql")
+@compiles(_EpochBucket, "mariadb")
+def _bucket_mysql(element: _EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
+    column, step = (compiler.process(clause, **kw) for clause in element.clauses)
+    # TO_SECONDS counts from year 0 and ignores the session time zone (UNIX_TIMESTAMP would not).
+    return f"((TO_SECONDS({column}) - 62167219200) DIV {step})"
+
+
+def epoch_bucket(column: Any, step: int) -> _EpochBucket:
+    return _EpochBucket(column, literal_column(str(int(step)), Integer()))
+
+
+class _IntDiv(FunctionElement[int]):
+    """floor(a / b) of non-negative integers."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "int_div"
+
+
+@compiles(_IntDiv)
+def _int_div_sqlite(element: _IntDiv, compiler: SQLCompiler, **kw: Any) -> str:
+    a, b = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({a} / {b})"
+
+
+@compiles(_IntDiv, "mysql")
+@compiles(_IntDiv, "mariadb")
+def _int_div_mysql(element: _IntDiv, compiler: SQLCompiler, **kw: Any) -> str:
+    a, b = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({a} DIV {b})"
+
+
+def int_div(column: Any, divisor: int) -> _IntDiv:
+    return _IntDiv(column, literal_column(str(int(divisor)), Integer()))
+
+
+def dialect_name(db: DB) -> str:
+    bind = db.get_bind() if isinstance(db, Session) else db
+    return bind.dialect.name
+
+
+def upsert(
+    db: DB,
+    table: Table,
+    key: Sequence[str],
+    updates: Callable[[Any], list[tuple[str, Any]]],
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    columns: Sequence[str] = (),
+    select: Any = None,
+) -> None:
+    """INSERT rows (or the result of `select` into `columns`); on a duplicate `key`, apply
+    `updates(new)`, where `new.<column>` is the value that was to be inserted. The updates are
+    applied in the order given (MySQL evaluates them left to right)."""
+    if dialect_name(db) in ("mysql", "mariadb"):
+        my = mysql.insert(table)
+        if select is not None:
+            my = my.from_select(columns, select)
+        stmt: Executable = my.on_duplicate_key_update(updates(my.inserted))
+    else:
+        lite = sqlite.insert(table)
+        if select is not None:
+            lite = lite.from_select(columns, select)
+        stmt = lite.on_conflict_do_update(index_elements=list(key), set_=dict(updates(lite.excluded)))
+    if rows is not None:
+        if rows:
+            db.execute(stmt, rows)
+    else:
+        db.execute(stmt)

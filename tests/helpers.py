@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from app.models import CampaignHour, ContactStats
+from app.models import CampaignHour, ContactStats, GroupCounts
 from app.services import rollups
 
 
@@ -46,30 +46,35 @@ def parse_ts(value: str) -> datetime:
     return parsed
 
 
-def counter_drift(conn: Connection) -> list[str]:
-    """Differences between the report counters and a recompute of them from the rows
-    (rolls its own changes back when `conn` is in a transaction the caller discards)."""
-
-    def snapshot() -> tuple[dict[Any, tuple[Any, ...]], dict[Any, tuple[int, int]]]:
-        stats = {row.contact_id: tuple(row) for row in conn.execute(select(ContactStats))}
-        hours = {
+def counter_snapshot(conn: Connection) -> dict[str, dict[Any, tuple[Any, ...]]]:
+    """The report counters: table → key → row (rows of zeros left out: the same as no row)."""
+    return {
+        "contact": {row.contact_id: tuple(row) for row in conn.execute(select(ContactStats))},
+        "group": {
+            (row.campaign_id, row.group_id): tuple(row)
+            for row in conn.execute(select(GroupCounts))
+            if any(getattr(row, name) for name in rollups.GROUP_COUNTERS)
+        },
+        "hour": {
             (row.campaign_id, row.hour): (row.opens, row.clicks)
             for row in conn.execute(select(CampaignHour))
             if row.opens or row.clicks
-        }
-        return stats, hours
+        },
+    }
 
-    stats, hours = snapshot()
+
+def snapshot_diff(kept: dict[str, dict[Any, Any]], fresh: dict[str, dict[Any, Any]]) -> list[str]:
+    return [
+        f"{table} {k}: {kept[table].get(k)} != {fresh[table].get(k)}"
+        for table in kept
+        for k in kept[table].keys() | fresh[table].keys()
+        if kept[table].get(k) != fresh[table].get(k)
+    ]
+
+
+def counter_drift(conn: Connection) -> list[str]:
+    """Differences between the report counters and a recompute of them from the rows
+    (rolls its own changes back when `conn` is in a transaction the caller discards)."""
+    kept = counter_snapshot(conn)
     rollups.rebuild(conn)
-    fresh_stats, fresh_hours = snapshot()
-    drift = [
-        f"contact {k}: {stats.get(k)} != {fresh_stats.get(k)}"
-        for k in stats.keys() | fresh_stats.keys()
-        if stats.get(k) != fresh_stats.get(k)
-    ]
-    drift += [
-        f"hour {k}: {hours.get(k)} != {fresh_hours.get(k)}"
-        for k in hours.keys() | fresh_hours.keys()
-        if hours.get(k) != fresh_hours.get(k)
-    ]
-    return drift
+    return snapshot_diff(kept, counter_snapshot(conn))

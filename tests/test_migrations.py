@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from app.db import make_engine
 from app.migrations import ROOT, alembic_config, upgrade
 from app.models import Base, Campaign, Click, User
 from tests import factories
+from tests.helpers import counter_snapshot, snapshot_diff
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 APP_TABLES = {t.name for t in Base.metadata.sorted_tables}
@@ -329,6 +330,38 @@ def test_database_level_delete_cascades(
     db.expire_all()
     assert db.get(type(other["opening"]), other["opening"].id) is not None
     assert db.scalar(select(func.count()).select_from(Click).where(Click.link_id == other["link"].id)) == 1
+
+
+def test_counter_migrations_fill_what_the_services_keep(fresh_engine: Engine) -> None:
+    """0003/0004 backfill the report counters of the rows already there: the same values the
+    services maintained (two groups, several pixels, every kind of opening, clicks, a contact
+    never opening, one without a reference time)."""
+    upgrade(fresh_engine)
+    at = datetime(2026, 3, 2, 8, 0, 0, 250000, tzinfo=UTC)
+    with Session(fresh_engine) as db:
+        campaign = factories.make_campaign(db, factories.make_user(db))
+        link = factories.make_link(db, campaign)
+        for g in range(2):
+            group = factories.make_group(db, campaign)
+            for c in range(3):
+                sent = {"status": "sent", "sent_at": at} if c < 2 else {}
+                contact = factories.make_contact(db, group, scheduled_at=at if c < 2 else None, **sent)
+                pixels = [factories.make_pixel(db, contact, number) for number in range(1, 2 + c % 2)]
+                for i, client in enumerate(["browser", "apple_mpp", "bot", "unknown"][: g + c + 1]):
+                    factories.make_opening(
+                        db, pixels[i % len(pixels)], client=client, opened_at=at + timedelta(hours=i)
+                    )
+                if c == 1:
+                    factories.make_click(db, link, contact, clicked_at=at + timedelta(minutes=90))
+    with fresh_engine.connect() as conn:
+        kept = counter_snapshot(conn)
+    assert {table: len(rows) for table, rows in kept.items()} == {"contact": 6, "group": 2, "hour": 4}
+
+    _downgrade(fresh_engine, "0002")
+    assert not {"contact_stats", "group_counts", "campaign_hours"} & _app_tables(fresh_engine)
+    upgrade(fresh_engine)
+    with fresh_engine.connect() as conn:
+        assert snapshot_diff(kept, counter_snapshot(conn)) == []
 
 
 # Migrations only.

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -332,3 +333,40 @@ def test_every_dashboard_sql_query_returns_rows_on_mariadb(engine: Engine, db: S
         with engine.connect() as conn:
             rows = conn.execute(text(_expand_grafana_macros(sql, tree["campaign"].id))).all()
         assert rows, name
+
+
+@pytest.mark.mysql_only
+def test_ab_table_shows_what_the_stats_api_says(
+    engine: Engine, db: Session, user: User, client: TestClient, settings: Settings
+) -> None:
+    """The A/B panel (group counters) and GET /stats agree group by group, the winner on top."""
+    campaign = factories.make_campaign(db, user)
+    groups = [factories.make_group(db, campaign, name=name) for name in ("A", "B", "empty")]
+    link = factories.make_link(db, campaign)
+    for i in range(6):
+        contact = factories.make_contact(db, groups[i % 2], status="sent" if i < 5 else "scheduled")
+        pixel = factories.make_pixel(db, contact)
+        for kind in ["browser", "apple_mpp", "bot"][: i % 4 if i < 5 else 0]:
+            factories.make_opening(db, pixel, client=kind)
+        if i == 3:
+            factories.make_click(db, link, contact)
+    [(name, sql)] = [(name, sql) for name, sql in _sql() if "A/B" in name]
+    with engine.connect() as conn:
+        table = [row._asdict() for row in conn.execute(text(_expand_grafana_macros(sql, campaign.id)))]
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/stats", headers=factories.headers_for(settings, user))
+    assert response.status_code == 200, response.text
+    stats = response.json()
+    api = {g["name"]: g for g in stats["groups"]}
+    assert [row["group"] for row in table] == ["B", "A", "empty"]
+    assert stats["winner"] == groups[1].id
+    for row in table:
+        g = api[row["group"]]
+        assert (row["contacts"], row["sent"], row["total_opens"], row["unique_opens"]) == (
+            g["contacts_scheduled"],
+            g["contacts_sent"],
+            g["total_opens"],
+            g["unique_opens"],
+        ), name
+        assert (row["machine_opens"], row["unique_clicks"]) == (g["machine_opens"], g["unique_clicks"]), name
+        rate = None if row["open_rate_pct"] is None else float(row["open_rate_pct"])
+        assert rate == (None if g["contacts_sent"] == 0 else round(100 * g["open_rate"], 1)), name

@@ -9,20 +9,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from app.clients import sync_redis
 from app.db import make_engine
 from app.main import create_asgi
-from app.models import Click, Opening, User
+from app.models import Click, ContactStats, GroupCounts, Opening, User
 from app.services import pixels as pixel_service
+from app.services import rollups
 from app.settings import Settings
 from app.tracking.events import OPEN, Event
 from app.tracking.ingest import store_events
@@ -401,3 +405,47 @@ def test_entry_deleted_from_stream_while_pending_is_acknowledged(
     assert redis_client.xpending(STREAM, GROUP)["pending"] == 1
     assert worker.run_once(block=False) == 0
     assert redis_client.xpending(STREAM, GROUP)["pending"] == 0
+
+
+@pytest.mark.mysql_only  # row locks (SQLite runs one writer at a time)
+def test_concurrent_batches_count_a_first_opener_once(engine: Engine, db: Session, user: User) -> None:
+    """Two ingest transactions each adding a contact's first opening: the second waits for the
+    first (a locking read of the contact's counters, not a stale snapshot), so its group counts
+    one opener and two opens, not two openers."""
+    campaign = factories.make_campaign(db, user)
+    group = factories.make_group(db, campaign)
+    contact = factories.make_contact(db, group, status="sent", sent_at=datetime(2026, 3, 2, 8, tzinfo=UTC))
+    pixel = factories.make_pixel(db, contact)
+    first_at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    row = {
+        "event_id": "first-tx",
+        "pixel_id": pixel.id,
+        "contact_id": contact.id,
+        "campaign_id": campaign.id,
+        "opened_at": first_at,
+        "client": "browser",
+    }
+    second = Event(OPEN, pixel.id, 0, int(first_at.timestamp() * 1000) - 60_000, "browser", "", "", "second-tx")
+    with engine.connect() as conn, ThreadPoolExecutor(1) as pool:
+        conn.execute(insert(Opening), [row])
+        rollups.add_events(conn, [row], [])
+        pending = pool.submit(store_events, engine, [("second-tx", second)])
+        # Commit once the second batch is stuck in a statement (on the contact's row lock).
+        waiting = text(
+            "SELECT COUNT(*) FROM information_schema.processlist "
+            "WHERE id <> CONNECTION_ID() AND db = DATABASE() AND command = 'Query' AND info IS NOT NULL"
+        )
+        deadline = time.monotonic() + 10
+        while conn.scalar(waiting) == 0:
+            assert not pending.done(), "the second batch did not wait for the first"
+            assert time.monotonic() < deadline, "the second batch never reached the contact's row lock"
+            time.sleep(0.01)
+        conn.commit()
+        assert pending.result(timeout=30).inserted == 1
+    db.expire_all()
+    counts = db.get(GroupCounts, (campaign.id, group.id))
+    assert counts is not None
+    assert (counts.opens_browser, counts.openers, counts.timed_openers) == (2, 1, 1)
+    stats = db.get(ContactStats, (campaign.id, contact.id))
+    assert stats is not None
+    assert stats.first_open_delay_us == 3600 * 10**6 - 60 * 10**6

@@ -2,7 +2,7 @@
 
 from app.models.base import Base
 from app.models.campaign import Campaign, Contact, ContactStatus, Group
-from app.models.stats import OPEN_COLUMNS, CampaignHour, ContactStats
+from app.models.stats import OPEN_COLUMNS, CampaignHour, ContactStats, GroupCounts
 from app.models.tracking import MACHINE_CLIENTS, Click, ClientKind, Link, Opening, Pixel
 from app.models.user import User
 
@@ -18,6 +18,7 @@ __all__ = [
     "ContactStats",
     "ContactStatus",
     "Group",
+    "GroupCounts",
     "Link",
     "Opening",
     "Pixel",

@@ -67,6 +67,33 @@ class ContactStats(Base):
     first_clicked_at: Mapped[datetime | None]
 
 
+class GroupCounts(Base):
+    """The sums of a group's contact_stats rows, kept with them (one row per group that ever
+    had a contact): the report's per-group counts without reading every contact."""
+
+    __tablename__ = "group_counts"
+    __table_args__ = (Index(None, "group_id"), _ARGS)  # the foreign key
+
+    campaign_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    group_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    contacts: Mapped[int] = _counter()
+    sent: Mapped[int] = _counter()
+    pixels: Mapped[int] = _counter()
+    opens_apple_mpp: Mapped[int] = _counter()
+    opens_gmail_proxy: Mapped[int] = _counter()
+    opens_outlook_proxy: Mapped[int] = _counter()
+    opens_yahoo_proxy: Mapped[int] = _counter()
+    opens_bot: Mapped[int] = _counter()
+    opens_browser: Mapped[int] = _counter()
+    opens_unknown: Mapped[int] = _counter()
+    openers: Mapped[int] = _counter()  # contacts with a first_opened_at
+    timed_openers: Mapped[int] = _counter()  # contacts with a first_open_delay_us (the medians' population)
+    clicks: Mapped[int] = _counter()
+    clickers: Mapped[int] = _counter()  # contacts with a first_clicked_at
+
+
 class CampaignHour(Base):
     """Openings and clicks of a campaign per hour (UTC): the report's time series."""
 

@@ -141,6 +141,7 @@ def update_contact(db: Session, contact: Contact, changes: dict[str, Any]) -> Co
 
 
 def delete_contact(db: Session, contact: Contact) -> None:
+    rollups.forget_contacts(db, [contact.id])
     rollups.forget_hours(db, openings=Opening.contact_id == contact.id, clicks=Click.contact_id == contact.id)
     db.delete(contact)  # pixels, openings, clicks, contact_stats: ON DELETE CASCADE
     db.commit()

@@ -5,8 +5,8 @@ app/services/rollups.py), never the openings themselves, so their cost follows t
 contacts, not of openings. For a campaign:
 
 1. its groups (id, name);
-2. contact_stats per group, one range of the primary key (campaign_id, ...): contacts, sent,
-   pixels, opens per client kind, openers, openers with a known delay, clicks, clickers;
+2. group_counts, one row per group (the sums of its contacts' rows): contacts, sent, pixels,
+   opens per client kind, openers, openers with a known delay, clicks, clickers;
 3. the median delay to the first open, per group and overall: the middle entry (or the two middle
    ones) of the index (campaign_id[, group_id], first_open_delay_us), read at its position
    (`ORDER BY ... LIMIT 2 OFFSET n`), index-only;
@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationFailed
@@ -42,6 +42,7 @@ from app.models import (
     Contact,
     ContactStats,
     Group,
+    GroupCounts,
     Link,
     Opening,
 )
@@ -119,35 +120,28 @@ def _group_counts(db: Session, campaign_id: int) -> dict[int, tuple[str, _Tally]
             select(Group.id, Group.name).where(Group.campaign_id == campaign_id).order_by(Group.id)
         ).all()
     }
-    s = ContactStats
+    g = GroupCounts
     rows = db.execute(
         select(
-            s.group_id,
-            func.count(),
-            func.sum(s.sent, type_=Integer()),  # (a sum of booleans, counted as integers)
-            func.sum(s.pixels),
-            func.count(s.first_opened_at),
-            func.count(s.first_open_delay_us),
-            func.sum(s.clicks),
-            func.count(s.first_clicked_at),
-            *(func.sum(getattr(s, name)) for name in OPEN_COLUMNS.values()),
-        )
-        .where(s.campaign_id == campaign_id)
-        .group_by(s.group_id)
-        # One range of the clustered primary key; MariaDB would rather walk the (campaign_id,
-        # group_id, ...) index to skip a sort of a few rows, and pay a row lookup per contact.
-        .with_hint(s, "FORCE INDEX (PRIMARY)", dialect_name="mysql")
-        .with_hint(s, "FORCE INDEX (PRIMARY)", dialect_name="mariadb")
+            g.group_id,
+            g.contacts,
+            g.sent,
+            g.pixels,
+            g.openers,
+            g.timed_openers,
+            g.clicks,
+            g.clickers,
+            *(getattr(g, name) for name in OPEN_COLUMNS.values()),
+        ).where(g.campaign_id == campaign_id)
     ).all()
     for gid, contacts, sent, pixels, openers, timed, clicks, clickers, *opens in rows:
         if gid not in groups:  # (a group created since the first query is simply not in this report)
             continue
         tally = groups[gid][1]
-        tally.contacts, tally.sent, tally.pixels = int(contacts), int(sent or 0), int(pixels or 0)
-        tally.unique_opens, tally.timed_opens = int(openers), int(timed)
-        tally.clicks, tally.unique_clicks = int(clicks or 0), int(clickers)
-        for kind, n in zip(OPEN_COLUMNS, opens, strict=True):
-            tally.by_client[kind] = int(n or 0)
+        tally.contacts, tally.sent, tally.pixels = contacts, sent, pixels
+        tally.unique_opens, tally.timed_opens = openers, timed
+        tally.clicks, tally.unique_clicks = clicks, clickers
+        tally.by_client = dict(zip(OPEN_COLUMNS, opens, strict=True))
     return groups
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Float, Integer, Table, case, literal_column
+from sqlalchemy import Connection, Float, Integer, Table, case, func, literal_column
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -94,6 +94,33 @@ def _int_div_mysql(element: _IntDiv, compiler: SQLCompiler, **kw: Any) -> str:
 
 def int_div(column: Any, divisor: int) -> _IntDiv:
     return _IntDiv(column, literal_column(str(int(divisor)), Integer()))
+
+
+class _Least(FunctionElement[Any]):
+    """The smaller of two values, NULL if either is (LEAST / SQLite's two-argument min)."""
+
+    inherit_cache = True
+    name = "least_of"
+
+
+@compiles(_Least)
+def _least_sqlite(element: _Least, compiler: SQLCompiler, **kw: Any) -> str:
+    a, b = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"min({a}, {b})"
+
+
+@compiles(_Least, "mysql")
+@compiles(_Least, "mariadb")
+def _least_mysql(element: _Least, compiler: SQLCompiler, **kw: Any) -> str:
+    a, b = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"LEAST({a}, {b})"
+
+
+def earlier_of(current: Any, new: Any) -> ColumnElement[Any]:
+    """The earlier of two instants, ignoring a NULL one (NULL if both are). Evaluated again on
+    its own result it gives the same value, so an assignment `x = earlier_of(x, new)` can be
+    read by the assignments after it (MySQL applies them in order) without changing them."""
+    return func.coalesce(_Least(current, new), current, new)
 
 
 def dialect_name(db: DB) -> str:

@@ -12,6 +12,7 @@ is isolated by deleting every row afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -188,27 +189,25 @@ def tree(db: Session, user: User) -> dict[str, Any]:
     return factories.make_tree(db, user)
 
 
-# Redis (real server; a dedicated logical database, flushed per test that uses it).
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+# Redis: a private redis-server of this run on a free port (started once per session), so
+# concurrent runs on one machine never share keys; tests that use it start from an empty one.
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    import redis
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.support.redis_server import PrivateRedis
 
-    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        message = f"Redis unreachable at {url}: {exc.__class__.__name__}"
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (required when CI=true)", pytrace=False)
         pytest.skip(message)
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
     finally:
-        client.close()
-    return url
+        server.stop()
 
 
 @pytest.fixture
@@ -216,7 +215,7 @@ def redis_client(redis_url: str) -> Iterator[Any]:
     from app.clients import sync_redis
 
     client = sync_redis(redis_url)
-    client.flushdb()
+    client.flushdb()  # our own server (see redis_url)
     yield client
     client.flushdb()
     client.close()

@@ -12,7 +12,6 @@ import copy
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from app import cli as cli_module
 from app.models import Base, User
 from app.security import verify_password
 from app.settings import get_settings
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -390,13 +390,6 @@ def test_production_without_secrets_refuses_every_database_command(
 # serve, end to end.
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Server:
     """`pixeltrack serve` as a child process, its stdout collected by a reader thread."""
 
@@ -458,7 +451,7 @@ class Server:
 
 
 def test_serve_end_to_end_with_generated_secrets_admin_and_sample(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     db_file = tmp_path / "serve.db"
     env = {**_clean_environ(), "DATABASE_URL": f"sqlite:///{db_file}", "APP_ENV": "development"}
     env["PYTHONUNBUFFERED"] = "1"
@@ -498,7 +491,7 @@ def test_serve_end_to_end_with_generated_secrets_admin_and_sample(tmp_path: Path
 
 
 def test_serve_in_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     db_file = tmp_path / "prod.db"
     env = {**_clean_environ(), "DATABASE_URL": f"sqlite:///{db_file}", "APP_ENV": "production"}
     result = subprocess.run(

@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from sqlalchemy import create_engine, inspect
 
 from app.cli import build_parser
 from app.settings import Settings
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -641,13 +641,6 @@ def test_dockerfile_healthcheck_matches_compose() -> None:
 # Runnable by hand: the compose command lines, without Docker.
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _clean_environ() -> dict[str, str]:
     """This environment without PixelTracking/compose configuration, the venv's scripts first on PATH."""
     drop = _settings_names() | set(COMPOSE_ONLY)
@@ -745,7 +738,7 @@ def _wait_for_200(url: str, proc: subprocess.Popen[str], log: Path, deadline_s: 
 
 @pytest.mark.sqlite_only
 def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     db_file = tmp_path / "by-hand.db"
     metrics_dir = tmp_path / "prometheus-multiproc"  # what the tmpfs provides: an empty directory
     metrics_dir.mkdir()
@@ -793,7 +786,7 @@ def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
 
 @pytest.mark.sqlite_only
 def test_worker_compose_command_runs_by_hand(tmp_path: Path, redis_client: Any, redis_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     worker = _service("worker")
     env = _by_hand_env(
         "worker",

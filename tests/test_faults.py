@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -55,7 +55,9 @@ from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.queue import GROUP, STREAM, MemoryQueue, RedisQueue
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
-from tests.live import concurrent_gets, free_port, live_server
+from tests.live import concurrent_gets, live_server
+from tests.support.processes import free_port, stop_process, wait_until
+from tests.support.redis_server import PrivateRedis
 
 VENV_BIN = Path(sys.executable).parent
 PIXELTRACK = str(VENV_BIN / "pixeltrack")
@@ -65,32 +67,6 @@ T = TypeVar("T")
 
 
 # --- polling, processes -----------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], T], what: str, *, timeout: float = 30.0, interval: float = 0.01) -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def stop_process(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-    """Signal the process (if still running) and reap it; SIGKILL if it does not exit in time."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        with suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
 
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -111,72 +87,6 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-class PrivateRedis:
-    """A redis-server of this test only: its own port and directory, AOF fsynced on every write,
-    so a SIGKILL loses nothing Redis acknowledged and a restart on the same port resumes."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.dir),
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        probe = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
-        proc = self.proc
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"redis-server exited ({proc.returncode}); see {self.dir / 'redis.log'}")
-            try:
-                return bool(probe.ping())
-            except redis.RedisError:  # refused, or LOADING the append-only file
-                return False
-
-        try:
-            wait_until(up, "the private redis-server to answer PING", timeout=20)
-        finally:
-            probe.close()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 class PrivateMariaDB:
@@ -507,7 +417,7 @@ def test_redis_killed_mid_load_every_load_answers_and_lands_once(
     def path(pixel_id: int) -> str:
         return f"/o/{codec.pixel_token(pixel_id)}.gif"
 
-    server = PrivateRedis(tmp_path / "redis")
+    server = PrivateRedis(tmp_path / "redis", durable=True)
     server.start()
     probe = sync_redis(server.url)
     try:

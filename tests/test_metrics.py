@@ -24,7 +24,7 @@ from app.models import User
 from app.settings import Settings
 from app.tracking.worker import StreamWorker
 from tests import factories
-from tests.live import free_port
+from tests.support.processes import free_port
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -40,7 +40,8 @@ from app.models import User
 from app.settings import Settings
 from app.tracking.tokens import TokenCodec
 from tests import factories
-from tests.live import free_port, live_server
+from tests.live import live_server
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))

@@ -1,0 +1,82 @@
+"""A redis-server of one test run (or one test) only: its own free loopback port and directory.
+
+The suite never touches a Redis it did not start, so two runs on one machine cannot see each
+other's keys, and flushing is safe.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.processes import free_port, stop_process, wait_until
+
+
+class PrivateRedis:
+    """`durable=True`: append-only file fsynced on every write, so a SIGKILL loses nothing Redis
+    acknowledged and a restart on the same port and directory resumes (fault tests)."""
+
+    def __init__(self, directory: Path, *, durable: bool = False) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.durable = durable
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *persistence,
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        probe = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"redis-server exited ({proc.returncode}); see {self.dir / 'redis.log'}")
+            try:
+                return bool(probe.ping())
+            except redis.RedisError:  # refused, or LOADING the append-only file
+                return False
+
+        try:
+            wait_until(up, "the private redis-server to answer PING", timeout=20)
+        finally:
+            probe.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_process(self.proc)

@@ -20,292 +20,46 @@ and print what they injected and the final row counts (`pytest -s`).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, create_engine, func, insert, select, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, create_engine, text
 
 from app.clients import sync_redis
 from app.db import make_engine
 from app.main import create_asgi
 from app.migrations import upgrade
-from app.models import Campaign, Contact, Group, Opening, Pixel, User
-from app.services import rollups
 from app.settings import Settings
 from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.queue import GROUP, STREAM, MemoryQueue, RedisQueue
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
 from tests.live import concurrent_gets, live_server
+from tests.support.mariadb_server import PrivateMariaDB
+from tests.support.pixel_loader import PixelLoader
+from tests.support.pixeltrack_process import UA, api_server, process_env, start_worker
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.support.redis_server import PrivateRedis
-
-VENV_BIN = Path(sys.executable).parent
-PIXELTRACK = str(VENV_BIN / "pixeltrack")
-UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-
-T = TypeVar("T")
-
-
-# --- polling, processes -----------------------------------------------------------------
-
-
-def process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a `pixeltrack` subprocess: no inherited configuration, the test's keys."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in Settings.model_fields and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    env.update(
-        APP_ENV="test",
-        DATABASE_URL=settings.sqlalchemy_url,
-        API_SECRET_KEY=settings.secret_key(),
-        FERNET_KEY=settings.fernet_keys()[0],
-        SECRETS_FILE=settings.secrets_file,
-        LOG_LEVEL="WARNING",
-        WORKER_METRICS_PORT="0",
-    )
-    env.update(extra)
-    return env
-
-
-class PrivateMariaDB:
-    """A throwaway mariadbd: own datadir, socket and loopback port (the system server is untouched)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.datadir = directory / "data"
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.mariadbd = shutil.which("mariadbd") or (
-            "/usr/sbin/mariadbd" if os.access("/usr/sbin/mariadbd", os.X_OK) else None
-        )
-        self.install_db = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-
-    def server_url(self, database: str = "") -> str:
-        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
-
-    def install(self) -> None:
-        if self.mariadbd is None or self.install_db is None:
-            message = "mariadbd / mariadb-install-db not installed: cannot run a private MariaDB"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message + " (required when CI=true)", pytrace=False)
-            pytest.skip(message)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                self.install_db,
-                "--no-defaults",
-                "--user=root",
-                f"--datadir={self.datadir}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            timeout=120,
-        )
-
-    def start(self) -> None:
-        assert self.mariadbd is not None
-        self.proc = subprocess.Popen(
-            [
-                self.mariadbd,
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                f"--socket={self.dir / 'mariadb.sock'}",
-                f"--pid-file={self.dir / 'mariadb.pid'}",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=64M",
-                f"--log-error={self.dir / 'error.log'}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        proc = self.proc
-        probe = create_engine(self.server_url(), poolclass=NullPool, connect_args={"connect_timeout": 2})
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"mariadbd exited ({proc.returncode}); see {self.dir / 'error.log'}")
-            try:
-                with probe.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-            except SQLAlchemyError:
-                return False
-            return True
-
-        try:
-            wait_until(up, "the private MariaDB to accept connections", timeout=60, interval=0.05)
-        finally:
-            probe.dispose()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.proc, timeout=30)
-
-
-class WorkerThread:
-    """A StreamWorker looping in a thread the way `pixeltrack worker` does (run_forever installs
-    signal handlers, which only the main thread may do): Redis errors are retried."""
-
-    def __init__(self, worker: StreamWorker) -> None:
-        self.worker = worker
-        self.redis_errors = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"worker-{worker.consumer}", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                try:
-                    self.worker.run_once()
-                except redis.RedisError:
-                    self.redis_errors += 1
-                    self._stop.wait(0.05)  # Redis is down: retry soon (run_forever waits 1 s)
-        except BaseException as exc:  # surfaced by check()
-            self.error = exc
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise AssertionError(f"worker thread died: {self.error!r}") from self.error
-
-    def __enter__(self) -> WorkerThread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self.worker.stop()
-        self._thread.join(30)
-
-
-# --- data ---------------------------------------------------------------------------------
-
-
-def seed_pixels(engine: Engine, n: int) -> list[int]:
-    """A user, a campaign, a group and `n` contacts with one pixel each; returns the pixel ids."""
-    tag = uuid.uuid4().hex[:10]
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        uid = conn.execute(
-            insert(User).values(username=f"fault-{tag}", email=f"{tag}@example.com", hashed_password="x")
-        ).inserted_primary_key[0]
-        cid = conn.execute(insert(Campaign).values(owner_id=uid, name=f"faults {tag}")).inserted_primary_key[0]
-        gid = conn.execute(insert(Group).values(campaign_id=cid, name="A")).inserted_primary_key[0]
-        for start in range(0, n, 5000):
-            conn.execute(
-                insert(Contact),
-                [
-                    {"campaign_id": cid, "group_id": gid, "email": f"c{i}-{tag}@example.com", "created_at": now}
-                    for i in range(start, min(n, start + 5000))
-                ],
-            )
-        contact_ids = list(conn.scalars(select(Contact.id).where(Contact.campaign_id == cid).order_by(Contact.id)))
-        for start in range(0, n, 5000):
-            conn.execute(
-                insert(Pixel),
-                [{"contact_id": c, "number": 1, "uuid": uuid.uuid4().hex} for c in contact_ids[start : start + 5000]],
-            )
-        pixel_ids = list(
-            conn.scalars(
-                select(Pixel.id).join(Contact, Contact.id == Pixel.contact_id).where(Contact.campaign_id == cid)
-            )
-        )
-        rollups.rebuild(conn, cid)  # rows inserted in bulk: their report counters from scratch
-    assert len(pixel_ids) == n
-    return sorted(pixel_ids)
-
-
-def push_events(client: Any, pixel_ids: list[int], n: int, *, with_ids: bool = True) -> int:
-    """XADD `n` open events (round robin over the pixels) in pipelined chunks; with_ids=False writes
-    the older wire format without an event id (the worker then uses the stream entry id)."""
-    now_ms = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)
-    for i in range(n):
-        event_id = new_event_id() if with_ids else ""
-        event = Event(OPEN, pixel_ids[i % len(pixel_ids)], 0, now_ms, "browser", "203.0.113.7", "fault-test", event_id)
-        pipe.xadd(STREAM, {"e": event.encode()})
-        if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
-    return n
-
-
-def openings(engine: Engine, pixel_ids: list[int]) -> dict[str, Any]:
-    """Rows, distinct event ids, and rows per pixel among the given pixels' openings."""
-    lo, hi = min(pixel_ids), max(pixel_ids)
-    in_range = Opening.pixel_id.between(lo, hi)
-    with engine.connect() as conn:
-        rows, events = conn.execute(
-            select(func.count(), func.count(func.distinct(Opening.event_id))).where(in_range)
-        ).one()
-        per_pixel = dict(
-            conn.execute(select(Opening.pixel_id, func.count()).where(in_range).group_by(Opening.pixel_id)).all()
-        )
-    return {"rows": rows, "distinct_event_ids": events, "per_pixel": per_pixel}
-
-
-def row_count(engine: Engine) -> int:
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(select(func.count()).select_from(Opening)) or 0
-    except SQLAlchemyError:
-        return -1
-
-
-def pending(client: Any) -> int:
-    try:
-        return int(client.xpending(STREAM, GROUP)["pending"])
-    except redis.ResponseError:  # no group yet
-        return 0
-
-
-def consumer_pending(client: Any, consumer: str) -> int:
-    for info in client.xinfo_consumers(STREAM, GROUP):
-        if info["name"] == consumer:
-            return int(info["pending"])
-    return 0
-
-
-def gauge(base: str, name: str) -> float:
-    body = httpx.get(f"{base}/metrics", timeout=10).text
-    total = 0.0
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            if s.name == name:
-                total += s.value
-    return total
-
+from tests.support.tracking_data import (
+    consumer_pending,
+    gauge,
+    openings,
+    pending,
+    push_events,
+    row_count,
+    seed_pixels,
+)
+from tests.support.worker_thread import WorkerThread
 
 # --- the app bugs (a) and (d) found, pinned deterministically ----------------------------------
 
@@ -570,12 +324,6 @@ def test_mariadb_killed_while_worker_inserts_entries_stay_pending_then_land_once
 # --- c) worker SIGKILLed mid-batch ----------------------------------------------------------------
 
 
-def start_worker(env: dict[str, str], consumer: str, log: IO[bytes], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [PIXELTRACK, "worker", "--consumer", consumer], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
 def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
     settings: Settings, engine: Engine, redis_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
@@ -650,109 +398,6 @@ def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
 
 
 # --- d) API process restarted under load ----------------------------------------------------------
-
-
-class PixelLoader:
-    """Loads each pixel at most once over `connections` keep-alive sockets, in a thread, until stopped.
-
-    A 200 is an acknowledged load. A request whose connection breaks before the answer is
-    not acknowledged and not retried (the pixel is reported as failed: the server may or may
-    not have recorded it). While the server is down, connecting fails and consumes no pixel.
-    """
-
-    def __init__(self, port: int, paths: list[str], connections: int = 8) -> None:
-        self.port = port
-        self.paths = paths
-        self.connections = connections
-        self.acked: list[int] = []
-        self.failed: list[int] = []
-        self.other: list[tuple[int, int]] = []
-        self.refused = 0
-        self._next = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="pixel-loader", daemon=True)
-
-    async def _connection(self) -> None:
-        reader: asyncio.StreamReader | None = None
-        writer: asyncio.StreamWriter | None = None
-        while not self._stop.is_set() and self._next < len(self.paths):
-            if writer is None:
-                try:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    self.refused += 1
-                    await asyncio.sleep(0.005)  # the server is restarting: poll until it listens again
-                    continue
-            assert reader is not None
-            i, self._next = self._next, self._next + 1  # one event loop: no lock needed
-            request = f"GET {self.paths[i]} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\n\r\n"
-            try:
-                writer.write(request.encode())
-                await writer.drain()
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                status = int(head.split(b" ", 2)[1])
-                length, close = 0, False
-                for line in head.lower().split(b"\r\n"):
-                    if line.startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                    elif line.startswith(b"connection:") and b"close" in line:
-                        close = True
-                await asyncio.wait_for(reader.readexactly(length), 10)
-            except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-                self.failed.append(i)
-                writer.close()
-                reader = writer = None
-                continue
-            if status == 200:
-                self.acked.append(i)
-            else:
-                self.other.append((i, status))
-            if close:  # the server is shutting down: do not send on this connection again
-                writer.close()
-                reader = writer = None
-        if writer is not None:
-            writer.close()
-
-    async def _run(self) -> None:
-        await asyncio.gather(*(self._connection() for _ in range(self.connections)))
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(30)
-
-    def exhausted(self) -> bool:
-        return self._next >= len(self.paths)
-
-
-@contextmanager
-def api_server(env: dict[str, str], port: int, log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`pixeltrack serve` on the port; waits for /healthz; always stopped (SIGTERM) on exit."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [PIXELTRACK, "serve", "--no-sample", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"pixeltrack serve exited ({proc.returncode}); see {log}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, "pixeltrack serve to answer /healthz", interval=0.05)
-        yield proc
-    finally:
-        stop_process(proc)
 
 
 @pytest.mark.parametrize("mode", ["redis", "embedded"])

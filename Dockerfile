@@ -76,4 +76,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
 # Migrate, then serve the app behind the tracking fast path with several workers
 # (no --reload). The same line as `command:` of the api service in docker-compose.yml.
 # `exec` makes uvicorn PID 1 so it receives SIGTERM and shuts its workers down cleanly.
-CMD ["sh", "-c", "pixeltrack migrate && exec uvicorn app.main:create_asgi --factory --host 0.0.0.0 --port 8000 --workers 4"]
+CMD ["sh", "-c", "pixeltrack migrate && exec uvicorn app.main:create_asgi --factory --host 0.0.0.0 --port 8000 --workers 4 --no-server-header"]

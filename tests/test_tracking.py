@@ -386,12 +386,12 @@ def test_documented_routes_behave_like_the_fast_path(client: TestClient, db: Ses
     assert count(db, Click, link_id=tree["link"].id) == 1
 
 
-def test_readyz_reports_redis(with_redis: TestClient, settings: Settings, engine: Engine) -> None:
-    assert with_redis.get("/readyz").json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
-    with TestClient(create_asgi(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))) as down:
-        response = down.get("/readyz")
-    assert response.status_code == 503
-    assert response.json() == {"detail": {"database": "ok", "redis": "unavailable"}, "code": "service_unavailable"}
+def test_readyz_reports_redis(with_redis: TestClient) -> None:
+    # Redis down: 200 with redis "degraded" (tests/test_health.py).
+    assert with_redis.get("/readyz").json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "schema": "ok", "redis": "ok"},
+    }
 
 
 def test_entry_deleted_from_stream_while_pending_is_acknowledged(

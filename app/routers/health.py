@@ -1,46 +1,89 @@
+"""Liveness and readiness probes (GET and HEAD).
+
+`/healthz`: the process answers. `/readyz`: 200 when the database answers and its schema
+is the one this code expects (the Alembic revision is a head of app's migrations), with
+Redis reported `ok` or `degraded` (the service works without it: pixels fall back to the
+in-process queue, rate limits to per-process counters); 503 only when the database or the
+schema is unusable, so an orchestrator never takes a working API out of rotation for Redis.
+"""
+
 from __future__ import annotations
 
+import asyncio
+from functools import lru_cache
+
+from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
+from app.migrations import alembic_config
 from app.schemas.common import error_responses
 
 router = APIRouter(tags=["health"])
 
+REDIS_PING_TIMEOUT = 0.5
+RETRY_AFTER = "5"
 
-@router.get("/healthz")
+
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-def _database_ok(engine: Engine) -> bool:
+@lru_cache(maxsize=1)
+def expected_revisions() -> frozenset[str]:
+    """The head revision(s) of the migrations shipped with this code."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def database_checks(engine: Engine) -> dict[str, str]:
+    """`database`: ok | unavailable; `schema`: ok | missing | outdated | unknown."""
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            try:
+                revisions = set(conn.scalars(text("SELECT version_num FROM alembic_version")))
+            except SQLAlchemyError:
+                return {"database": "ok", "schema": "missing"}
     except SQLAlchemyError:
-        return False
-    return True
+        return {"database": "unavailable", "schema": "unknown"}
+    if not revisions:
+        return {"database": "ok", "schema": "missing"}
+    return {"database": "ok", "schema": "ok" if revisions == expected_revisions() else "outdated"}
 
 
-@router.get("/readyz", responses=error_responses(503))
 async def readyz(request: Request) -> JSONResponse:
-    """The database and, when configured, Redis answer; 503 otherwise."""
-    checks = {"database": "ok" if await run_in_threadpool(_database_ok, request.app.state.engine) else "unavailable"}
+    """200 when the database and schema are usable (Redis `ok` or `degraded`); 503 otherwise."""
+    checks = await run_in_threadpool(database_checks, request.app.state.engine)
+    metrics.DEPENDENCY_UP.labels("database").set(1 if checks["database"] == "ok" else 0)
     redis = request.app.state.tracking.redis
     if redis is not None:
         try:
-            await redis.ping()
+            await asyncio.wait_for(redis.ping(), REDIS_PING_TIMEOUT)
             checks["redis"] = "ok"
-        except (RedisError, OSError):
-            checks["redis"] = "unavailable"
-    for dependency, state in checks.items():
-        metrics.DEPENDENCY_UP.labels(dependency).set(1 if state == "ok" else 0)
-    if all(v == "ok" for v in checks.values()):
-        return JSONResponse({"status": "ok", "checks": checks})
-    return JSONResponse({"detail": checks, "code": "service_unavailable"}, status_code=503)
+        except Exception:  # noqa: BLE001 - any failure (error, timeout, closed transport) means degraded
+            checks["redis"] = "degraded"
+        metrics.DEPENDENCY_UP.labels("redis").set(1 if checks["redis"] == "ok" else 0)
+    if checks["database"] != "ok" or checks["schema"] != "ok":
+        return JSONResponse(
+            {"detail": checks, "code": "service_unavailable"}, status_code=503, headers={"Retry-After": RETRY_AFTER}
+        )
+    status = "ok" if all(state == "ok" for state in checks.values()) else "degraded"
+    return JSONResponse({"status": status, "checks": checks})
+
+
+for _method in ("GET", "HEAD"):
+    _suffix = "" if _method == "GET" else "_head"
+    router.add_api_route("/healthz", healthz, methods=[_method], name=f"healthz{_suffix}")
+    router.add_api_route(
+        "/readyz",
+        readyz,
+        methods=[_method],
+        name=f"readyz{_suffix}",
+        response_class=JSONResponse,
+        responses=error_responses(503),
+    )

@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -131,6 +132,36 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+DB_RETRY_AFTER = "5"
+# MySQL/MariaDB errors that mean the schema or database is gone (dropped, not migrated, no
+# rights), not a bug: 1044/1045 access denied, 1049 unknown database, 1146 no such table,
+# 1054 unknown column (schema behind the code), 1142 command denied.
+_MYSQL_UNAVAILABLE = frozenset({1044, 1045, 1049, 1054, 1142, 1146})
+
+
+def is_database_unavailable(exc: SQLAlchemyError) -> bool:
+    """True when the database is down, unreachable, overloaded or its schema is missing."""
+    if isinstance(exc, OperationalError | PoolTimeout) or getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_UNAVAILABLE:
+        return True
+    return "no such table" in str(orig) or "no such column" in str(orig)
+
+
+def describe_db_error(exc: SQLAlchemyError) -> str:
+    """The error class and the driver's code, never the SQL or its parameters (personal data)."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", (None,))[:1]
+    suffix = f" {code[0]}" if code and isinstance(code[0], int) else ""
+    return f"{exc.__class__.__name__}{suffix} ({orig.__class__.__name__ if orig is not None else 'no driver error'})"
+
+
+def database_unavailable_response() -> JSONResponse:
+    return _response(503, "The database is unavailable.", "service_unavailable", {"Retry-After": DB_RETRY_AFTER})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -158,10 +189,15 @@ def install_error_handlers(app: FastAPI) -> None:
         log.info("integrity error: %s", exc.orig)
         return _response(409, "Conflicts with an existing object.", "conflict")
 
-    @app.exception_handler(OperationalError)
-    async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error: %s", exc.orig)
-        return _response(503, "The database is unavailable.", "service_unavailable", {"Retry-After": "5"})
+    @app.exception_handler(SQLAlchemyError)
+    async def _db_down(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if not isinstance(exc, DBAPIError | PoolTimeout):
+            return await _unexpected(request, exc)  # a misuse of SQLAlchemy: a bug, not an outage
+        if is_database_unavailable(exc):
+            log.error("database unavailable on %s %s: %s", request.method, request.url.path, describe_db_error(exc))
+        else:  # the database answered with an error this code did not expect: show where
+            log.exception("database error on %s %s", request.method, request.url.path)
+        return database_unavailable_response()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

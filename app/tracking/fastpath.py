@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
+from app.errors import DB_RETRY_AFTER, describe_db_error
 from app.models import Link
 from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
@@ -42,8 +45,18 @@ NOT_FOUND_HEADERS = [
     (b"content-length", str(len(NOT_FOUND)).encode()),
     (b"cache-control", NO_CACHE),
 ]
+UNAVAILABLE = b'{"detail":"The database is unavailable.","code":"service_unavailable"}'
+UNAVAILABLE_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(UNAVAILABLE)).encode()),
+    (b"cache-control", NO_CACHE),
+    (b"retry-after", DB_RETRY_AFTER.encode()),
+]
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 _NOT_FOUND_REPLY: Reply = (404, NOT_FOUND_HEADERS, NOT_FOUND)
+_UNAVAILABLE_REPLY: Reply = (503, UNAVAILABLE_HEADERS, UNAVAILABLE)
+
+log = logging.getLogger("pixeltrack.tracking")
 
 
 class LinkCache:
@@ -54,6 +67,7 @@ class LinkCache:
         self._ttl = ttl
         self._max = max_size
         self._items: dict[int, tuple[str | None, float]] = {}
+        self.down = False
 
     def _query(self, link_id: int) -> str | None:
         with self._engine.connect() as conn:
@@ -65,7 +79,17 @@ class LinkCache:
         hit = self._items.get(link_id)
         if hit is not None and hit[1] > now:
             return hit[0]
-        url = await asyncio.to_thread(self._query, link_id)
+        try:
+            url = await asyncio.to_thread(self._query, link_id)
+        except SQLAlchemyError as exc:
+            metrics.DEPENDENCY_ERRORS.labels("database", "api").inc()
+            if not self.down:  # one line per outage, not one per click
+                log.error("links unreadable, database unavailable (%s)", describe_db_error(exc))
+                self.down = True
+            raise
+        if self.down:
+            log.warning("links readable again")
+            self.down = False
         if len(self._items) >= self._max:
             self._items.clear()
         self._items[link_id] = (url, now + self._ttl)
@@ -126,7 +150,11 @@ class Tracker:
 
     async def click(self, token: str, headers: Any, ip: str, method: str = "GET") -> Reply:
         ref = self.codec.decode_click(token)
-        url = await self.links.url(ref.link_id) if ref is not None else None
+        try:
+            url = await self.links.url(ref.link_id) if ref is not None else None
+        except SQLAlchemyError:
+            # An uncached link while the database is unreachable: the one error shape, retry later.
+            return _UNAVAILABLE_REPLY
         if ref is None or url is None:
             metrics.invalid_token(CLICK)
             return _NOT_FOUND_REPLY

@@ -24,13 +24,16 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.errors import describe_db_error
 from app.tracking.events import RECORD_SEP, Event
 from app.tracking.ingest import IngestResult, store_events
 
 log = logging.getLogger("pixeltrack.queue")
 
+MAX_BACKOFF = 10.0  # seconds between the in-process flusher's retries while the database fails
 STREAM = "pt:events"
 GROUP = "pt:ingest"
 
@@ -93,6 +96,9 @@ class MemoryQueue:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._last_sweep = clock()
+        self._backoff = 0.0
+        self._retry_at = 0.0  # while the database fails, the background flusher waits until then
+        self.db_down = False
         self.totals = IngestResult()
 
     def offer(self, event: Event) -> bool:
@@ -107,7 +113,7 @@ class MemoryQueue:
             if now - self._last_sweep > 60:
                 self._sweep(now)
         self._pending.append((uuid.uuid4().hex, event))
-        if len(self._pending) >= self._max_batch:
+        if len(self._pending) >= self._max_batch and not self.db_down:
             self._wake.set()
         return True
 
@@ -130,21 +136,49 @@ class MemoryQueue:
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
                 try:
                     result += await asyncio.to_thread(store_events, self._engine, batch)
-                except Exception:
+                except Exception as exc:  # noqa: BLE001 - whatever failed, keep the events
                     # Keep the events (the database may be briefly unavailable) and retry later.
                     self._pending[:0] = batch
-                    log.exception("could not write %d tracking events; will retry", len(batch))
+                    self._failed(exc)
                     break
+            else:
+                self._recovered()
             self.totals += result
             metrics.MEMORY_QUEUE.set(len(self._pending))
             return result
 
+    def _failed(self, exc: Exception) -> None:
+        """Back off (doubling up to MAX_BACKOFF) and log once per outage: the error class and
+        driver code only, never the SQL, its parameters or the events (IPs, user agents)."""
+        self._backoff = min(MAX_BACKOFF, max(self._interval, 0.5, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+        metrics.DEPENDENCY_ERRORS.labels("database", "flusher").inc()
+        if self.db_down:
+            return
+        self.db_down = True
+        if isinstance(exc, SQLAlchemyError):
+            log.error(
+                "database unavailable (%s): %d tracking events kept in memory, retrying with backoff",
+                describe_db_error(exc),
+                len(self._pending),
+            )
+        else:  # not an outage: a bug, show where (once)
+            log.error("could not write tracking events (%s); retrying with backoff", exc.__class__.__name__)
+
+    def _recovered(self) -> None:
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        if self.db_down:
+            self.db_down = False
+            log.warning("database available again: tracking events written")
+
     async def _run(self) -> None:
         while True:
+            wait = max(self._interval, self._retry_at - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()
-            if self._pending:
+            if self._pending and time.monotonic() >= self._retry_at:
                 await self.flush()
 
     async def start(self) -> None:

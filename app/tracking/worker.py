@@ -91,6 +91,7 @@ class StreamWorker:
         self._loops = 0
         self._backoff = 0.0
         self._stopping = False
+        self._redis_down = False
         ensure_group(redis, stream, group)
 
     # -- reading -------------------------------------------------------------
@@ -151,8 +152,25 @@ class StreamWorker:
         return result
 
     def run_once(self, *, block: bool = True) -> int:
-        """One loop; returns how many entries it handled. Database errors back off and retry."""
+        """One loop; returns how many entries it handled. Database errors back off and retry;
+        a consumer group that vanished (Redis restarted without its data) is recreated."""
         self._loops += 1
+        try:
+            return self._run_once(block)
+        except ResponseError as exc:
+            if not _is_nogroup(exc):
+                raise
+            self._recreate_group()
+            return 0
+
+    def _recreate_group(self) -> None:
+        metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
+        log.warning(
+            "consumer group %s of %s is gone (Redis restarted without its data?): recreating it", self.group, self.stream
+        )
+        ensure_group(self.redis, self.stream, self.group)
+
+    def _run_once(self, block: bool) -> int:
         try:
             entries: Entries = []
             if self._loops % self.claim_every == 1 or self.claim_every == 1:
@@ -178,7 +196,8 @@ class StreamWorker:
             return 0
 
     def update_gauges(self) -> None:
-        """Stream length, pending, lag (entries not yet delivered to the group); database up."""
+        """Stream length, pending, lag (entries not yet delivered to the group); database and
+        Redis up. A stream without our group (Redis lost its data) counts every entry as lag."""
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -186,16 +205,27 @@ class StreamWorker:
         except SQLAlchemyError:
             metrics.DEPENDENCY_UP.labels("database").set(0)
         try:
-            metrics.STREAM_LENGTH.set(self.redis.xlen(self.stream))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xlen(self.stream)
+            pipe.exists(self.stream)
+            length, exists = pipe.execute()
+            groups: Any = self.redis.xinfo_groups(self.stream) if exists else []
         except RedisError:
             metrics.DEPENDENCY_UP.labels("redis").set(0)
             raise
         metrics.DEPENDENCY_UP.labels("redis").set(1)
-        groups: Any = self.redis.xinfo_groups(self.stream)
-        for group in groups:
-            if group.get("name") == self.group:
-                metrics.STREAM_PENDING.set(group.get("pending") or 0)
-                metrics.STREAM_LAG.set(group.get("lag") or 0)
+        metrics.STREAM_LENGTH.set(length)
+        mine = next((g for g in groups if g.get("name") == self.group), None)
+        if mine is None:
+            metrics.STREAM_PENDING.set(0)
+            metrics.STREAM_LAG.set(length)
+            return
+        pending = mine.get("pending") or 0
+        lag = mine.get("lag")
+        metrics.STREAM_PENDING.set(pending)
+        # Redis reports no lag when it cannot compute it; acknowledged entries are deleted,
+        # so what is left in the stream beyond the pending ones has not been delivered.
+        metrics.STREAM_LAG.set(lag if lag is not None else max(0, length - pending))
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -224,9 +254,21 @@ class StreamWorker:
                     self._next_gauges = time.monotonic() + 1.0
             except RedisError as exc:
                 metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
-                log.error("Redis unavailable (%s); retrying", exc.__class__.__name__)
+                metrics.DEPENDENCY_UP.labels("redis").set(0)
+                self._next_gauges = 0.0  # re-check (and report up) as soon as a loop succeeds
+                if not self._redis_down:
+                    log.error("Redis unavailable (%s); retrying every second", exc.__class__.__name__)
+                    self._redis_down = True
                 self._sleep(1.0)
+                continue
+            if self._redis_down:
+                log.warning("Redis available again")
+                self._redis_down = False
         log.info("worker %s stopped: %s", self.consumer, self.stats)
+
+
+def _is_nogroup(exc: ResponseError) -> bool:
+    return str(exc).startswith("NOGROUP")
 
 
 def _entries(reply: Any) -> Entries:

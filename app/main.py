@@ -58,7 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)
     app.state.tracker = app.state.tracking.tracker
-    app.state.limiter = RateLimiter(app.state.tracking.redis)
+    app.state.limiter = RateLimiter(app.state.tracking.redis, breaker=app.state.tracking.breaker)
     try:
         yield
     finally:

@@ -82,6 +82,17 @@ IN_PROGRESS = Gauge(
 STREAM_LENGTH = Gauge("pixeltrack_stream_length", "Entries in the Redis stream (worker view).")
 STREAM_PENDING = Gauge("pixeltrack_stream_pending", "Entries delivered to consumers but not yet acknowledged.")
 STREAM_LAG = Gauge("pixeltrack_stream_lag", "Entries not yet delivered to the consumer group.")
+REDIS_BREAKER_OPEN = Gauge(
+    "pixeltrack_redis_breaker_open",
+    "1 while the API skips Redis after a failed or slow call (app/breaker.py).",
+    multiprocess_mode="max",
+)
+RATE_LIMIT_UNSHARED = Counter(
+    "pixeltrack_rate_limit_unshared_total",
+    "Rate-limit and login-throttle checks made without Redis (reason=breaker_open or redis_error): "
+    "counted per process only, so the shared limit fails open.",
+    ["reason"],
+)
 
 # Pre-bound children for the hot path (labels() costs a lookup and a lock per call).
 _LOAD_CHILDREN = {

@@ -2,7 +2,10 @@
 
 `hit(key, limit, window)` counts one event and answers how long to wait when the limit
 is exceeded (None: allowed). `peek` reads a count without adding to it (failed-login
-throttling counts failures only). If Redis fails, the in-process counters take over.
+throttling counts failures only). If Redis fails or is slow, the circuit breaker
+(app/breaker.py) skips it for a while and the in-process counters take over: limits are
+then per process (fail open for the shared limit), counted in
+`pixeltrack_rate_limit_unshared_total`.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import logging
 import time
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from app import metrics
+from app.breaker import BreakerOpen, CircuitBreaker
 
 log = logging.getLogger("pixeltrack.ratelimit")
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis | None, *, prefix: str = "pt:rl:") -> None:
+    def __init__(
+        self, redis: aioredis.Redis | None, *, prefix: str = "pt:rl:", breaker: CircuitBreaker | None = None
+    ) -> None:
         self._redis = redis
+        self._breaker = breaker or CircuitBreaker()
         self._prefix = prefix
         self._local: dict[str, tuple[int, float]] = {}  # key → (count, window end)
 
@@ -32,14 +40,21 @@ class RateLimiter:
         bucket, remaining = self._window(window)
         full = f"{self._prefix}{key}:{bucket}"
         if self._redis is not None:
-            try:
-                pipe = self._redis.pipeline(transaction=False)
+            redis = self._redis
+
+            async def shared() -> int:
+                pipe = redis.pipeline(transaction=False)
                 pipe.incrby(full, amount)
                 pipe.expire(full, window + 1)
                 count, _ = await pipe.execute()
-                return int(count), remaining
-            except RedisError as exc:
-                log.warning("rate limiter: Redis unavailable (%s), counting in process", exc.__class__.__name__)
+                return int(count)
+
+            try:
+                return await self._breaker.call(shared), remaining
+            except BreakerOpen:
+                metrics.RATE_LIMIT_UNSHARED.labels("breaker_open").inc()
+            except Exception:  # noqa: BLE001 - any Redis failure (the breaker logs it): count in process
+                metrics.RATE_LIMIT_UNSHARED.labels("redis_error").inc()
         if len(self._local) > 100_000:
             now = time.time()
             self._local = {k: v for k, v in self._local.items() if v[1] > now}
@@ -60,5 +75,5 @@ class RateLimiter:
         full = f"{self._prefix}{key}:{bucket}"
         self._local.pop(full, None)
         if self._redis is not None:
-            with contextlib.suppress(RedisError):
-                await self._redis.delete(full)
+            with contextlib.suppress(Exception):  # BreakerOpen, Redis errors: the key expires anyway
+                await self._breaker.call(lambda: self._redis.delete(full))  # type: ignore[union-attr]

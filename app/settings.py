@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
     rate_limit_per_minute: int = Field(default=1200, ge=0, le=1_000_000)
 
+    # A Redis call slower than this is abandoned and opens the circuit breaker: the API then skips
+    # Redis (pixels: in-process queue; rate limits: per-process counters) for REDIS_BREAKER_OPEN_SECONDS.
+    redis_call_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    redis_breaker_open_seconds: float = Field(default=2.0, gt=0, le=300)
+
     # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
     cors_origins: str = ""
 

@@ -758,7 +758,7 @@ def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
     assert argv != _argv(api["command"])
     with _running(argv, env, tmp_path) as (proc, log):
         ready = _wait_for_200(f"http://127.0.0.1:{port}/readyz", proc, log)
-        assert ready.json()["checks"] == {"database": "ok"}
+        assert ready.json()["checks"] == {"database": "ok", "schema": "ok"}
         # Migrations ran before serving.
         engine = create_engine(f"sqlite:///{db_file}")
         try:

@@ -5,23 +5,31 @@
   acknowledged load lands exactly once, except the events Redis itself wiped (recorded
   atomically with the flush, so the test knows exactly which).
 - The worker's gauges say so while the group is missing (lag = the stream, not 0).
+- A hung (SIGSTOPped) Redis: the circuit breaker skips it, requests answer fast, then recover.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from app.clients import sync_redis
 from app.main import create_asgi
+from app.models import User
 from app.settings import Settings
 from app.tracking.events import Event
 from app.tracking.queue import STREAM, RedisQueue
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
+from tests import factories
 from tests.live import live_server
 from tests.support.pixel_loader import PixelLoader
 from tests.support.processes import wait_until
@@ -121,3 +129,84 @@ def test_worker_gauges_report_the_lag_while_its_group_is_gone(
     redis_client.delete(STREAM)  # no stream at all: nothing pending, nothing lagging
     worker.update_gauges()
     assert (_sample("pixeltrack_stream_length"), _sample("pixeltrack_stream_lag")) == (0, 0)
+
+
+def test_hung_redis_is_skipped_then_used_again(
+    settings: Settings, engine: Engine, db: Session, user: User, tmp_path: Path
+) -> None:
+    """A SIGSTOPped redis-server (accepts connections, never answers): after the first call that
+    times out, the breaker opens and every request answers at once; after SIGCONT, Redis is
+    used again (issue 10, item 11)."""
+    pixels = seed_pixels(engine, 40)
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    assert server.proc is not None
+    app = create_asgi(
+        settings.model_copy(
+            update={
+                "redis_url": server.url,
+                "rate_limit_per_minute": 1000,
+                "login_max_failures": 50,
+            }
+        )
+    )
+    codec = TokenCodec(settings.fernet_keys())
+    headers = factories.headers_for(settings, user)
+    login = {"username": user.username, "password": factories.PASSWORD}
+    probe = sync_redis(server.url)
+    stopped = False
+    try:
+        with TestClient(app) as client:
+            queue = app.state.tracker.queue
+            assert isinstance(queue, RedisQueue)
+            assert client.get("/auth/me", headers=headers).status_code == 200
+            assert client.get(f"/o/{codec.pixel_token(pixels[0])}.gif").status_code == 200
+            assert not queue.degraded
+            unshared_before = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            stopped = True
+            timings: list[tuple[str, float]] = []
+
+            def timed(label: str, status: int, method: str, path: str, **kwargs: Any) -> None:
+                start = time.monotonic()
+                response = client.request(method, path, **kwargs)
+                timings.append((label, time.monotonic() - start))
+                assert response.status_code == status, (label, response.status_code, response.text)
+
+            for pixel in pixels[1:11]:
+                timed("pixel", 200, "GET", f"/o/{codec.pixel_token(pixel)}.gif")
+            for _ in range(5):
+                timed("me", 200, "GET", "/auth/me", headers=headers)
+            timed("login", 200, "POST", "/auth/token", data=login)
+            timed("bad login", 401, "POST", "/auth/token", data={**login, "password": "wrong-password"})
+            timed("readyz", 200, "GET", "/readyz")
+            assert client.get("/readyz").json()["checks"]["redis"] == "degraded"
+            slowest = max(seconds for _, seconds in timings)
+            total = sum(seconds for _, seconds in timings)
+            print(f"\n[hung] {len(timings)} requests with Redis stopped: total {total:.3f}s;", timings)
+            # One call may wait for the 0.5 s call timeout; a request never waits for the 2 s socket timeout.
+            assert slowest < 1.5, timings
+            assert total < 3.0, timings
+            assert queue.degraded  # pixels went to the in-process queue
+            assert _sample("pixeltrack_redis_breaker_open") == 1
+            unshared = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0
+            assert unshared > unshared_before  # rate limiting says it did not use Redis
+
+            os.kill(server.proc.pid, signal.SIGCONT)
+            stopped = False
+            fresh = iter(pixels[11:])
+
+            def back_on_redis() -> bool:
+                assert client.get(f"/o/{codec.pixel_token(next(fresh))}.gif").status_code == 200
+                return not queue.degraded
+
+            wait_until(back_on_redis, "the API to use Redis again", timeout=10, interval=0.1)
+            assert _sample("pixeltrack_redis_breaker_open") == 0
+            probe.delete(*(probe.keys("pt:rl:*") or ["none"]))
+            assert client.get("/auth/me", headers=headers).status_code == 200
+            assert probe.keys("pt:rl:user:*"), "the rate limiter counts in Redis again"
+    finally:
+        if stopped:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        probe.close()
+        server.stop()

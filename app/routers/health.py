@@ -9,7 +9,6 @@ schema is unusable, so an orchestrator never takes a working API out of rotation
 
 from __future__ import annotations
 
-import asyncio
 from functools import lru_cache
 
 from alembic.script import ScriptDirectory
@@ -25,7 +24,6 @@ from app.schemas.common import error_responses
 
 router = APIRouter(tags=["health"])
 
-REDIS_PING_TIMEOUT = 0.5
 RETRY_AFTER = "5"
 
 
@@ -60,12 +58,12 @@ async def readyz(request: Request) -> JSONResponse:
     """200 when the database and schema are usable (Redis `ok` or `degraded`); 503 otherwise."""
     checks = await run_in_threadpool(database_checks, request.app.state.engine)
     metrics.DEPENDENCY_UP.labels("database").set(1 if checks["database"] == "ok" else 0)
-    redis = request.app.state.tracking.redis
-    if redis is not None:
+    tracking = request.app.state.tracking
+    if tracking.redis is not None:
         try:
-            await asyncio.wait_for(redis.ping(), REDIS_PING_TIMEOUT)
+            await tracking.breaker.call(tracking.redis.ping)  # skipped at once while the breaker is open
             checks["redis"] = "ok"
-        except Exception:  # noqa: BLE001 - any failure (error, timeout, closed transport) means degraded
+        except Exception:  # noqa: BLE001 - breaker open, error, timeout, closed transport: degraded
             checks["redis"] = "degraded"
         metrics.DEPENDENCY_UP.labels("redis").set(1 if checks["redis"] == "ok" else 0)
     if checks["database"] != "ok" or checks["schema"] != "ok":

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.breaker import BreakerOpen, CircuitBreaker
 from app.errors import describe_db_error
 from app.tracking.events import RECORD_SEP, Event
 from app.tracking.ingest import IngestResult, store_events
@@ -208,18 +209,18 @@ class RedisQueue:
         *,
         window_seconds: int,
         stream: str = STREAM,
-        retry_after: float = 1.0,
+        breaker: CircuitBreaker | None = None,
         on_degraded: Callable[[bool], None] | None = None,
     ) -> None:
         self._redis = redis
         self._fallback = fallback
         self._window = window_seconds
         self._stream = stream
-        self._retry_after = retry_after
+        # A failed or slow round trip opens it: loads then go to the fallback at once.
+        self._breaker = breaker or CircuitBreaker()
         self._on_degraded = on_degraded
         self._pending: list[tuple[Event, asyncio.Future[bool]]] = []
         self._flush_task: asyncio.Task[None] | None = None
-        self._down_until = 0.0
         self._script = redis.register_script(DEDUPE_AND_ADD)
         self.degraded = False
 
@@ -232,7 +233,9 @@ class RedisQueue:
         await self._fallback.close()
 
     async def submit(self, event: Event) -> bool:
-        if self._down_until and time.monotonic() < self._down_until:
+        if self._breaker.is_open:
+            if not self.degraded:  # another user of the breaker (rate limiter) saw Redis fail first
+                self._set_degraded(True, None)
             return self._fallback.offer(event)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((event, future))
@@ -252,7 +255,7 @@ class RedisQueue:
     async def _flush(self, batch: list[tuple[Event, asyncio.Future[bool]]]) -> None:
         joined = RECORD_SEP.join(event.encode() for event, _ in batch)
         try:
-            answers = await self._script(keys=[self._stream], args=[self._window, joined])
+            answers = await self._breaker.call(lambda: self._script(keys=[self._stream], args=[self._window, joined]))
         except Exception as exc:  # noqa: BLE001
             # Not only RedisError: when Redis dies mid-connect, redis-py lets uvloop's RuntimeError
             # ("the handler is closed") through. Any failure must fall back, never leave requests waiting.
@@ -269,11 +272,10 @@ class RedisQueue:
 
     def _set_degraded(self, degraded: bool, exc: Exception | None) -> None:
         if degraded:
-            self._down_until = time.monotonic() + self._retry_after
             if not self.degraded:
-                log.error("Redis unavailable (%s): recording directly to the database, dedupe per process", exc)
+                reason = "breaker open" if exc is None or isinstance(exc, BreakerOpen) else exc.__class__.__name__
+                log.error("Redis unavailable (%s): recording directly to the database, dedupe per process", reason)
         else:
-            self._down_until = 0.0
             log.warning("Redis is back: tracking events go to the stream again")
         self.degraded = degraded
         if self._on_degraded is not None:

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from app import metrics
+from app.breaker import CircuitBreaker
 from app.clients import async_redis
 from app.settings import Settings
 from app.tracking.fastpath import LinkCache, Tracker
@@ -20,6 +21,8 @@ class TrackingRuntime:
     tracker: Tracker
     memory: MemoryQueue
     redis: aioredis.Redis | None
+    # Shared by every user of `redis` in this process (queue, rate limiter, /readyz).
+    breaker: CircuitBreaker
 
     async def close(self) -> None:
         await self.tracker.queue.close()
@@ -31,10 +34,15 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
     memory = MemoryQueue(engine, window_seconds=settings.dedupe_window_seconds)
     queue: EventQueue = memory
     client = None
+    breaker = CircuitBreaker(timeout=settings.redis_call_timeout_seconds, open_for=settings.redis_breaker_open_seconds)
     if settings.redis_dsn:
         client = async_redis(settings.redis_dsn)
         queue = RedisQueue(
-            client, memory, window_seconds=settings.dedupe_window_seconds, on_degraded=metrics.set_degraded
+            client,
+            memory,
+            window_seconds=settings.dedupe_window_seconds,
+            breaker=breaker,
+            on_degraded=metrics.set_degraded,
         )
     tracker = Tracker(
         TokenCodec(settings.fernet_keys()),
@@ -45,4 +53,4 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
         respect_dnt=settings.respect_dnt,
     )
     await queue.start()
-    return TrackingRuntime(tracker=tracker, memory=memory, redis=client)
+    return TrackingRuntime(tracker=tracker, memory=memory, redis=client, breaker=breaker)

@@ -34,7 +34,7 @@ def _settings() -> Settings:
 
 
 def _engine(settings: Settings) -> Engine:
-    return make_engine(settings.sqlalchemy_url)
+    return make_engine(settings.sqlalchemy_url, **settings.database_timeouts)
 
 
 def _migrate(engine: Engine) -> None:

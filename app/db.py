@@ -14,8 +14,23 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Defaults of DATABASE_CONNECT/READ/WRITE_TIMEOUT_SECONDS (app/settings.py).
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+WRITE_TIMEOUT = 60.0
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    read_timeout: float | None = READ_TIMEOUT,
+    write_timeout: float | None = WRITE_TIMEOUT,
+    **kwargs: Any,
+) -> Engine:
+    """MySQL/MariaDB connections get socket timeouts: pymysql has none for reads and writes by
+    default, so a server that stops answering without closing the connection (host frozen,
+    network partition, a half-open socket) would block a request or the worker forever."""
     # Error messages (logged) show the SQL but never its parameters: emails, IPs, user agents.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
@@ -31,6 +46,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.close()
 
         return engine
+    if url.startswith("mysql"):
+        timeouts = {"connect_timeout": connect_timeout, "read_timeout": read_timeout, "write_timeout": write_timeout}
+        kwargs["connect_args"] = {**timeouts, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 3600)
     kwargs.setdefault("pool_size", 10)

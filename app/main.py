@@ -53,7 +53,7 @@ def _create_first_admin(app: FastAPI, settings: Settings) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    app.state.engine = make_engine(settings.sqlalchemy_url)
+    app.state.engine = make_engine(settings.sqlalchemy_url, **settings.database_timeouts)
     app.state.session_factory = make_sessionmaker(app.state.engine)
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)

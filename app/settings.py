@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     mysql_port: int = 3306
     mysql_database: str = "pixeltrack"
     sqlite_path: str = "./pixeltrack.db"
+    # MySQL/MariaDB socket timeouts: a server that stops answering raises an error (503, or the
+    # worker retries) instead of blocking forever. Migrations run without the read/write ones.
+    database_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    database_read_timeout_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    database_write_timeout_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
     # Redis: REDIS_URL wins; else REDIS_HOST selects Redis; else in-process.
     redis_url: str | None = None
@@ -164,6 +169,15 @@ class Settings(BaseSettings):
                 f"@{self.mysql_host}:{self.mysql_port}/{self.mysql_database}?charset=utf8mb4"
             )
         return f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def database_timeouts(self) -> dict[str, float]:
+        """Keyword arguments of app.db.make_engine."""
+        return {
+            "connect_timeout": self.database_connect_timeout_seconds,
+            "read_timeout": self.database_read_timeout_seconds,
+            "write_timeout": self.database_write_timeout_seconds,
+        }
 
     @property
     def uses_sqlite(self) -> bool:

@@ -283,10 +283,15 @@ def test_mariadb_killed_while_worker_inserts_entries_stay_pending_then_land_once
             total += push_events(
                 redis_client, pixels, 1000, with_ids=False
             )  # events keep arriving while the database is down
-            wait_until(lambda: worker.stats.db_errors >= 2, "the worker to report database errors")
+
+            def errors(n: int) -> bool:
+                worker_thread.check()  # a dead worker thread fails here, not as a timeout
+                return worker.stats.db_errors >= n
+
+            wait_until(lambda: errors(2), "the worker to report database errors")
             group = next(g for g in redis_client.xinfo_groups(STREAM) if g["name"] == GROUP)
             held = (worker.stats.inserted, group["pending"], group["last-delivered-id"])
-            wait_until(lambda: worker.stats.db_errors >= 4, "more failed retries")
+            wait_until(lambda: errors(4), "more failed retries")
             group = next(g for g in redis_client.xinfo_groups(STREAM) if g["name"] == GROUP)
             still = (worker.stats.inserted, group["pending"], group["last-delivered-id"])
             stream_len_down = redis_client.xlen(STREAM)
@@ -328,7 +333,9 @@ def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
     settings: Settings, engine: Engine, redis_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
     pixels = seed_pixels(engine, 1000)
-    events = push_events(redis_client, pixels, 20_000)
+    # Enough that no kill can drain the stream (at most 5 x ~550 rows), and no more: under load the
+    # survivor's batches of 50 (one commit each) dominate the test's time.
+    events = push_events(redis_client, pixels, 6_000)
     env = process_env(
         settings,
         REDIS_URL=redis_url,
@@ -352,7 +359,14 @@ def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
                     raise AssertionError(f"worker exited early ({proc.returncode})")
                 return row_count(engine) >= start_rows + 500
 
-            wait_until(progressing, f"{name} to insert rows", interval=0.005)
+            wait_until(progressing, f"{name} to insert rows", interval=0.05)  # COUNT(*): not in a tight loop
+
+            def holding(proc: subprocess.Popen[bytes] = proc, name: str = name) -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"worker exited early ({proc.returncode})")
+                return consumer_pending(redis_client, name) > 0  # a batch read and not yet acknowledged
+
+            wait_until(holding, f"{name} to hold a batch", interval=0.001)  # cheap: one Redis call
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             kills.append((name, row_count(engine), consumer_pending(redis_client, name)))
@@ -369,7 +383,8 @@ def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
         def done() -> bool:
             if survivor.poll() is not None:
                 raise AssertionError(f"survivor exited ({survivor.returncode})")
-            return row_count(engine) >= events and pending(redis_client) == 0
+            # Redis first (cheap); the rows are counted only once the stream is empty.
+            return pending(redis_client) == 0 and redis_client.xlen(STREAM) == 0 and row_count(engine) >= events
 
         wait_until(done, "the survivor to insert every event and reclaim the dead consumers' entries", timeout=90)
         stop_process(survivor)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, insert, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app import metrics
 from app.models import Click, Contact, Link, Opening, Pixel
@@ -69,7 +69,21 @@ def _connect(engine: Engine) -> Connection:
     or reads its own rows, so nothing else changes."""
     conn = engine.connect()
     if engine.dialect.name in ("mysql", "mariadb"):
-        conn = conn.execution_options(isolation_level="READ COMMITTED")
+        dbapi_error = engine.dialect.loaded_dbapi.Error
+        try:
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+        except dbapi_error as exc:
+            # SQLAlchemy does not wrap errors of setting the isolation level: a database lost
+            # between the pool's ping and this statement raised the driver's own error, which
+            # killed the worker (it retries SQLAlchemy errors only). Wrap it, free the connection.
+            conn.invalidate()
+            conn.close()
+            raise DBAPIError.instance(
+                None, None, exc, dbapi_error, connection_invalidated=True, dialect=engine.dialect
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 

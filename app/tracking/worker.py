@@ -1,8 +1,10 @@
 """`pixeltrack worker`: moves tracking events from the Redis stream into the database.
 
 A Redis Streams consumer group; several workers may run. Each loop:
-1. every `claim_every` loops, XAUTOCLAIM entries idle longer than `claim_idle_ms`
-   (their consumer died) and process them;
+1. every `claim_every` loops, and at least every `claim_idle_ms / 2` of wall time (an idle
+   worker blocks `block_ms` per loop), XAUTOCLAIM entries idle longer than `claim_idle_ms`
+   (their consumer died) and process them; again on the next loop while a reclaim fills a
+   whole batch;
 2. re-read this consumer's own pending entries (a batch whose insert failed);
 3. XREADGROUP new entries (blocking up to `block_ms`);
 and for each batch: one transaction through app/tracking/ingest.store_events, and
@@ -89,6 +91,8 @@ class StreamWorker:
         self.stats = WorkerStats()
         self._next_gauges = 0.0
         self._loops = 0
+        self._next_claim = 0.0
+        self._claim_more = False
         self._backoff = 0.0
         self._stopping = False
         self._redis_down = False
@@ -119,8 +123,17 @@ class StreamWorker:
             count=self.batch_size,
         )
         entries = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
+        self._claim_more = len(reply[1]) >= self.batch_size  # more may be waiting: next loop too
         self.stats.reclaimed += len(entries)
         return entries
+
+    def _claim_due(self) -> bool:
+        now = time.monotonic()
+        due = self._claim_more or self.claim_every == 1 or self._loops % self.claim_every == 1
+        if due or now >= self._next_claim:
+            self._next_claim = now + self.claim_idle_ms / 2000
+            return True
+        return False
 
     # -- processing ----------------------------------------------------------
     def process(self, entries: Entries) -> IngestResult:
@@ -166,14 +179,16 @@ class StreamWorker:
     def _recreate_group(self) -> None:
         metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
         log.warning(
-            "consumer group %s of %s is gone (Redis restarted without its data?): recreating it", self.group, self.stream
+            "consumer group %s of %s is gone (Redis restarted without its data?): recreating it",
+            self.group,
+            self.stream,
         )
         ensure_group(self.redis, self.stream, self.group)
 
     def _run_once(self, block: bool) -> int:
         try:
             entries: Entries = []
-            if self._loops % self.claim_every == 1 or self.claim_every == 1:
+            if self._claim_due():
                 entries = self.reclaim()
             if not entries:
                 entries = self._own_pending()

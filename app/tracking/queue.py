@@ -163,8 +163,8 @@ class MemoryQueue:
                 describe_db_error(exc),
                 len(self._pending),
             )
-        else:  # not an outage: a bug, show where (once)
-            log.error("could not write tracking events (%s); retrying with backoff", exc.__class__.__name__)
+        else:  # not an outage: a bug, show where (once per failure streak)
+            log.error("could not write tracking events; retrying with backoff", exc_info=exc)
 
     def _recovered(self) -> None:
         self._backoff = 0.0

@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
+from app.db import connect_read_only
 from app.schemas.common import error_responses
 
 router = APIRouter(tags=["health"])
@@ -21,7 +22,7 @@ async def healthz() -> dict[str, str]:
 
 def _database_ok(engine: Engine) -> bool:
     try:
-        with engine.connect() as conn:
+        with connect_read_only(engine) as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return False

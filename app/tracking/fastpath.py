@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
+from app.db import connect_read_only
 from app.models import Link
 from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
@@ -56,7 +57,7 @@ class LinkCache:
         self._items: dict[int, tuple[str | None, float]] = {}
 
     def _query(self, link_id: int) -> str | None:
-        with self._engine.connect() as conn:
+        with connect_read_only(self._engine) as conn:
             url: str | None = conn.scalar(select(Link.url).where(Link.id == link_id))
         return url
 

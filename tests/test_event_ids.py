@@ -145,3 +145,21 @@ def test_worker_ingests_entries_of_the_previous_format(
     )
     click = db.scalars(select(Click).where(Click.event_id == entry_without_id)).one()
     assert (click.link_id, click.contact_id, click.client) == (link.id, contact.id, "bot")
+
+
+def test_a_key_too_long_to_fit_with_its_pixel_scope_is_still_idempotent(
+    client: TestClient, db: Session, user: User, settings: Settings
+) -> None:
+    pixel = factories.make_tree(db, user)["pixel"]
+    headers = factories.headers_for(settings, user)
+    key = "k" * 64  # the longest key the schema allows: with "<pixel id>~" it exceeds the column
+    first = client.post(f"/api/v1/pixels/{pixel.id}/openings", json={"event_id": key}, headers=headers)
+    assert first.status_code == 201, first.text
+    shown = first.json()["event_id"]
+    assert re.fullmatch(r"#[A-Za-z0-9_-]{32}", shown)
+    assert client.get(f"/api/v1/openings/{first.json()['id']}", headers=headers).json()["event_id"] == shown
+    again = client.post(f"/api/v1/pixels/{pixel.id}/openings", json={"event_id": key}, headers=headers)
+    assert again.status_code == 409
+    other = client.post(f"/api/v1/pixels/{pixel.id}/openings", json={"event_id": "k" * 63 + "j"}, headers=headers)
+    assert other.status_code == 201
+    assert db.get_one(Opening, first.json()["id"]).event_id == f"{pixel.id}~{shown}"

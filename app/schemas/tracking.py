@@ -66,8 +66,9 @@ class OpeningCreate(InModel):
         default=None,
         description=(
             "Idempotency key of this pixel: a second opening of the same pixel with the same event_id is a 409. "
-            "Keys of other pixels (and tracking ids) never conflict. At most 64 characters minus the digits of "
-            "the pixel id plus one (e.g. 57 for pixel ids below 1,000,000)."
+            "Keys of other pixels (and tracking ids) never conflict. Returned as given, except a key longer than "
+            "63 characters minus the pixel id's digits (e.g. 57 for ids below 1,000,000), which is returned as "
+            "`#` + a digest of it."
         ),
     )
 

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound
 from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.base import utcnow
 from app.services import rollups
 from app.services.common import apply_changes, conflict, owned, paginate
-from app.tracking.events import EVENT_ID_MAX, manual_event_id
+from app.tracking.events import manual_event_id
 
 
 def get_opening(db: Session, user: User, opening_id: int) -> Opening:
@@ -36,17 +36,6 @@ def create_opening(db: Session, pixel: Pixel, data: dict[str, Any]) -> Opening:
     pixel's keys, so a 409 tells only about this pixel's own openings."""
     key = data.pop("event_id", None) or uuid.uuid4().hex
     event_id = manual_event_id(pixel.id, key)
-    if len(event_id) > EVENT_ID_MAX:
-        limit = EVENT_ID_MAX - len(event_id) + len(key)
-        raise ValidationFailed(
-            [
-                {
-                    "loc": ["body", "event_id"],
-                    "msg": f"At most {limit} characters for this pixel.",
-                    "type": "string_too_long",
-                }
-            ]
-        )
     # Also the key as stored before namespaces existed (an opening of this pixel recorded by an older release).
     taken = select(Opening.id).where(Opening.pixel_id == pixel.id, Opening.event_id.in_([event_id, key]))
     if db.scalar(taken.limit(1)) is not None:

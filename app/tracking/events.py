@@ -19,7 +19,7 @@ The id is assigned when the load is answered, so one load has one id whichever p
 it: if Redis dies after running the enqueue script but before its reply arrives, the API
 records the load through its fallback queue too, and the unique column keeps one row.
 Manual openings (app/services/openings.py) live in their own namespace (`<pixel id>~<key>`:
-`~` never occurs in a tracking id), so they cannot collide with these.
+`~` never occurs in a tracking id), so they cannot collide with these (`manual_event_id`).
 
 Redis keys (computed here, passed to the enqueue script in KEYS, never built inside it):
 - `STREAM` (`pt:events`): the stream the worker's consumer group `GROUP` (`pt:ingest`) reads;
@@ -29,6 +29,8 @@ Redis keys (computed here, passed to the enqueue script in KEYS, never built ins
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import os
 from functools import lru_cache
@@ -60,13 +62,19 @@ def dedupe_key(kind: str, target_id: int, contact_id: int) -> str:
 
 # Manual openings (POST /api/v1/pixels/{id}/openings): the client's idempotency key is stored as
 # `<pixel id>~<key>`, so it is unique per pixel only, never meets a tracking id (no `~` in those)
-# nor another tenant's key, and the API shows the key part (`public_event_id`).
+# nor another tenant's key, and the API shows the key part (`public_event_id`). A key too long
+# to fit the column with its scope is stored (and shown) as `#` + a digest of it (`#` is not
+# allowed in keys): still one opening per key and pixel.
 MANUAL_SEP = "~"
 EVENT_ID_MAX = 64  # the `event_id` column
+_DIGEST_CHARS = 32  # base64url of SHA-256, truncated: 192 bits
 
 
 def manual_event_id(pixel_id: int, key: str) -> str:
-    return f"{pixel_id}{MANUAL_SEP}{key}"
+    scope = f"{pixel_id}{MANUAL_SEP}"
+    if len(scope) + len(key) > EVENT_ID_MAX:
+        key = "#" + base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()).decode()[:_DIGEST_CHARS]
+    return scope + key
 
 
 def public_event_id(stored: str) -> str:

@@ -1,23 +1,46 @@
-"""The one place the database engine and sessions are made.
+"""The one place the database engine and sessions are made, and transactions retried.
 
 MySQL/MariaDB through pymysql in production; an embedded SQLite file (WAL mode,
 foreign keys on) when no MySQL is configured. The engine is created in the app's
 lifespan (see app.main) and sessions are handed out by `app.deps.SessionDep`.
+
+SQLite transactions start with `BEGIN IMMEDIATE` (SQLAlchemy's pysqlite recipe: the driver's
+own BEGIN is turned off and the engine's `begin` event emits ours): the write lock is taken
+before the transaction's first read, as a locking read (`FOR UPDATE`, a no-op on SQLite)
+would on MariaDB, so a read-then-write (the report counters' "before" sums) never works
+from a snapshot another writer has moved on from. Readers that write nothing opt out with
+`read_only()` (plain `BEGIN`: a WAL snapshot, no lock, never waiting for a writer): GET and
+HEAD requests, CSV exports, the click path's link lookup, readiness checks.
+
+MariaDB deadlocks (1213) and lock wait timeouts (1205) roll the transaction back; the whole
+transaction is then run again (`retrying`, bounded, with jittered backoff): the request's
+(app/routing.TransactionRoute) and the ingest batch's (app/tracking/ingest.store_events).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Defaults of DATABASE_CONNECT/READ/WRITE_TIMEOUT_SECONDS (app/settings.py).
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 WRITE_TIMEOUT = 60.0
+log = logging.getLogger("pixeltrack.db")
+T = TypeVar("T")
+
+READ_ONLY = "pixeltrack_read_only"  # execution option: SQLite `BEGIN` (no write lock)
+TRANSIENT_ERRORS = frozenset({1205, 1213})  # MariaDB/MySQL: lock wait timeout, deadlock
+RETRY_ATTEMPTS = 5  # runs of one transaction in all
+RETRY_BASE_DELAY = 0.02  # seconds; doubles per attempt, full jitter
 
 
 def make_engine(
@@ -38,12 +61,17 @@ def make_engine(
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # no BEGIN from the driver: see _sqlite_begin
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("mysql"):
@@ -72,3 +100,43 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def connect_read_only(engine: Engine) -> Connection:
+    """A connection whose transactions only read (SQLite: no write lock)."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+def read_only(session: Session) -> None:
+    """Begin the session's transaction as a reader (SQLite: no write lock; elsewhere: nothing)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={READ_ONLY: True})
+
+
+def _code(exc: DBAPIError) -> Any:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A deadlock or lock wait timeout: the transaction was rolled back and may simply run again."""
+    return isinstance(exc, DBAPIError) and _code(exc) in TRANSIENT_ERRORS
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before run `attempt + 1` (full jitter: concurrent losers spread out)."""
+    return random.uniform(0, RETRY_BASE_DELAY * 2**attempt)
+
+
+def retrying(run: Callable[[], T], *, what: str) -> T:
+    """`run()` (one whole transaction), run again on a deadlock / lock wait timeout, up to
+    RETRY_ATTEMPTS runs in all; the last error is raised."""
+    for attempt in range(RETRY_ATTEMPTS):
+        try:
+            return run()
+        except DBAPIError as exc:
+            if not is_transient(exc) or attempt == RETRY_ATTEMPTS - 1:
+                raise
+            log.warning("%s: transaction rolled back (%s); running it again", what, _code(exc))
+            time.sleep(retry_delay(attempt))
+    raise AssertionError("unreachable")

@@ -14,10 +14,12 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from app.db import read_only
 from app.errors import Forbidden, RateLimited, Unauthorized
 from app.models import User
 from app.models.base import MAX_ID
 from app.ratelimit import RateLimiter
+from app.routing import remember_session
 from app.security import InvalidToken, decode_access_token
 from app.settings import Settings
 from app.tracking.urls import TrackingUrls
@@ -34,7 +36,12 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_db(request: Request) -> Iterator[Session]:
+    """The request's session. GET/HEAD requests only read: on SQLite they take no write lock
+    (app/db.read_only). Routes are `app.routing.TransactionRoute`s: a deadlock re-runs them."""
     session: Session = request.app.state.session_factory()
+    remember_session(request, session)
+    if request.method in ("GET", "HEAD"):
+        read_only(session)
     try:
         yield session
     finally:

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app.db import make_engine, make_sessionmaker
+from app.db import READ_ONLY, make_engine, make_sessionmaker
 from app.main import create_app
 from app.migrations import upgrade
 from app.models import Base, User
@@ -131,7 +131,9 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
-    session = make_sessionmaker(engine)()
+    # A reader on SQLite (app/db.READ_ONLY: no write lock held between a test's reads, while the
+    # app writes from other threads); the factories' writes in it run one at a time anyway.
+    session = make_sessionmaker(engine.execution_options(**{READ_ONLY: True}))()
     yield session
     session.close()
 

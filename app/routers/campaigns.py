@@ -3,11 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.routing import TransactionRoute
 from app.schemas.campaign import CampaignCreate, CampaignOut, CampaignUpdate
 from app.schemas.common import Page, error_responses, page_of
 from app.services import campaigns
 
-router = APIRouter(prefix="/api/v1", tags=["campaigns"], responses=error_responses(401, 403, 422, 429))
+router = APIRouter(
+    prefix="/api/v1", tags=["campaigns"], responses=error_responses(401, 403, 422, 429), route_class=TransactionRoute
+)
 
 
 @router.get("/campaigns", response_model=Page[CampaignOut])

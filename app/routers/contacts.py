@@ -11,11 +11,17 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep
 from app.models import ContactStatus
+from app.routing import TransactionRoute
 from app.schemas.common import Page, UtcDatetime, error_responses, page_of
 from app.schemas.contact import MAX_BULK_CONTACTS, ContactBulkOut, ContactCreate, ContactOut, ContactUpdate
 from app.services import campaigns, contacts
 
-router = APIRouter(prefix="/api/v1", tags=["contacts"], responses=error_responses(401, 403, 404, 422, 429))
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["contacts"],
+    responses=error_responses(401, 403, 404, 422, 429),
+    route_class=TransactionRoute,
+)
 
 _BULK = TypeAdapter(list[ContactCreate])
 _ONE = TypeAdapter(ContactCreate)

@@ -3,11 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.routing import TransactionRoute
 from app.schemas.campaign import GroupCreate, GroupOut, GroupUpdate
 from app.schemas.common import Page, error_responses, page_of
 from app.services import campaigns
 
-router = APIRouter(prefix="/api/v1", tags=["groups"], responses=error_responses(401, 403, 404, 422, 429))
+router = APIRouter(
+    prefix="/api/v1", tags=["groups"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
+)
 
 
 @router.get("/campaigns/{campaign_id}/groups", response_model=Page[GroupOut])

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
+from app.db import connect_read_only
 from app.migrations import alembic_config
 from app.schemas.common import error_responses
 
@@ -41,7 +42,7 @@ def expected_revisions() -> frozenset[str]:
 def database_checks(engine: Engine) -> dict[str, str]:
     """`database`: ok | unavailable; `schema`: ok | missing | outdated | unknown."""
     try:
-        with engine.connect() as conn:
+        with connect_read_only(engine) as conn:
             conn.execute(text("SELECT 1"))
             try:
                 revisions = set(conn.scalars(text("SELECT version_num FROM alembic_version")))

@@ -6,11 +6,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
 from app.models.base import MAX_ID
+from app.routing import TransactionRoute
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import LinkCreate, LinkOut, LinkUpdate, TrackedUrlOut
 from app.services import campaigns, links
 
-router = APIRouter(prefix="/api/v1", tags=["links"], responses=error_responses(401, 403, 404, 422, 429))
+router = APIRouter(
+    prefix="/api/v1", tags=["links"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
+)
 
 
 @router.get("/campaigns/{campaign_id}/links", response_model=Page[LinkOut])

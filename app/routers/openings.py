@@ -3,11 +3,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.routing import TransactionRoute
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import OpeningCreate, OpeningOut, OpeningUpdate
 from app.services import openings, pixels
 
-router = APIRouter(prefix="/api/v1", tags=["openings"], responses=error_responses(401, 403, 404, 422, 429))
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["openings"],
+    responses=error_responses(401, 403, 404, 422, 429),
+    route_class=TransactionRoute,
+)
 
 
 @router.get("/pixels/{pixel_id}/openings", response_model=Page[OpeningOut])

@@ -4,12 +4,15 @@ from fastapi import APIRouter, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
 from app.models import Pixel
+from app.routing import TransactionRoute
 from app.schemas.common import Page, error_responses
 from app.schemas.tracking import PixelCreate, PixelOut, PixelUpdate
 from app.services import contacts, pixels
 from app.tracking.urls import TrackingUrls
 
-router = APIRouter(prefix="/api/v1", tags=["pixels"], responses=error_responses(401, 403, 404, 422, 429))
+router = APIRouter(
+    prefix="/api/v1", tags=["pixels"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
+)
 
 
 def _out(pixel: Pixel, urls: TrackingUrls) -> PixelOut:

@@ -8,11 +8,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import CurrentUser, IdPath, SessionDep
+from app.routing import TransactionRoute
 from app.schemas.common import UtcDatetime, error_responses
 from app.schemas.reports import Bucket, CampaignStats
 from app.services import campaigns, reports
 
-router = APIRouter(prefix="/api/v1", tags=["reports"], responses=error_responses(401, 403, 404, 422, 429))
+router = APIRouter(
+    prefix="/api/v1", tags=["reports"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
+)
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats, response_model_exclude_unset=True)

@@ -3,11 +3,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import AdminUser, IdPath, PageDep, SessionDep
+from app.routing import TransactionRoute
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.user import UserCreate, UserOut, UserUpdate
 from app.services import users
 
-router = APIRouter(prefix="/api/v1/users", tags=["users (admin)"], responses=error_responses(401, 403, 422, 429))
+router = APIRouter(
+    prefix="/api/v1/users",
+    tags=["users (admin)"],
+    responses=error_responses(401, 403, 422, 429),
+    route_class=TransactionRoute,
+)
 
 
 @router.get("", response_model=Page[UserOut])

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, Field, WithJsonSchema, field_validator
 from app.models import ClientKind
 from app.models.tracking import MAX_PIXEL_NUMBER
 from app.schemas.common import JSON_INT, Id, InModel, OutModel, PatchModel, UtcDatetime
+from app.tracking.events import public_event_id
 
 PixelNumber = Annotated[int, Field(ge=1, le=MAX_PIXEL_NUMBER), JSON_INT]
 
@@ -62,7 +63,13 @@ class OpeningCreate(InModel):
     user_agent: Annotated[str, Field(max_length=512)] | None = None
     client: ClientKind = ClientKind.unknown
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None = Field(
-        default=None, description="Idempotency key; a second opening with the same event_id is a 409."
+        default=None,
+        description=(
+            "Idempotency key of this pixel: a second opening of the same pixel with the same event_id is a 409. "
+            "Keys of other pixels (and tracking ids) never conflict. Returned as given, except a key longer than "
+            "63 characters minus the pixel id's digits (e.g. 57 for ids below 1,000,000), which is returned as "
+            "`#` + a digest of it."
+        ),
     )
 
     _ip = field_validator("ip")(_valid_ip)
@@ -88,7 +95,9 @@ class OpeningOut(OutModel):
     ip: str | None
     user_agent: str | None
     client: ClientKind
-    event_id: str
+    event_id: str = Field(description="A tracking id, or the idempotency key given when recorded by hand.")
+
+    _event_id = field_validator("event_id")(public_event_id)
 
 
 HttpUrl2048 = Annotated[AnyHttpUrl, Field(examples=["https://shop.example.com/spring?utm_source=email"])]

@@ -14,6 +14,7 @@ from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.base import utcnow
 from app.services import rollups
 from app.services.common import apply_changes, conflict, owned, paginate
+from app.tracking.events import manual_event_id
 
 
 def get_opening(db: Session, user: User, opening_id: int) -> Opening:
@@ -30,9 +31,15 @@ def list_openings(db: Session, pixel: Pixel, *, limit: int, offset: int) -> tupl
 
 
 def create_opening(db: Session, pixel: Pixel, data: dict[str, Any]) -> Opening:
-    event_id = data.pop("event_id", None) or uuid.uuid4().hex
-    if db.scalar(select(Opening.id).where(Opening.event_id == event_id)) is not None:
-        raise conflict(["body", "event_id"], "An opening with this event_id was already recorded.")
+    """The client's `event_id` is an idempotency key of this pixel only (stored in the manual
+    namespace, see app/tracking/events.manual_event_id): it never meets a tracking id nor another
+    pixel's keys, so a 409 tells only about this pixel's own openings."""
+    key = data.pop("event_id", None) or uuid.uuid4().hex
+    event_id = manual_event_id(pixel.id, key)
+    # Also the key as stored before namespaces existed (an opening of this pixel recorded by an older release).
+    taken = select(Opening.id).where(Opening.pixel_id == pixel.id, Opening.event_id.in_([event_id, key]))
+    if db.scalar(taken.limit(1)) is not None:
+        raise conflict(["body", "event_id"], "An opening of this pixel with this event_id was already recorded.")
     contact = db.get(Contact, pixel.contact_id)
     assert contact is not None  # FK
     data["opened_at"] = data.get("opened_at") or utcnow()

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.db import read_only
 from app.errors import ValidationFailed
 from app.models import (
     MACHINE_CLIENTS,
@@ -435,6 +436,7 @@ def _export(
     # One transaction for the whole export (a consistent snapshot on MariaDB), read in keyset
     # chunks in time order, so memory stays at one chunk whatever the campaign's size.
     with session_factory() as db:
+        read_only(db)
         after: tuple[datetime, int] | None = None
         while True:
             rows = db.execute(chunk_query(after).limit(chunk_rows)).all()

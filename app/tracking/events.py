@@ -1,48 +1,86 @@
-"""A tracking event (one pixel load or one click) and its compact wire form.
+"""A tracking event (one pixel load or one click), its wire form and its Redis keys.
 
-Events travel through the Redis stream (field `e`) or the in-process queue as one
-string: kind, target ids, time, client class, ip, user agent and event id, separated
-by the ASCII unit separator; both separators are removed from free text beforehand.
+The one definition of the tracking-event format; later versions extend it here.
 
-The event id is assigned when the load is answered (`new_event_id`), so one load has
-one id whichever path stores it: if Redis dies after running the enqueue script but
-before its reply arrives, the API records the load through its fallback queue too,
-and the unique `event_id` column keeps a single row.
+Wire format, version 2 (one string: a Redis stream entry's field `e`, or an entry of the
+in-process queue), fields separated by the ASCII unit separator (\x1f), events of a batch
+by the record separator (\x1e); both are removed from free text beforehand:
+
+    "2" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id | ip | user agent
+
+The leading version marker says how to read the rest. `decode` still reads version 1
+(no marker: `kind|target|contact|ms|client|ip|ua[|event id]`, 7 or 8 fields), so entries
+left in the stream by an older release are ingested after an upgrade.
+
+Event ids: 96 random bits from the OS CSPRNG as 24 hex digits (`new_event_id`; ~0.4 µs).
+The id of one tenant's load tells nothing about the next one, so nobody can pre-record
+(and so suppress, `INSERT IGNORE` on the unique `event_id`) another tenant's next load.
+The id is assigned when the load is answered, so one load has one id whichever path stores
+it: if Redis dies after running the enqueue script but before its reply arrives, the API
+records the load through its fallback queue too, and the unique column keeps one row.
+Manual openings (app/services/openings.py) live in their own namespace (`<pixel id>~<key>`:
+`~` never occurs in a tracking id), so they cannot collide with these (`manual_event_id`).
+
+Redis keys (computed here, passed to the enqueue script in KEYS, never built inside it):
+- `STREAM` (`pt:events`): the stream the worker's consumer group `GROUP` (`pt:ingest`) reads;
+- `dedupe_key`: `pt:d:o:<pixel id>` for a load, `pt:d:c:<link id>:<contact id>` for a click,
+  set with `NX EX <DEDUPE_WINDOW_SECONDS>`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
-import itertools
 import os
-import secrets
 from functools import lru_cache
 from typing import NamedTuple
 
+VERSION = "2"
 SEP = "\x1f"  # between the fields of one event
 RECORD_SEP = "\x1e"  # between events of a batch (app/tracking/queue.py)
 _SEPARATORS = str.maketrans({SEP: " ", RECORD_SEP: " "})
 OPEN, CLICK = "o", "c"
 UA_MAX = 512
+EVENT_ID_BYTES = 12  # 96 random bits
 
-_prefix = ""
-_counter = itertools.count()
-
-
-def _reseed() -> None:
-    """A random prefix per process (and again in a forked child): ids never collide across processes."""
-    global _prefix, _counter
-    _prefix = secrets.token_hex(8) + "."
-    _counter = itertools.count()
-
-
-_reseed()
-os.register_at_fork(after_in_child=_reseed)
+STREAM = "pt:events"
+GROUP = "pt:ingest"
 
 
 def new_event_id() -> str:
-    """A unique event id (random per-process prefix + counter; cheaper than uuid4 on the hot path)."""
-    return f"{_prefix}{next(_counter):x}"
+    """An unpredictable, unique event id: 96 bits from the OS CSPRNG (fork-safe, no state)."""
+    return os.urandom(EVENT_ID_BYTES).hex()
+
+
+def dedupe_key(kind: str, target_id: int, contact_id: int) -> str:
+    """The Redis key that marks a recorded load of a pixel / click of a link by a contact."""
+    if kind == OPEN:
+        return f"pt:d:o:{target_id}"
+    return f"pt:d:c:{target_id}:{contact_id}"
+
+
+# Manual openings (POST /api/v1/pixels/{id}/openings): the client's idempotency key is stored as
+# `<pixel id>~<key>`, so it is unique per pixel only, never meets a tracking id (no `~` in those)
+# nor another tenant's key, and the API shows the key part (`public_event_id`). A key too long
+# to fit the column with its scope is stored (and shown) as `#` + a digest of it (`#` is not
+# allowed in keys): still one opening per key and pixel.
+MANUAL_SEP = "~"
+EVENT_ID_MAX = 64  # the `event_id` column
+_DIGEST_CHARS = 32  # base64url of SHA-256, truncated: 192 bits
+
+
+def manual_event_id(pixel_id: int, key: str) -> str:
+    scope = f"{pixel_id}{MANUAL_SEP}"
+    if len(scope) + len(key) > EVENT_ID_MAX:
+        key = "#" + base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest()).decode()[:_DIGEST_CHARS]
+    return scope + key
+
+
+def public_event_id(stored: str) -> str:
+    """The event id as the API shows it: a manual opening's own key, any other id as stored."""
+    _scope, sep, key = stored.partition(MANUAL_SEP)
+    return key if sep else stored
 
 
 class Event(NamedTuple):
@@ -59,21 +97,23 @@ class Event(NamedTuple):
 
     @property
     def dedupe_key(self) -> str:
-        if self.kind == OPEN:
-            return f"pt:d:o:{self.target_id}"
-        return f"pt:d:c:{self.target_id}:{self.contact_id}"
+        return dedupe_key(self.kind, self.target_id, self.contact_id)
 
     def encode(self) -> str:
-        ua = _clean(self.user_agent)
-        ip = _clean(self.ip)
-        fields = (self.kind, str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, ip, ua)
-        return SEP.join((*fields, self.event_id) if self.event_id else fields)
+        fields = (str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, self.event_id)
+        return SEP.join((VERSION, self.kind, *fields, _clean(self.ip), _clean(self.user_agent)))
 
     @classmethod
     def decode(cls, data: str | bytes) -> Event:
-        """Raises ValueError on anything malformed."""
+        """Either version; raises ValueError on anything malformed."""
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        parts = text.split(SEP, 7)
+        if text.startswith(VERSION + SEP):
+            parts = text.split(SEP, 8)
+            if len(parts) != 9 or parts[1] not in (OPEN, CLICK):
+                raise ValueError("malformed event")
+            _version, kind, target, contact, at_ms, client, event_id, ip, ua = parts
+            return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id)
+        parts = text.split(SEP, 7)  # version 1
         if len(parts) not in (7, 8) or parts[0] not in (OPEN, CLICK):
             raise ValueError("malformed event")
         kind, target, contact, at_ms, client, ip, ua = parts[:7]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
+from app.db import connect_read_only
 from app.errors import DB_RETRY_AFTER, describe_db_error
 from app.models import Link
 from app.tracking.classify import classify
@@ -70,7 +71,7 @@ class LinkCache:
         self.down = False
 
     def _query(self, link_id: int) -> str | None:
-        with self._engine.connect() as conn:
+        with connect_read_only(self._engine) as conn:
             url: str | None = conn.scalar(select(Link.url).where(Link.id == link_id))
         return url
 

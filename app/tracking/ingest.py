@@ -8,6 +8,9 @@ was deleted are skipped and counted. In the same transaction the report counters
 (app/services/rollups.add_events) grow by exactly the rows inserted: when the INSERT
 reports fewer rows than offered (a replay), the batch is redone in "careful" mode,
 which first drops the events already stored (a locking read, so the count is exact).
+A MariaDB deadlock or lock wait timeout (e.g. with a contact deleted meanwhile) rolls the
+batch's transaction back; it is run again at once (app/db.retrying) instead of failing the
+batch (the worker's backoff, the flusher's retry later) for what is a routine collision.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import Connection, Engine, Insert, insert, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app import metrics
+from app.db import retrying
 from app.models import Click, Contact, Link, Opening, Pixel
 from app.services import rollups
 from app.tracking.events import CLICK, OPEN, Event
@@ -145,9 +149,9 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
     started = time.perf_counter()
     events = [(e.event_id or eid, e) for eid, e in events]
     try:
-        result, written = _store(engine, events, careful=False)
+        result, written = retrying(lambda: _store(engine, events, careful=False), what="ingest")
     except _Replayed:
-        result, written = _store(engine, events, careful=True)
+        result, written = retrying(lambda: _store(engine, events, careful=True), what="ingest")
     _observe(result, written, len(events), time.perf_counter() - started)
     return result
 

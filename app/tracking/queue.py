@@ -29,29 +29,28 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
 from app.errors import describe_db_error
-from app.tracking.events import RECORD_SEP, Event
+from app.tracking.events import GROUP, RECORD_SEP, STREAM, Event
 from app.tracking.ingest import IngestResult, store_events
 
 log = logging.getLogger("pixeltrack.queue")
 
 MAX_BACKOFF = 10.0  # seconds between the in-process flusher's retries while the database fails
-STREAM = "pt:events"
-GROUP = "pt:ingest"
+__all__ = ["DEDUPE_AND_ADD", "GROUP", "STREAM", "EventQueue", "MemoryQueue", "RedisQueue"]
 
-# KEYS[1]: the stream. ARGV[1]: dedupe window (s); ARGV[2]: the batch, events joined by "\30"
-# (one argument, so a batch of hundreds costs one cheap command to send). For each event:
-# its dedupe key is `pt:d:` + kind + ids (the event's leading fields), `SET key NX EX window`,
-# and only if that set it, `XADD`. Returns one 1 (recorded) or 0 (duplicate) per event.
+# KEYS[1]: the stream; KEYS[1 + i]: the dedupe key of the batch's i-th event (computed in Python by
+# app/tracking/events.dedupe_key: every key a script touches is in KEYS, as Redis Cluster requires).
+# ARGV[1]: dedupe window (s); ARGV[2]: the batch, encoded events joined by "\30" (one argument: a batch
+# of hundreds costs one cheap command to send). Per event: `SET key NX EX window`, and only if that
+# set it, `XADD`. Returns one 1 (recorded) or 0 (duplicate) per event.
 DEDUPE_AND_ADD = r"""
 local window = tonumber(ARGV[1])
 local out = {}
+local i = 1
 for event in string.gmatch(ARGV[2], '[^\30]+') do
+  i = i + 1
   local fresh = true
   if window > 0 then
-    local kind, target, contact = string.match(event, '^(%a)\31(%d+)\31(%d+)\31')
-    local key = 'pt:d:' .. kind .. ':' .. target
-    if kind == 'c' then key = key .. ':' .. contact end
-    fresh = redis.call('SET', key, '1', 'NX', 'EX', window)
+    fresh = redis.call('SET', KEYS[i], '1', 'NX', 'EX', window)
   end
   if fresh then
     redis.call('XADD', KEYS[1], '*', 'e', event)
@@ -254,8 +253,9 @@ class RedisQueue:
 
     async def _flush(self, batch: list[tuple[Event, asyncio.Future[bool]]]) -> None:
         joined = RECORD_SEP.join(event.encode() for event, _ in batch)
+        keys = [self._stream, *(event.dedupe_key for event, _ in batch)]
         try:
-            answers = await self._breaker.call(lambda: self._script(keys=[self._stream], args=[self._window, joined]))
+            answers = await self._breaker.call(lambda: self._script(keys=keys, args=[self._window, joined]))
         except Exception as exc:  # noqa: BLE001
             # Not only RedisError: when Redis dies mid-connect, redis-py lets uvloop's RuntimeError
             # ("the handler is closed") through. Any failure must fall back, never leave requests waiting.

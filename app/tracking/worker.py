@@ -31,6 +31,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.db import connect_read_only
 from app.tracking.events import Event
 from app.tracking.ingest import IngestResult, store_events
 from app.tracking.queue import GROUP, STREAM
@@ -214,7 +215,7 @@ class StreamWorker:
         """Stream length, pending, lag (entries not yet delivered to the group); database and
         Redis up. A stream without our group (Redis lost its data) counts every entry as lag."""
         try:
-            with self.engine.connect() as conn:
+            with connect_read_only(self.engine) as conn:
                 conn.execute(text("SELECT 1"))
             metrics.DEPENDENCY_UP.labels("database").set(1)
         except SQLAlchemyError:

@@ -1,0 +1,165 @@
+"""Tracking event ids and the event wire format (app/tracking/events.py).
+
+Event ids are unpredictable (96 random bits), and the idempotency keys of manual openings
+live in a namespace of their pixel: one tenant can neither pre-record nor probe another
+tenant's loads. The wire format carries a version marker; the worker still reads the
+previous one, so entries left in the stream by an older release are not lost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.clients import sync_redis
+from app.main import create_asgi
+from app.models import Click, Opening, User
+from app.settings import Settings
+from app.tracking.events import OPEN, SEP, Event, new_event_id
+from app.tracking.queue import DEDUPE_AND_ADD, STREAM
+from app.tracking.tokens import TokenCodec
+from app.tracking.worker import StreamWorker
+from tests import factories
+from tests.helpers import count
+
+
+@pytest.fixture
+def embedded(settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_asgi(settings)) as client:
+        yield client
+
+
+def _codec(client: TestClient) -> TokenCodec:
+    codec: TokenCodec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+    return codec
+
+
+def _flush(client: TestClient) -> None:
+    client.portal.call(client.app.state.tracking.memory.flush)  # type: ignore[union-attr, attr-defined]
+
+
+def _successors(event_id: str, n: int) -> list[str]:
+    """The ids an attacker would guess come next: the id's trailing hex number plus 1..n."""
+    head, number = re.fullmatch(r"(.*?)([0-9a-f]+)", event_id).groups()  # type: ignore[union-attr]
+    width = len(number) if head == "" else 0
+    return [f"{head}{int(number, 16) + k:0{width}x}" for k in range(1, n + 1)]
+
+
+def test_a_tenant_cannot_suppress_or_probe_another_tenants_opens(
+    embedded: TestClient, db: Session, user: User, other_user: User, settings: Settings
+) -> None:
+    """Bob reads the id of his own tracked open, records manual openings with the ids that
+    would come next, and probes one of Alice's ids: Alice's next real open is still recorded,
+    and no answer tells Bob anything about Alice's openings."""
+    alice_pixel = factories.make_tree(db, user)["pixel"]
+    bob_tree = factories.make_tree(db, other_user)
+    bob_pixel = bob_tree["pixel"]
+    bob = factories.headers_for(settings, other_user)
+    codec = _codec(embedded)
+
+    assert embedded.get(f"/o/{codec.pixel_token(bob_pixel.id)}.gif").status_code == 200
+    _flush(embedded)
+    listed = embedded.get(f"/api/v1/pixels/{bob_pixel.id}/openings", params={"limit": 500}, headers=bob).json()
+    [bob_id] = [item["event_id"] for item in listed["items"] if item["event_id"] != bob_tree["opening"].event_id]
+    statuses = [
+        embedded.post(f"/api/v1/pixels/{bob_pixel.id}/openings", json={"event_id": guess}, headers=bob).status_code
+        for guess in _successors(bob_id, 20)
+    ]
+    assert statuses == [201] * 20
+
+    before = count(db, Opening, pixel_id=alice_pixel.id)
+    assert embedded.get(f"/o/{codec.pixel_token(alice_pixel.id)}.gif").status_code == 200
+    _flush(embedded)
+    assert count(db, Opening, pixel_id=alice_pixel.id) == before + 1
+
+    # Probing Alice's newest id from Bob's pixel: recorded for Bob (no 409 oracle), Alice's row untouched.
+    alice_row = db.scalars(
+        select(Opening).where(Opening.pixel_id == alice_pixel.id).order_by(Opening.id.desc()).limit(1)
+    ).one()
+    probe = embedded.post(f"/api/v1/pixels/{bob_pixel.id}/openings", json={"event_id": alice_row.event_id}, headers=bob)
+    assert probe.status_code == 201, probe.text
+    assert probe.json()["pixel_id"] == bob_pixel.id
+    db.expire_all()
+    assert db.get_one(Opening, alice_row.id).pixel_id == alice_pixel.id
+    assert count(db, Opening, pixel_id=alice_pixel.id) == before + 1
+
+
+def test_event_ids_are_96_random_bits() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert all(re.fullmatch(r"[0-9a-f]{24}", event_id) for event_id in ids)
+    assert len(set(ids)) == len(ids)
+    # No shared prefix as a per-process counter scheme would have.
+    assert len({event_id[:8] for event_id in ids}) > 9_900
+
+
+def test_encoded_events_carry_a_version_marker_and_round_trip() -> None:
+    event = Event(OPEN, 7, 0, 1_700_000_000_000, "browser", "203.0.113.7", "UA\x1fwith\x1eseps", new_event_id())
+    encoded = event.encode()
+    assert encoded.split(SEP)[0] == "2"
+    assert Event.decode(encoded) == event._replace(user_agent="UA with seps")
+    assert Event.decode(encoded.encode()) == Event.decode(encoded)
+    for bad in ("2\x1fo\x1f1", "2\x1fx" + "\x1f1" * 7, "3\x1fo\x1f1\x1f0\x1f1\x1fb\x1fe\x1fip\x1fua", ""):
+        with pytest.raises(ValueError, match="malformed"):
+            Event.decode(bad)
+
+
+def test_the_enqueue_script_uses_the_dedupe_keys_it_is_given(redis_client: Any) -> None:
+    """Every key the script touches comes in KEYS (Redis Cluster, and the key scheme lives in Python)."""
+    script = redis_client.register_script(DEDUPE_AND_ADD)
+    first = Event(OPEN, 1, 0, 1, "browser", "", "", new_event_id()).encode()
+    second = Event(OPEN, 2, 0, 1, "browser", "", "", new_event_id()).encode()
+    batch = "\x1e".join([first, second, first])
+    assert script(keys=["test:stream", "test:key:a", "test:key:b", "test:key:a"], args=[60, batch]) == [1, 1, 0]
+    assert redis_client.exists("test:key:a", "test:key:b") == 2
+    assert not redis_client.keys("pt:d:*")
+    assert [fields["e"] for _, fields in redis_client.xrange("test:stream")] == [first, second]
+
+
+def test_worker_ingests_entries_of_the_previous_format(
+    engine: Engine, redis_client: Any, redis_url: str, db: Session, user: User
+) -> None:
+    """Entries XADDed by the previous release (7 fields without an event id, 8 with one) are
+    still decoded and inserted after an upgrade."""
+    tree = factories.make_tree(db, user)
+    pixel, link, contact = tree["pixel"], tree["link"], tree["contact"]
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer="upgrade", block_ms=10)
+    with_id = SEP.join(["o", str(pixel.id), "0", "1700000000000", "browser", "203.0.113.7", "UA", "0a1b.2c"])
+    without_id = SEP.join(["c", str(link.id), str(contact.id), "1700000000000", "bot", "", "crawler"])
+    redis_client.xadd(STREAM, {"e": with_id})
+    entry_without_id = redis_client.xadd(STREAM, {"e": without_id})
+    assert worker.drain() == 2
+    assert worker.stats.malformed == 0
+    db.commit()
+    opening = db.scalars(select(Opening).where(Opening.event_id == "0a1b.2c")).one()
+    assert (opening.pixel_id, opening.client, opening.ip, opening.user_agent) == (
+        pixel.id,
+        "browser",
+        "203.0.113.7",
+        "UA",
+    )
+    click = db.scalars(select(Click).where(Click.event_id == entry_without_id)).one()
+    assert (click.link_id, click.contact_id, click.client) == (link.id, contact.id, "bot")
+
+
+def test_a_key_too_long_to_fit_with_its_pixel_scope_is_still_idempotent(
+    client: TestClient, db: Session, user: User, settings: Settings
+) -> None:
+    pixel = factories.make_tree(db, user)["pixel"]
+    headers = factories.headers_for(settings, user)
+    key = "k" * 64  # the longest key the schema allows: with "<pixel id>~" it exceeds the column
+    first = client.post(f"/api/v1/pixels/{pixel.id}/openings", json={"event_id": key}, headers=headers)
+    assert first.status_code == 201, first.text
+    shown = first.json()["event_id"]
+    assert re.fullmatch(r"#[A-Za-z0-9_-]{32}", shown)
+    assert client.get(f"/api/v1/openings/{first.json()['id']}", headers=headers).json()["event_id"] == shown
+    again = client.post(f"/api/v1/pixels/{pixel.id}/openings", json={"event_id": key}, headers=headers)
+    assert again.status_code == 409
+    other = client.post(f"/api/v1/pixels/{pixel.id}/openings", json={"event_id": "k" * 63 + "j"}, headers=headers)
+    assert other.status_code == 201
+    assert db.get_one(Opening, first.json()["id"]).event_id == f"{pixel.id}~{shown}"

@@ -44,6 +44,9 @@ LABEL org.opencontainers.image.title="PixelTracking" \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+# uvicorn trusts X-Forwarded-For only from FORWARDED_ALLOW_IPS: by default from nobody
+# (its own default would trust 127.0.0.1). See .env.example.
+ENV FORWARDED_ALLOW_IPS=""
 
 # Fixed uid/gid so volumes and Kubernetes' runAsNonRoot see the same numeric user.
 # /data is the working directory: relative paths from .env (SQLITE_PATH, SECRETS_FILE)

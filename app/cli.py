@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from app.credentials import normalize_username
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import AppError
 from app.migrations import ROOT, upgrade
@@ -55,7 +56,10 @@ def cmd_gen_fernet_key(_args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
-    from app.services.users import create_user
+    """Checked by the API's own schema (UserCreate): the same rules, human messages, exit 2."""
+    from app.errors import Conflict
+    from app.schemas.user import human_errors
+    from app.services.users import create_from, validated_admin
 
     settings = _settings()
     engine = _engine(settings)
@@ -66,23 +70,20 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
         if sys.stdin.isatty():
             password = getpass.getpass(f"password for {args.username}: ")
         else:
-            password, generated = secrets.token_urlsafe(12), True
-    if len(password) < 8:
-        print("pixeltrack: the password must have at least 8 characters", file=sys.stderr)
+            password, generated = secrets.token_urlsafe(16), True
+    try:
+        data = validated_admin(args.username, args.email, password)
+    except ValidationError as exc:
+        for line in human_errors(exc, {"username": "--username", "email": "--email", "password": "--password"}):
+            print(f"pixeltrack: {line}", file=sys.stderr)
         return 2
     try:
         with session_scope(make_sessionmaker(engine)) as db:
-            create_user(
-                db,
-                username=args.username,
-                email=args.email or f"{args.username}@localhost",
-                password=password,
-                is_admin=True,
-            )
-    except AppError as exc:
-        print(f"pixeltrack: {exc.detail}", file=sys.stderr)
+            create_from(db, data)
+    except (Conflict, IntegrityError):
+        print(f"pixeltrack: a user named '{data.username}' already exists", file=sys.stderr)
         return 1
-    print(f"admin '{args.username}' created" + (f" with password: {password}" if generated else ""))
+    print(f"admin '{data.username}' created" + (f" with password: {password}" if generated else ""))
     return 0
 
 
@@ -96,7 +97,7 @@ def _load_sample_file(engine: Engine, path: Path, owner_name: str | None) -> int
         return 1
     with session_scope(make_sessionmaker(engine)) as db:
         stmt = (
-            select(User).where(User.username == owner_name)
+            select(User).where(User.username == normalize_username(owner_name))
             if owner_name
             else select(User).where(User.is_admin).order_by(User.id)
         )
@@ -170,6 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         server_header=False,
+        forwarded_allow_ips=settings.forwarded_allow_ips,  # default "": trust no proxy
     )
     return 0
 

@@ -6,6 +6,7 @@ so `alg: none` and HS/RS confusion tokens are rejected by construction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,11 @@ _pwd_context = CryptContext(schemes=["argon2"], deprecated="auto")
 _DUMMY_HASH = _pwd_context.hash("not-a-real-password-2f3c9a")
 
 TOKEN_TYPE = "access"
+# A user id as issued: a canonical positive decimal in ASCII digits (no sign, no leading zero),
+# within the BIGINT primary key range; anything else in `sub` is a malformed token.
+_SUB = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_USER_ID = 2**63 - 1
+_MAX_TOKEN_VERSION = 2**31 - 1
 
 
 def hash_password(password: str) -> str:
@@ -74,11 +80,23 @@ def decode_access_token(token: str, *, secret: str, algorithm: str) -> TokenClai
             algorithms=[algorithm],
             options={"require_exp": True, "require_iat": True, "require_sub": True},
         )
-    except JWTError as exc:
-        raise InvalidToken(str(exc)) from exc
+    except (JWTError, TypeError, ValueError, OverflowError) as exc:
+        # python-jose calls int() on exp/iat/nbf as sent: `"exp": null` or `[1]` raise TypeError.
+        raise InvalidToken(exc.__class__.__name__) from exc
+    return TokenClaims(user_id=_user_id(claims.get("sub")), token_version=_token_version(claims))
+
+
+def _user_id(sub: object) -> int:
+    if not isinstance(sub, str) or _SUB.fullmatch(sub) is None or int(sub) > _MAX_USER_ID:
+        raise InvalidToken("malformed subject")
+    return int(sub)
+
+
+def _token_version(claims: dict[str, Any]) -> int:
     if claims.get("typ") != TOKEN_TYPE:
         raise InvalidToken("wrong token type")
-    sub, ver = claims.get("sub"), claims.get("ver")
-    if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 19 or not isinstance(ver, int):
-        raise InvalidToken("malformed claims")
-    return TokenClaims(user_id=int(sub), token_version=ver)
+    ver = claims.get("ver")
+    # bool is an int subclass: `true` must not pass for version 1.
+    if type(ver) is not int or not 0 <= ver <= _MAX_TOKEN_VERSION:
+        raise InvalidToken("malformed version")
+    return ver

@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.credentials import MIN_PASSWORD_LENGTH, password_problem
+
 # Values shipped in .env.example: never acceptable in production.
 EXAMPLE_SECRETS = frozenset(
     {
@@ -116,6 +118,10 @@ class Settings(BaseSettings):
 
     # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
     cors_origins: str = ""
+
+    # Proxies (comma-separated IPs/networks, or *) whose X-Forwarded-For/-Proto uvicorn trusts;
+    # empty (default): none, the client address is the TCP peer. Same name as uvicorn's variable.
+    forwarded_allow_ips: str = ""
 
     log_level: str = "INFO"
 
@@ -247,8 +253,14 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
         url_password = _database_url_password(settings)
         if url_password is not None and _is_weak(SecretStr(url_password), min_length=8):
             problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
-        if settings.first_admin_password is not None and _is_weak(settings.first_admin_password, min_length=8):
-            problems.append("FIRST_ADMIN_PASSWORD is an example value or shorter than 8 characters")
+        if settings.first_admin_password is not None and (
+            _is_weak(settings.first_admin_password, min_length=MIN_PASSWORD_LENGTH)
+            or password_problem(settings.first_admin_password.get_secret_value()) is not None
+        ):
+            problems.append(
+                f"FIRST_ADMIN_PASSWORD is an example value, shorter than {MIN_PASSWORD_LENGTH} characters "
+                "or a common password"
+            )
     if problems:
         raise StartupError("refusing to start: " + "; ".join(dict.fromkeys(problems)))
     if settings.api_secret_key is None or settings.fernet_key is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.credentials import normalize_username
 from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
 from app.security import create_access_token, hash_password
 from app.services import rollups
@@ -46,7 +47,7 @@ def _save(db: Session, obj: Any, *, contact_id: int | None = None, counted: Any 
 
 
 def make_user(db: Session, *, username: str | None = None, is_admin: bool = False, is_active: bool = True) -> User:
-    name = username or f"user{_n()}"
+    name = normalize_username(username or f"user{_n()}")  # stored as the services store it
     return _save(
         db,
         User(

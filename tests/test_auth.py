@@ -49,7 +49,7 @@ def test_login_form_missing_fields_is_422(client) -> None:
 
 def test_inactive_user_cannot_log_in_or_use_token(client, db: Session, settings: Settings) -> None:
     inactive = factories.make_user(db, username="sleepy", is_active=False)
-    assert_error(login(client, "sleepy"), 403, "inactive_user")
+    assert_error(login(client, "sleepy"), 401, "invalid_credentials")  # never confirms the password
     assert_error(client.get("/auth/me", headers=factories.headers_for(settings, inactive)), 403, "inactive_user")
 
 

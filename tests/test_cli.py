@@ -207,8 +207,8 @@ def test_create_admin_duplicate_exits_1(cli: Any, db_url: str) -> None:
 
 def test_create_admin_rejects_a_short_password(cli: Any, db_url: str) -> None:
     result = cli("create-admin", "--username", "boss", "--password", "short")
-    assert result.code != 0
-    assert "8 characters" in result.err
+    assert result.code == 2
+    assert "10 characters" in result.err
     assert users(db_url) == []
 
 

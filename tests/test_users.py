@@ -245,7 +245,7 @@ def test_deactivating_a_user_revokes_their_token_and_login(
     assert stale.status_code in (401, 403), stale.text
     assert_error(stale, stale.status_code)
     assert_error(client.get("/api/v1/campaigns", headers=headers), stale.status_code)
-    assert_error(login(client, "alice"), 403, "inactive_user")
+    assert_error(login(client, "alice"), 401, "invalid_credentials")
 
     assert client.patch(f"/api/v1/users/{user.id}", json={"is_active": True}, headers=admin_headers).status_code == 200
     assert client.get("/auth/me", headers=bearer(login(client, "alice"))).status_code == 200

@@ -14,13 +14,15 @@ from app.services import auth
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=TransactionRoute)
 
 
-@router.post("/token", response_model=Token, responses=error_responses(401, 403, 422, 429))
+@router.post("/token", response_model=Token, responses=error_responses(401, 422, 429))
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, db: SessionDep, settings: SettingsDep
 ) -> Token:
     """Exchange a username and password (OAuth2 password form) for a bearer JWT.
 
-    Repeated failures for one username from one IP answer 429 (with Retry-After) until
+    The username is matched case-insensitively (stored in lower case). A wrong password, an
+    unknown user and a deactivated account all answer the same 401. After LOGIN_MAX_FAILURES
+    failures for one username from one IP, 429 (with Retry-After) until
     LOGIN_FAILURE_WINDOW_SECONDS have passed.
     """
     ip = request.client.host if request.client else ""

@@ -1,13 +1,44 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import EmailStr, Field, SecretStr, StrictBool
+from pydantic import AfterValidator, EmailStr, Field, SecretStr, StrictBool, ValidationError
 
+from app.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, normalize_username, password_problem
 from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
 
-Username = Annotated[str, Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$", examples=["marketing"])]
-Password = Annotated[SecretStr, Field(min_length=8, max_length=128, examples=["correct horse battery"])]
+
+def _acceptable_password(value: SecretStr) -> SecretStr:
+    problem = password_problem(value.get_secret_value())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# Stripped (as every InModel string), checked, then stored in the one normal form
+# (app/credentials.py): lower case, so usernames are unique case-insensitively.
+Username = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        examples=["marketing"],
+        description="Letters, digits, `_ . @ -`; stored in lower case (unique case-insensitively).",
+    ),
+    AfterValidator(normalize_username),
+]
+Password = Annotated[
+    SecretStr,
+    Field(
+        examples=["correct horse battery"],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters, not a common password.",
+        # Checked by _acceptable_password (human messages); published for clients.
+        json_schema_extra={"minLength": MIN_PASSWORD_LENGTH, "maxLength": MAX_PASSWORD_LENGTH},
+    ),
+    AfterValidator(_acceptable_password),
+]
 Email = Annotated[EmailStr, Field(max_length=254, examples=["ana@example.com"])]
 
 
@@ -41,3 +72,15 @@ class Token(OutModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds until the token expires.")
+
+
+def human_errors(exc: ValidationError, names: Mapping[str, str]) -> list[str]:
+    """One line per problem, naming the field as the caller knows it (e.g. `--email`)."""
+    lines = []
+    for err in exc.errors(include_input=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch" and field == "username":
+            message = "use only letters, digits and _ . @ - (no spaces)"
+        lines.append(f"{names.get(field, field)}: {message}")
+    return lines

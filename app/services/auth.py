@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import Forbidden, RateLimited, Unauthorized
+from app.credentials import USERNAME_MAX_LENGTH, normalize_username
+from app.errors import RateLimited, Unauthorized
 from app.models import User
 from app.ratelimit import RateLimiter
 from app.security import create_access_token
@@ -18,21 +19,27 @@ def _retry_after(seconds: float) -> dict[str, str]:
 
 
 async def login(db: Session, limiter: RateLimiter, settings: Settings, username: str, password: str, ip: str) -> User:
-    """The user, or 401; after LOGIN_MAX_FAILURES failures for this username from this IP
-    within the window, 429 until the window ends (a success clears the count)."""
-    key = f"login:{username[:64]}:{ip}"
+    """The user, or 401; at most LOGIN_MAX_FAILURES password checks for one (username, IP)
+    within the window, then 429 until it ends (a success clears the count).
+
+    Each attempt takes a slot atomically *before* the password is checked, so parallel
+    attempts can never check more passwords than the limit. The key uses the normalised
+    username: `Gina`, `gina ` and full-width `gina` share one count.
+    """
+    name = normalize_username(username[:256])
+    key = f"login:{name[:USERNAME_MAX_LENGTH]}:{ip}"
     limit, window = settings.login_max_failures, settings.login_failure_window_seconds
-    wait = await limiter.peek(key, limit, window)
+    wait = await limiter.reserve(key, limit, window)
     if wait is not None:
         raise RateLimited("Too many failed logins; try again later.", headers=_retry_after(wait))
     try:
-        user = await run_in_threadpool(users.authenticate, db, username, password)
+        user = await run_in_threadpool(users.authenticate, db, name, password)
     except Unauthorized:
-        await limiter.hit(key, limit, window)
+        raise  # a failure: the slot stays taken
+    except Exception:
+        await limiter.release(key)  # not a failed password (e.g. the database is down)
         raise
-    await limiter.reset(key, window)
-    if not user.is_active:
-        raise Forbidden("This account is inactive.", code="inactive_user")
+    await limiter.reset(key)
     return user
 
 

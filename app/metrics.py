@@ -33,6 +33,11 @@ from app.models import ClientKind
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+if _multiproc_dir := os.environ.get(MULTIPROC_ENV):
+    # prometheus_client opens a file there as each metric below is created: a directory
+    # that does not exist yet (first start, fresh volume) would crash the import.
+    Path(_multiproc_dir).mkdir(parents=True, exist_ok=True)
+
 LOADS = Counter(
     "pixeltrack_tracking_requests_total",
     "Pixel loads (kind=open) and clicks (kind=click) answered, by client class and result "

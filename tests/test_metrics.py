@@ -149,14 +149,18 @@ def test_worker_metrics_and_gauges(
 
 
 @pytest.mark.sqlite_only
-def test_two_uvicorn_workers_aggregate_metrics(tmp_path: Path) -> None:
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-dir", "missing-dir"])
+def test_two_uvicorn_workers_aggregate_metrics(tmp_path: Path, existing: bool) -> None:
     """`pixeltrack serve --workers 2`: every process writes to PROMETHEUS_MULTIPROC_DIR and
     /metrics (answered by either process) sums them: the count is exact whatever process
-    took each request."""
+    took each request. A directory that does not exist yet is created."""
     port = free_port()
     multiproc = tmp_path / "multiproc"
-    multiproc.mkdir()
-    (multiproc / "counter_999999.db").write_bytes(b"stale")  # must be wiped at start
+    if existing:
+        multiproc.mkdir()
+        (multiproc / "counter_999999.db").write_bytes(b"stale")  # must be wiped at start
+    else:
+        multiproc = multiproc / "not" / "yet"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "REDIS_", "DATABASE_URL"))},
         "APP_ENV": "development",

@@ -223,11 +223,17 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             )
         if settings.fernet_key is None or settings.fernet_key.get_secret_value() == EXAMPLE_FERNET_KEY:
             problems.append("FERNET_KEY is missing or the example value")
+        if settings.fernet_old_keys and EXAMPLE_FERNET_KEY in _parts(settings.fernet_old_keys):
+            # An accepted old key signs valid tokens too: anyone could forge pixels and clicks.
+            problems.append("FERNET_OLD_KEYS contains the example key of .env.example")
         if not settings.uses_sqlite and not settings.database_url and _is_weak(settings.mysql_password, min_length=8):
             problems.append("MYSQL_PASSWORD is missing or an example value")
-        url_password = _database_url_password(settings)
-        if url_password is not None and _is_weak(SecretStr(url_password), min_length=8):
-            problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
+        if settings.database_url and not settings.uses_sqlite:
+            url_password = _database_url_password(settings)
+            if url_password is None:
+                problems.append("DATABASE_URL has no password")
+            elif _is_weak(SecretStr(url_password), min_length=8):
+                problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
         if settings.first_admin_password is not None and _is_weak(settings.first_admin_password, min_length=8):
             problems.append("FIRST_ADMIN_PASSWORD is an example value or shorter than 8 characters")
     if problems:
@@ -241,6 +247,10 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             updates["fernet_key"] = SecretStr(stored["fernet_key"])
         settings = settings.model_copy(update=updates)
     return settings
+
+
+def _parts(keys: SecretStr) -> list[str]:
+    return [part.strip() for part in keys.get_secret_value().split(",") if part.strip()]
 
 
 def _database_url_password(settings: Settings) -> str | None:

@@ -36,6 +36,7 @@ EXAMPLE_SECRETS = frozenset(
 EXAMPLE_FERNET_KEY = "bm90LWEtcmVhbC1rZXktcmVwbGFjZS1pdC1wbGVhc2U="
 ALLOWED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN = 16
 
 
 def _quote(value: str) -> str:
@@ -107,6 +108,12 @@ class Settings(BaseSettings):
     # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
     cors_origins: str = ""
 
+    # /metrics of every process (API and worker) requires `Authorization: Bearer METRICS_TOKEN`
+    # when set. METRICS_BIND (host:port) moves the API's /metrics to a separate listener
+    # (off the public port). Production needs one of them.
+    metrics_token: SecretStr | None = None
+    metrics_bind: str | None = None
+
     log_level: str = "INFO"
 
     @field_validator(
@@ -117,6 +124,7 @@ class Settings(BaseSettings):
         "mysql_root_password",
         "redis_password",
         "first_admin_password",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -134,6 +142,24 @@ class Settings(BaseSettings):
         if value not in ALLOWED_JWT_ALGORITHMS:
             raise ValueError(f"API_SECRET_ALGORITHM must be one of {', '.join(ALLOWED_JWT_ALGORITHMS)}")
         return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("METRICS_BIND must be host:port, e.g. 127.0.0.1:9101")
+        return value.strip()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """METRICS_BIND as (host, port); brackets of an IPv6 host removed."""
+        if not self.metrics_bind:
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("public_base_url")
     @classmethod
@@ -236,6 +262,10 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
                 problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
         if settings.first_admin_password is not None and _is_weak(settings.first_admin_password, min_length=8):
             problems.append("FIRST_ADMIN_PASSWORD is an example value or shorter than 8 characters")
+        if settings.metrics_token is None and not settings.metrics_bind:
+            problems.append("METRICS_TOKEN is missing (or set METRICS_BIND to serve /metrics on a private listener)")
+        elif settings.metrics_token is not None and _is_weak(settings.metrics_token, min_length=MIN_METRICS_TOKEN):
+            problems.append(f"METRICS_TOKEN is an example value or shorter than {MIN_METRICS_TOKEN} characters")
     if problems:
         raise StartupError("refusing to start: " + "; ".join(dict.fromkeys(problems)))
     if settings.api_secret_key is None or settings.fernet_key is None:

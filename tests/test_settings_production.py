@@ -1,13 +1,21 @@
 """Production refuses insecure settings beyond missing secrets: a database without a password,
-the example Fernet key among the keys still accepted, /metrics open to anyone."""
+the example Fernet key among the keys still accepted, /metrics open to anyone; METRICS_BIND."""
 
 from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
+from pydantic import ValidationError
 
-from app.settings import EXAMPLE_FERNET_KEY, check_and_fill_secrets
-from tests.test_settings import STRONG_DB_PASSWORD, STRONG_FERNET, clean_env, prod, refused
+from app.settings import EXAMPLE_FERNET_KEY, Settings, check_and_fill_secrets
+from tests.test_settings import (
+    STRONG_DB_PASSWORD,
+    STRONG_FERNET,
+    STRONG_METRICS_TOKEN,
+    clean_env,
+    prod,
+    refused,
+)
 
 __all__ = ["clean_env"]  # the autouse fixture: no PixelTracking variable leaks in
 
@@ -63,3 +71,48 @@ def test_production_accepts_real_old_fernet_keys(monkeypatch: pytest.MonkeyPatch
 def test_development_still_accepts_the_example_old_key(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = check_and_fill_secrets(prod(monkeypatch, APP_ENV="development", FERNET_OLD_KEYS=EXAMPLE_FERNET_KEY))
     assert settings.fernet_keys()[1] == EXAMPLE_FERNET_KEY
+
+
+# /metrics: a bearer token, or a private listener.
+
+
+def test_production_refuses_public_metrics_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = refused(prod(monkeypatch, METRICS_TOKEN=None))
+    assert "METRICS_TOKEN" in message
+
+
+@pytest.mark.parametrize("token", ["change-me", "short-token", "   "], ids=["example", "short", "blank"])
+def test_production_refuses_a_weak_metrics_token(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    message = refused(prod(monkeypatch, METRICS_TOKEN=token), *([token] if token.strip() else []))
+    assert "METRICS_TOKEN" in message
+
+
+def test_production_accepts_a_private_metrics_listener_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = check_and_fill_secrets(prod(monkeypatch, METRICS_TOKEN=None, METRICS_BIND="127.0.0.1:9101"))
+    assert settings.metrics_address == ("127.0.0.1", 9101)
+    assert settings.metrics_token is None
+
+
+def test_production_accepts_a_strong_metrics_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = check_and_fill_secrets(prod(monkeypatch))
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == STRONG_METRICS_TOKEN
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        ("0.0.0.0:9101", ("0.0.0.0", 9101)),  # noqa: S104
+        ("[::1]:9101", ("::1", 9101)),
+        ("metrics.internal:80", ("metrics.internal", 80)),
+    ],
+)
+def test_metrics_bind_is_host_and_port(monkeypatch: pytest.MonkeyPatch, bind: str, address: tuple[str, int]) -> None:
+    assert prod(monkeypatch, METRICS_BIND=bind).metrics_address == address
+
+
+@pytest.mark.parametrize("bind", ["9101", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", ":9101", "host:port"])
+def test_invalid_metrics_bind_is_a_validation_error(monkeypatch: pytest.MonkeyPatch, bind: str) -> None:
+    monkeypatch.setenv("METRICS_BIND", bind)
+    with pytest.raises(ValidationError, match="METRICS_BIND"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -227,9 +227,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.worker_metrics_port:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY
 
-        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        from app import metrics_server
+
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        metrics_server.start(settings.worker_metrics_host, settings.worker_metrics_port, REGISTRY, token)
         print(
             f"worker metrics: http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics", flush=True
         )

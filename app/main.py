@@ -59,9 +59,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.tracking = await start_tracking(settings, app.state.engine)
     app.state.tracker = app.state.tracking.tracker
     app.state.limiter = RateLimiter(app.state.tracking.redis, breaker=app.state.tracking.breaker)
+    metrics_listener = metrics.start_listener(app)  # METRICS_BIND: /metrics off the public port
     try:
         yield
     finally:
+        if metrics_listener is not None:
+            metrics_listener.close()
         await app.state.tracking.close()  # flushes events still in process memory
         app.state.engine.dispose()
         metrics.mark_process_dead(os.getpid())
@@ -88,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):
         app.include_router(module.router)
-    metrics.instrument(app)
+    metrics.instrument(app, settings)
     install_http_middleware(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -5,17 +5,24 @@ Several uvicorn workers: set PROMETHEUS_MULTIPROC_DIR (a directory wiped at star
 writes its values there and /metrics aggregates them. The worker process serves its own
 registry on WORKER_METRICS_PORT.
 
-Label cardinality is bounded: kind, client class, result, campaign and group ids; never
-a pixel, contact, link or IP.
+Label cardinality is bounded: kind, client class, result, dependency, HTTP method, route
+template and status class. No tenant identifier (campaign, group, contact, webhook, user), nor
+a pixel, link or IP, is ever a label: per-campaign and per-group figures are read from the
+database (the Grafana panels use the MySQL datasource).
+
+`/metrics` requires `Authorization: Bearer METRICS_TOKEN` when that is set; with METRICS_BIND
+the API serves it on that separate listener only (app/metrics_server.py), not on its public port.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Header, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -26,12 +33,24 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import metrics_server
+from app.errors import Unauthorized
 from app.models import ClientKind
 
+if TYPE_CHECKING:
+    from app.settings import Settings
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+if _multiproc_dir := os.environ.get(MULTIPROC_ENV):
+    # prometheus_client opens a file there as each metric below is created: a directory
+    # that does not exist yet (first start, fresh volume) would crash the import.
+    Path(_multiproc_dir).mkdir(parents=True, exist_ok=True)
 
 LOADS = Counter(
     "pixeltrack_tracking_requests_total",
@@ -41,8 +60,8 @@ LOADS = Counter(
 )
 INSERTED = Counter(
     "pixeltrack_events_inserted_total",
-    "Openings (kind=open) and clicks (kind=click) written to the database, by campaign and group.",
-    ["kind", "campaign_id", "group_id", "client"],
+    "Openings (kind=open) and clicks (kind=click) written to the database, by client class.",
+    ["kind", "client"],
 )
 SKIPPED = Counter(
     "pixeltrack_events_skipped_total",
@@ -141,15 +160,48 @@ def multiprocess_registry() -> CollectorRegistry | None:
     return registry
 
 
-def instrument(app: FastAPI) -> None:
+class _Both(Collector):
+    """The process-wide registry and this app's HTTP metrics, as one collector."""
+
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self._registries = registries
+
+    def collect(self) -> Iterable[Metric]:
+        for registry in self._registries:
+            yield from registry.collect()
+
+
+def _exposed(app_registry: CollectorRegistry) -> CollectorRegistry:
+    """What /metrics renders: every process's files in multiprocess mode, else this process."""
+    combined = multiprocess_registry()
+    if combined is None:
+        combined = CollectorRegistry(auto_describe=False)
+        combined.register(_Both(REGISTRY, app_registry))
+    return combined
+
+
+def start_listener(app: FastAPI) -> metrics_server.MetricsServer | None:
+    """With METRICS_BIND: serve this app's /metrics there (called at start-up, closed at shutdown)."""
+    settings: Settings = app.state.settings
+    address = settings.metrics_address
+    if address is None:
+        return None
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    shared = bool(os.environ.get(MULTIPROC_ENV))  # every uvicorn worker binds it; each answers the sum
+    return metrics_server.start(*address, _exposed(app.state.metrics_registry), token, shared=shared)
+
+
+def instrument(app: FastAPI, settings: Settings) -> None:
     """HTTP metrics for the API routes (rate, latency histogram, status classes, in progress) + /metrics.
 
     The instrumentator's metrics live in a registry of this app (several apps may exist in
     one process, e.g. in tests); /metrics serves it with the business metrics above. The
     pixel/click fast path wraps the app, so its requests are counted by the business
-    counters rather than per request here.
+    counters rather than per request here. With METRICS_BIND the public app has no /metrics
+    (404): `start_listener` serves it on that address.
     """
     registry = CollectorRegistry()
+    app.state.metrics_registry = registry
     Instrumentator(
         should_group_status_codes=True,
         should_ignore_untemplated=True,
@@ -160,14 +212,27 @@ def instrument(app: FastAPI) -> None:
     ).instrument(app)
     app.add_middleware(_InProgress)
 
-    @app.get("/metrics", tags=["health"], response_class=Response, include_in_schema=True)
+    if settings.metrics_bind:
+        return
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+
+    def authorized(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+        if not metrics_server.bearer_matches(authorization, token):
+            raise Unauthorized("Not authenticated: /metrics requires the METRICS_TOKEN bearer token")
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        include_in_schema=True,
+        dependencies=[Depends(authorized)],
+        responses={401: {"description": "METRICS_TOKEN is set and the request lacks it as a bearer token"}},
+    )
     def prometheus_metrics() -> Response:
-        """Prometheus text format: HTTP metrics and business metrics (all workers aggregated)."""
-        combined = multiprocess_registry()
-        body = (
-            generate_latest(combined) if combined is not None else generate_latest(REGISTRY) + generate_latest(registry)
-        )
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        """Prometheus text format: HTTP metrics and business metrics (all workers aggregated).
+
+        Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set."""
+        return Response(generate_latest(_exposed(registry)), media_type=CONTENT_TYPE_LATEST)
 
 
 class _InProgress:

@@ -38,6 +38,7 @@ EXAMPLE_SECRETS = frozenset(
 EXAMPLE_FERNET_KEY = "bm90LWEtcmVhbC1rZXktcmVwbGFjZS1pdC1wbGVhc2U="
 ALLOWED_JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN = 16
 
 
 def _quote(value: str) -> str:
@@ -122,6 +123,11 @@ class Settings(BaseSettings):
     # Proxies (comma-separated IPs/networks, or *) whose X-Forwarded-For/-Proto uvicorn trusts;
     # empty (default): none, the client address is the TCP peer. Same name as uvicorn's variable.
     forwarded_allow_ips: str = ""
+    # /metrics of every process (API and worker) requires `Authorization: Bearer METRICS_TOKEN`
+    # when set. METRICS_BIND (host:port) moves the API's /metrics to a separate listener
+    # (off the public port). Production needs one of them.
+    metrics_token: SecretStr | None = None
+    metrics_bind: str | None = None
 
     log_level: str = "INFO"
 
@@ -133,6 +139,7 @@ class Settings(BaseSettings):
         "mysql_root_password",
         "redis_password",
         "first_admin_password",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -150,6 +157,24 @@ class Settings(BaseSettings):
         if value not in ALLOWED_JWT_ALGORITHMS:
             raise ValueError(f"API_SECRET_ALGORITHM must be one of {', '.join(ALLOWED_JWT_ALGORITHMS)}")
         return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("METRICS_BIND must be host:port, e.g. 127.0.0.1:9101")
+        return value.strip()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """METRICS_BIND as (host, port); brackets of an IPv6 host removed."""
+        if not self.metrics_bind:
+            return None
+        host, _, port = self.metrics_bind.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("public_base_url")
     @classmethod
@@ -248,11 +273,17 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             )
         if settings.fernet_key is None or settings.fernet_key.get_secret_value() == EXAMPLE_FERNET_KEY:
             problems.append("FERNET_KEY is missing or the example value")
+        if settings.fernet_old_keys and EXAMPLE_FERNET_KEY in _parts(settings.fernet_old_keys):
+            # An accepted old key signs valid tokens too: anyone could forge pixels and clicks.
+            problems.append("FERNET_OLD_KEYS contains the example key of .env.example")
         if not settings.uses_sqlite and not settings.database_url and _is_weak(settings.mysql_password, min_length=8):
             problems.append("MYSQL_PASSWORD is missing or an example value")
-        url_password = _database_url_password(settings)
-        if url_password is not None and _is_weak(SecretStr(url_password), min_length=8):
-            problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
+        if settings.database_url and not settings.uses_sqlite:
+            url_password = _database_url_password(settings)
+            if url_password is None:
+                problems.append("DATABASE_URL has no password")
+            elif _is_weak(SecretStr(url_password), min_length=8):
+                problems.append("the password in DATABASE_URL is an example value or shorter than 8 characters")
         if settings.first_admin_password is not None and (
             _is_weak(settings.first_admin_password, min_length=MIN_PASSWORD_LENGTH)
             or password_problem(settings.first_admin_password.get_secret_value()) is not None
@@ -261,6 +292,10 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
                 f"FIRST_ADMIN_PASSWORD is an example value, shorter than {MIN_PASSWORD_LENGTH} characters "
                 "or a common password"
             )
+        if settings.metrics_token is None and not settings.metrics_bind:
+            problems.append("METRICS_TOKEN is missing (or set METRICS_BIND to serve /metrics on a private listener)")
+        elif settings.metrics_token is not None and _is_weak(settings.metrics_token, min_length=MIN_METRICS_TOKEN):
+            problems.append(f"METRICS_TOKEN is an example value or shorter than {MIN_METRICS_TOKEN} characters")
     if problems:
         raise StartupError("refusing to start: " + "; ".join(dict.fromkeys(problems)))
     if settings.api_secret_key is None or settings.fernet_key is None:
@@ -272,6 +307,10 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             updates["fernet_key"] = SecretStr(stored["fernet_key"])
         settings = settings.model_copy(update=updates)
     return settings
+
+
+def _parts(keys: SecretStr) -> list[str]:
+    return [part.strip() for part in keys.get_secret_value().split(",") if part.strip()]
 
 
 def _database_url_password(settings: Settings) -> str | None:

@@ -45,6 +45,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 VENV_BIN = Path(sys.executable).parent
+BY_HAND_METRICS_TOKEN = "by-hand-metrics-token-0123456789"
+BY_HAND_BEARER = {"Authorization": f"Bearer {BY_HAND_METRICS_TOKEN}"}
 
 SERVICES = ("api", "worker", "mysql", "redis", "prometheus", "grafana", "cadvisor")
 APP_SERVICES = ("api", "worker")  # built from our Dockerfile
@@ -719,14 +721,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait_for_200(url: str, proc: subprocess.Popen[str], log: Path, deadline_s: float = 90.0) -> httpx.Response:
+def _wait_for_200(
+    url: str, proc: subprocess.Popen[str], log: Path, deadline_s: float = 90.0, headers: dict[str, str] | None = None
+) -> httpx.Response:
     deadline = time.monotonic() + deadline_s
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"exited with {proc.returncode} before {url} answered 200:\n{log.read_text()}")
         try:
-            response = httpx.get(url, timeout=2.0)
+            response = httpx.get(url, headers=headers, timeout=2.0)
             if response.status_code == 200:
                 return response
             last = f"{response.status_code} {response.text[:200]}"
@@ -752,6 +756,7 @@ def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "API_SECRET_KEY": "by-hand-secret-" + "k" * 40,
             "FERNET_KEY": Fernet.generate_key().decode(),
+            "METRICS_TOKEN": BY_HAND_METRICS_TOKEN,  # what compose interpolates from .env
         },
     )
     argv = _by_hand_argv(api["command"], {"--port": str(port), "--host": "127.0.0.1"})
@@ -771,7 +776,8 @@ def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
         assert len(children) >= 2, f"expected several uvicorn workers, found {children}"
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5.0)
         assert docs.status_code == 200
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0)
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).status_code == 401
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=BY_HAND_BEARER, timeout=5.0)
         assert metrics.status_code == 200, metrics.text[:300]
         # The container healthcheck itself, pointed at this port, passes.
         probe = [
@@ -799,12 +805,14 @@ def test_worker_compose_command_runs_by_hand(tmp_path: Path, redis_client: Any, 
             "WORKER_METRICS_HOST": "127.0.0.1",
             "API_SECRET_KEY": "by-hand-secret-" + "k" * 40,
             "FERNET_KEY": Fernet.generate_key().decode(),
+            "METRICS_TOKEN": BY_HAND_METRICS_TOKEN,
         },
     )
     argv = _argv(worker["command"])
     assert argv[0] in _console_scripts()
     with _running(argv, env, tmp_path) as (proc, log):
-        metrics = _wait_for_200(f"http://127.0.0.1:{port}/metrics", proc, log)
+        metrics = _wait_for_200(f"http://127.0.0.1:{port}/metrics", proc, log, headers=BY_HAND_BEARER)
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).status_code == 401
         assert "pixeltrack_" in metrics.text
         probe = [
             part.replace(f"127.0.0.1:{WORKER_METRICS_PORT}", f"127.0.0.1:{port}")

@@ -32,6 +32,7 @@ import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 VENV_BIN = Path(sys.executable).parent
 RATE_INTERVAL = "1m"
+METRICS_TOKEN_SECRET = "/run/secrets/metrics_token"
+METRICS_TOKEN = "monitoring-test-metrics-token-0123456789"
 
 
 def _tool(name: str) -> str:
@@ -84,12 +87,28 @@ def _sql() -> list[tuple[str, str]]:
 # --- static checks -----------------------------------------------------------------------
 
 
-def test_promtool_accepts_config_and_rules() -> None:
+def _with_token_file(config: dict[str, Any], token_file: Path) -> dict[str, Any]:
+    """The config with the scrape token read from `token_file` instead of the compose secret."""
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            assert job["authorization"]["credentials_file"] == METRICS_TOKEN_SECRET
+            job["authorization"]["credentials_file"] = str(token_file)
+    return config
+
+
+def test_promtool_accepts_config_and_rules(tmp_path: Path) -> None:
     promtool = _tool("promtool")
-    config = subprocess.run(
-        [promtool, "check", "config", "prometheus.yml"], cwd=ROOT / "prometheus", capture_output=True, text=True
+    # promtool also checks that the token file exists: the compose secret, here a local file.
+    (tmp_path / "metrics_token").write_text("a-token")
+    config = _with_token_file(
+        yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text()), tmp_path / "metrics_token"
     )
-    assert config.returncode == 0, config.stdout + config.stderr
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(ROOT / "prometheus" / "rules.yml", tmp_path / "rules.yml")
+    config_check = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert config_check.returncode == 0, config_check.stdout + config_check.stderr
     rules = subprocess.run(
         [promtool, "check", "rules", "rules.yml"], cwd=ROOT / "prometheus", capture_output=True, text=True
     )
@@ -105,6 +124,20 @@ def test_prometheus_scrapes_api_worker_and_cadvisor() -> None:
     assert jobs["worker"]["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": 9100}
     assert jobs["cadvisor"]["static_configs"][0]["targets"] == ["cadvisor:8080"]
     assert config["rule_files"] == ["rules.yml"]
+    # The api's and the worker's /metrics require METRICS_TOKEN (the compose secret file).
+    for name in ("api", "worker"):
+        assert jobs[name]["authorization"] == {"type": "Bearer", "credentials_file": METRICS_TOKEN_SECRET}
+    assert "authorization" not in jobs["cadvisor"]
+
+
+def test_no_dashboard_query_reads_a_tenant_label() -> None:
+    """Per-campaign and per-group panels read MySQL: no PromQL names a tenant label or variable."""
+    for name, expr in _promql():
+        assert not re.search(r"campaign|group_id|contact|webhook|user|owner", expr), (name, expr)
+        assert "$campaign" not in expr, name
+    sql_titles = {name for name, _ in _sql()}
+    for title in ("Openings per hour, per campaign", "by group (A/B)", "by client", "Clicks per minute by group"):
+        assert any(title in name for name in sql_titles), title
 
 
 def test_dashboards_are_well_formed_and_reference_provisioned_datasources() -> None:
@@ -167,10 +200,13 @@ class _FakeCadvisor(BaseHTTPRequestHandler):
         pass
 
 
-def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def _wait_http(
+    url: str, deadline: float, proc: subprocess.Popen[bytes] | None = None, authorized: bool = False
+) -> None:
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"} if authorized else {}
     while True:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -214,19 +250,24 @@ def live_stack(
             "FERNET_KEY": settings.fernet_keys()[0],
             "WORKER_METRICS_PORT": str(worker_port),
             "WORKER_METRICS_HOST": "127.0.0.1",
+            "METRICS_TOKEN": METRICS_TOKEN,
             "LOG_LEVEL": "WARNING",
         },
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    app = create_asgi(settings.model_copy(update={"redis_url": redis_url}))
+    app = create_asgi(settings.model_copy(update={"redis_url": redis_url, "metrics_token": SecretStr(METRICS_TOKEN)}))
     prom_proc = None
     try:
         with live_server(app) as api:
             deadline = time.monotonic() + 60
-            _wait_http(f"http://127.0.0.1:{worker_port}/metrics", deadline, worker)
-            config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+            _wait_http(f"http://127.0.0.1:{worker_port}/metrics", deadline, worker, authorized=True)
+            # Prometheus scrapes with the token, as in compose: up == 1 below proves it is sent.
+            (tmp_path / "metrics_token").write_text(METRICS_TOKEN)
+            config = _with_token_file(
+                yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text()), tmp_path / "metrics_token"
+            )
             config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
             config["rule_files"] = [str(ROOT / "prometheus" / "rules.yml")]
             local = {
@@ -322,12 +363,14 @@ def _expand_grafana_macros(sql: str, campaign_id: int) -> str:
         return f"cast(cast(UNIX_TIMESTAMP({column})/({seconds}) as signed)*{seconds} as signed)"
 
     sql = re.sub(r"\$__timeGroup\(([^,]+),\s*([^)]+)\)", time_group, sql)
+    sql = sql.replace("$__unixEpochFrom()", str(start)).replace("$__unixEpochTo()", str(end))
     return sql.replace("$campaign", str(campaign_id))
 
 
 @pytest.mark.mysql_only
 def test_every_dashboard_sql_query_returns_rows_on_mariadb(engine: Engine, db: Session, user: User) -> None:
     tree = factories.make_tree(db, user)  # a campaign with a group, a contact and an opening now
+    factories.make_click(db, tree["link"], tree["contact"])
     queries = _sql()
     assert len(queries) >= 3
     for name, sql in queries:
@@ -351,7 +394,7 @@ def test_ab_table_shows_what_the_stats_api_says(
             factories.make_opening(db, pixel, client=kind)
         if i == 3:
             factories.make_click(db, link, contact)
-    [(name, sql)] = [(name, sql) for name, sql in _sql() if "A/B" in name]
+    [(name, sql)] = [(name, sql) for name, sql in _sql() if "A/B: unique vs total" in name]
     with engine.connect() as conn:
         table = [row._asdict() for row in conn.execute(text(_expand_grafana_macros(sql, campaign.id)))]
     response = client.get(f"/api/v1/campaigns/{campaign.id}/stats", headers=factories.headers_for(settings, user))

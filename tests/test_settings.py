@@ -26,6 +26,7 @@ from app.settings import EXAMPLE_FERNET_KEY, Settings, StartupError, check_and_f
 STRONG_KEY = "k3y-" + secrets.token_urlsafe(48)
 STRONG_FERNET = Fernet.generate_key().decode()
 STRONG_DB_PASSWORD = "db-" + secrets.token_urlsafe(24)
+STRONG_METRICS_TOKEN = "mt-" + secrets.token_urlsafe(24)
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,13 @@ def make(**kw: Any) -> Settings:
 
 def prod(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> Settings:
     """Production settings from the environment, strong secrets unless overridden (None: unset)."""
-    values = {"APP_ENV": "production", "API_SECRET_KEY": STRONG_KEY, "FERNET_KEY": STRONG_FERNET, **env}
+    values = {
+        "APP_ENV": "production",
+        "API_SECRET_KEY": STRONG_KEY,
+        "FERNET_KEY": STRONG_FERNET,
+        "METRICS_TOKEN": STRONG_METRICS_TOKEN,
+        **env,
+    }
     for name, value in values.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)

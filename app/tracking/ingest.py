@@ -239,11 +239,14 @@ def _store(
 
 
 def _observe(result: IngestResult, written: Counter[tuple[str, int, int, str]], size: int, seconds: float) -> None:
-    """Metrics per batch (the per-campaign totals count the rows inserted)."""
+    """Metrics per batch (the inserted totals count the rows inserted, per kind and client class)."""
     metrics.BATCH_SIZE.observe(size)
     metrics.INSERT_SECONDS.observe(seconds)
-    for (kind, campaign_id, group_id, client), n in written.items():
-        metrics.INSERTED.labels(kind, str(campaign_id), str(group_id), client).inc(n)
+    by_client: Counter[tuple[str, str]] = Counter()  # no campaign/group label: tenants are never labels
+    for (kind, _campaign_id, _group_id, client), n in written.items():
+        by_client[kind, client] += n
+    for (kind, client), n in by_client.items():
+        metrics.INSERTED.labels(kind, client).inc(n)
     if result.skipped_missing:
         metrics.SKIPPED.labels("event", "missing").inc(result.skipped_missing)
     if result.duplicates:

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     cors_origins: str = ""
 
     log_level: str = "INFO"
+    # One log line per request (uvicorn's access log), with client addresses dropped and
+    # tracking tokens redacted; off by default (docs/logging.md).
+    access_log: bool = False
 
     @field_validator(
         "api_secret_key",

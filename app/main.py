@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import __version__, metrics
 from app.accesslog import configure_access_log
+from app.bodyguard import RequestBodyGuard
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):
         app.include_router(module.router)
+    # Inside metrics, CORS and the security headers, before anything reads a body.
+    app.add_middleware(RequestBodyGuard, settings=settings)
     metrics.instrument(app)
     install_http_middleware(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
     rate_limit_per_minute: int = Field(default=1200, ge=0, le=1_000_000)
 
+    # Largest request body accepted (413 beyond), enforced while it streams. 8 MB holds a bulk
+    # import of 10,000 contacts at their maximum field lengths.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
     # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
     cors_origins: str = ""
 

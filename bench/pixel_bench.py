@@ -256,6 +256,7 @@ def main() -> int:
         log("wrk is missing: apt-get install -y wrk")
         return 2
 
+    load_before = os.getloadavg()[0]
     fernet_key = Fernet.generate_key().decode()
     url = fresh_database("pixeltrack_bench")
     log(f"seeding {opts.tokens} contacts and pixels ...")
@@ -320,6 +321,7 @@ def main() -> int:
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": round(load_before, 2),
         "duration_s": opts.duration,
         "connections": opts.connections,
         "distinct_tokens": opts.tokens,
@@ -346,7 +348,8 @@ def main() -> int:
         "# Pixel benchmark (latest run)",
         "",
         f"{summary['when']} — {summary['machine']}; wrk {opts.connections} connections, {opts.duration} s per target, "
-        f"{opts.tokens} distinct pixels (first pass new loads, then repeats).",
+        f"{opts.tokens} distinct pixels (first pass new loads, then repeats); load average {load_before:.1f} "
+        "at start (2 cores: figures from a busy machine are noisier).",
         "",
         "The API runs exactly as shipped: `pixeltrack serve --no-worker --workers 1` (the compose `api` "
         "command's factory, logging, middleware and process model; no per-request access log). The stream "

@@ -8,14 +8,11 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily below: `pixeltrack --help` must not pay for FastAPI/SQLAlchemy
-    import subprocess
-
     from sqlalchemy import Engine
 
     from app.settings import Settings
@@ -152,6 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.db import make_sessionmaker, session_scope
     from app.models import Campaign
+    from app.serve_worker import Stopped, start_stream_consumer, stop_on_signals, stop_stream_consumer
     from app.services.users import ensure_first_admin
 
     settings = _settings()
@@ -178,9 +176,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("Login: the admin created on first start (its password was printed then)")
     print("=" * 64, flush=True)
     _prepare_metrics_dir(args.workers)
-    consumer = None if args.no_worker or not settings.redis_dsn else _start_stream_consumer(settings)
+    consumer = None if args.no_worker or not settings.redis_dsn else start_stream_consumer(settings)
     try:
-        with _stop_on_signals():
+        with stop_on_signals():
             uvicorn.run(
                 "app.main:create_asgi",
                 factory=True,
@@ -190,10 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 log_level=settings.log_level.lower(),
                 proxy_headers=True,
             )
-    except _Stopped:
+    except Stopped:
         pass  # SIGTERM/SIGINT: uvicorn has shut down gracefully; stop the consumer too
     finally:
-        _stop_stream_consumer(consumer)
+        stop_stream_consumer(consumer)
     return 0
 
 
@@ -210,67 +208,6 @@ def _point_urls_at_this_server(settings: Settings, host: str, port: int) -> Sett
     os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
     get_settings.cache_clear()
     return _settings()
-
-
-class _Stopped(Exception):
-    """SIGTERM/SIGINT reached `serve` (re-raised by uvicorn once it has shut down)."""
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    import signal
-
-    def stop(signum: int, _frame: object) -> None:
-        raise _Stopped(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _start_stream_consumer(settings: Settings) -> subprocess.Popen[bytes]:
-    """One `pixeltrack worker` beside the API (not one per uvicorn worker), stopped with `serve`.
-
-    Its metrics port is off unless WORKER_METRICS_PORT is set explicitly (two `serve` on one
-    machine would otherwise fight over the default port).
-    """
-    import subprocess
-
-    env = dict(os.environ)
-    if "worker_metrics_port" not in settings.model_fields_set:
-        env["WORKER_METRICS_PORT"] = "0"
-    print("stream consumer: started `pixeltrack worker` beside the API (--no-worker to run it yourself)", flush=True)
-    return subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "app.cli", "worker"], env=env, preexec_fn=_die_with_parent
-    )
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when `serve` dies, even by SIGKILL (Linux), so no orphan keeps consuming."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _stop_stream_consumer(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
-    """SIGTERM: the worker finishes (and acknowledges) its batch and exits; SIGKILL only if it hangs."""
-    import subprocess
-
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _prepare_metrics_dir(workers: int) -> None:

@@ -18,7 +18,7 @@ def _seconds(argv: list[str]) -> float:
 
 
 def test_importing_the_cli_imports_no_web_stack() -> None:
-    probe = "import sys, app.cli; print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    probe = f"import sys, app.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == ""
 

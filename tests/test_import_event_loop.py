@@ -34,7 +34,11 @@ class _GatedValidation:
 
 
 def test_other_requests_are_served_while_an_import_validates(
-    settings: Settings, engine: Engine, headers: dict[str, str], tree: dict[str, Any], db: Any,
+    settings: Settings,
+    engine: Engine,
+    headers: dict[str, str],
+    tree: dict[str, Any],
+    db: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate = _GatedValidation(contacts_router._BULK, hold=15.0)

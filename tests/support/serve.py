@@ -84,7 +84,9 @@ class Serve:
     def login(self, http: httpx.Client) -> dict[str, str]:
         """Log in as the admin whose generated password serve printed."""
         match = wait_until(
-            lambda: next((m for line in self.lines if (m := re.search(r"username '([^']+)', password '([^']+)'", line))), None),
+            lambda: next(
+                (m for line in self.lines if (m := re.search(r"username '([^']+)', password '([^']+)'", line))), None
+            ),
             "the generated admin password in the output",
         )
         token = http.post("/auth/token", data={"username": match.group(1), "password": match.group(2)})

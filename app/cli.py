@@ -10,23 +10,21 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet
-from pydantic import ValidationError
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+if TYPE_CHECKING:  # imported lazily below: `pixeltrack --help` must not pay for FastAPI/SQLAlchemy
+    from sqlalchemy import Engine
 
-from app.credentials import normalize_username
-from app.db import make_engine, make_sessionmaker, session_scope
-from app.errors import AppError
-from app.migrations import ROOT, upgrade
-from app.models import Campaign, User
-from app.settings import Settings, StartupError, get_settings
+    from app.settings import Settings
 
-DEFAULT_SAMPLE = ROOT / "sample.json"
+DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "sample.json"
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from app.settings import StartupError, get_settings
+
     try:
         return get_settings()
     except (StartupError, ValidationError) as exc:
@@ -35,10 +33,14 @@ def _settings() -> Settings:
 
 
 def _engine(settings: Settings) -> Engine:
+    from app.db import make_engine
+
     return make_engine(settings.sqlalchemy_url, **settings.database_timeouts)
 
 
 def _migrate(engine: Engine) -> None:
+    from app.migrations import upgrade
+
     upgrade(engine)
 
 
@@ -51,12 +53,18 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_gen_fernet_key(_args: argparse.Namespace) -> int:
+    from cryptography.fernet import Fernet
+
     print(Fernet.generate_key().decode())
     return 0
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
     """Checked by the API's own schema (UserCreate): the same rules, human messages, exit 2."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import IntegrityError
+
+    from app.db import make_sessionmaker, session_scope
     from app.errors import Conflict
     from app.schemas.user import human_errors
     from app.services.users import create_from, validated_admin
@@ -88,6 +96,13 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 
 
 def _load_sample_file(engine: Engine, path: Path, owner_name: str | None) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from app.credentials import normalize_username
+    from app.db import make_sessionmaker, session_scope
+    from app.errors import AppError
+    from app.models import User
     from app.services.sample import load_sample, read_sample
 
     try:
@@ -133,7 +148,11 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from sqlalchemy import select
 
+    from app.db import make_sessionmaker, session_scope
+    from app.models import Campaign
+    from app.serve_worker import Stopped, start_stream_consumer, stop_on_signals, stop_stream_consumer
     from app.services.users import ensure_first_admin
 
     settings = _settings()
@@ -149,9 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _load_sample_file(engine, DEFAULT_SAMPLE, None)
     engine.dispose()
     host_for_url = "localhost" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
-    if "public_base_url" not in settings.model_fields_set:
-        # Pixel URLs point at this server unless PUBLIC_BASE_URL says otherwise.
-        os.environ["PUBLIC_BASE_URL"] = f"http://{host_for_url}:{args.port}"
+    settings = _point_urls_at_this_server(settings, host_for_url, args.port)
     print("=" * 64)
     print(f"PixelTracking API docs: http://{host_for_url}:{args.port}/docs")
     if generated and admin is not None:
@@ -162,18 +179,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("Login: the admin created on first start (its password was printed then)")
     print("=" * 64, flush=True)
     _prepare_metrics_dir(args.workers)
-    uvicorn.run(
-        "app.main:create_asgi",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        proxy_headers=True,
-        server_header=False,
-        forwarded_allow_ips=settings.forwarded_allow_ips,  # default "": trust no proxy
-    )
+    consumer = None if args.no_worker or not settings.redis_dsn else start_stream_consumer(settings)
+    try:
+        with stop_on_signals():
+            uvicorn.run(
+                "app.main:create_asgi",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level=settings.log_level.lower(),
+                proxy_headers=True,
+                server_header=False,
+                forwarded_allow_ips=settings.forwarded_allow_ips,  # default "": trust no proxy
+            )
+    except Stopped:
+        pass  # SIGTERM/SIGINT: uvicorn has shut down gracefully; stop the consumer too
+    finally:
+        stop_stream_consumer(consumer)
     return 0
+
+
+def _point_urls_at_this_server(settings: Settings, host: str, port: int) -> Settings:
+    """Pixel and click URLs point at this server unless PUBLIC_BASE_URL says otherwise.
+
+    The app (in this process with one worker, or in each worker process) reads its settings
+    through `get_settings()`, cached: drop what was cached before the URL was known.
+    """
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    from app.settings import get_settings
+
+    os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
+    get_settings.cache_clear()
+    return _settings()
 
 
 def _prepare_metrics_dir(workers: int) -> None:
@@ -259,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     serve.add_argument("--no-sample", action="store_true", help="do not load sample.json into an empty database")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="with Redis configured, do not start the stream consumer (`pixeltrack worker`) beside the API",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="move tracking events from the Redis stream into the database")

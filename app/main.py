@@ -14,6 +14,8 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import IntegrityError
 
 from app import __version__, metrics
+from app.accesslog import configure_access_log
+from app.bodyguard import RequestBodyGuard
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
@@ -86,11 +88,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_access_log(settings.access_log)
     app = FastAPI(title="PixelTracking", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):
         app.include_router(module.router)
+    # Inside metrics, CORS and the security headers, before anything reads a body.
+    app.add_middleware(RequestBodyGuard, settings=settings)
     metrics.instrument(app, settings)
     install_http_middleware(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Redis (pixels: in-process queue; rate limits: per-process counters) for REDIS_BREAKER_OPEN_SECONDS.
     redis_call_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     redis_breaker_open_seconds: float = Field(default=2.0, gt=0, le=300)
+    # Largest request body accepted (413 beyond), enforced while it streams. 8 MB holds a bulk
+    # import of 10,000 contacts at their maximum field lengths.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
     cors_origins: str = ""
@@ -130,6 +133,9 @@ class Settings(BaseSettings):
     metrics_bind: str | None = None
 
     log_level: str = "INFO"
+    # One log line per request (uvicorn's access log), with client addresses dropped and
+    # tracking tokens redacted; off by default (docs/logging.md).
+    access_log: bool = False
 
     @field_validator(
         "api_secret_key",

@@ -9,10 +9,13 @@ In one run it
 2. runs wrk (64 connections, --latency) for the same duration against
    a) a bare ASGI app that only returns the GIF,
    b) the naive design: a FastAPI route doing SELECT + INSERT per load,
-   c) the real app (`app.main:create_app`, 1 uvicorn worker, MariaDB + Redis),
+   c) the API exactly as shipped: `pixeltrack serve --no-worker` (1 uvicorn worker, MariaDB +
+      Redis), i.e. the same factory, logging (the app's: no per-request access log), middleware
+      and process model as the compose `api` command,
    each loading the pre-generated pixel tokens in a loop (first pass new, then repeats);
-3. drains what (c) enqueued with the stream worker and checks that the openings rows
-   equal the distinct pixels loaded (no loss, no duplicate);
+3. drains what (c) enqueued with the stream worker, run separately as compose deploys it (the
+   `worker` service), and checks that the openings rows equal the distinct pixels loaded (no
+   loss, no duplicate);
 4. pre-fills the stream with `--stream-events` events and times 1, then 2 worker processes
    draining it (the report counters move in the same transactions);
 5. prints loads/s, p50/p99 and the ratios, and writes bench/results/pixel-latest.{md,json}.
@@ -49,12 +52,12 @@ from app.tracking.events import OPEN, Event
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
+from bench.servers import PrivateRedis, start_api
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 SERVER_URL = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
 
@@ -153,7 +156,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_wrk(tokens_file: Path, duration: int, connections: int, threads: int) -> dict[str, Any]:
+def run_wrk(tokens_file: Path, duration: int, connections: int, threads: int, port: int = PORT) -> dict[str, Any]:
     out = subprocess.run(
         [
             "wrk",
@@ -163,7 +166,7 @@ def run_wrk(tokens_file: Path, duration: int, connections: int, threads: int) ->
             "--latency",
             "-s",
             str(ROOT / "bench" / "pixel_load.lua"),
-            f"http://127.0.0.1:{PORT}",
+            f"http://127.0.0.1:{port}",
             "--",
             str(tokens_file),
             str(threads),
@@ -196,15 +199,17 @@ def count_openings(url: str) -> tuple[int, int]:
     return total, distinct
 
 
-def _drain(url: str, consumer: str, go: Any) -> None:
+def _drain(url: str, redis_url: str, consumer: str, go: Any) -> None:
     engine = make_engine(url)
-    worker = StreamWorker(sync_redis(REDIS_URL), engine, consumer=consumer, batch_size=2000)
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer=consumer, batch_size=2000)
     go.wait()
     worker.drain()
     engine.dispose()
 
 
-def worker_rate(engine: Any, redis: Any, pixel_ids: list[int], events: int, processes: int) -> dict[str, Any]:
+def worker_rate(
+    engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int, processes: int
+) -> dict[str, Any]:
     """Openings per second that `processes` stream workers insert from a stream pre-filled with
     `events` (no openings and zero counters before: every contact gets its first opening)."""
     with engine.begin() as conn:
@@ -222,7 +227,9 @@ def worker_rate(engine: Any, redis: Any, pixel_ids: list[int], events: int, proc
     redis.xgroup_create(STREAM, GROUP, id="0")
     url = engine.url.render_as_string(hide_password=False)
     go = multiprocessing.Event()
-    workers = [multiprocessing.Process(target=_drain, args=(url, f"bench-{n}", go)) for n in range(processes)]
+    workers = [
+        multiprocessing.Process(target=_drain, args=(url, redis_url, f"bench-{n}", go)) for n in range(processes)
+    ]
     for process in workers:
         process.start()
     time.sleep(1)  # (let them connect: the clock starts when they may read)
@@ -249,6 +256,7 @@ def main() -> int:
         log("wrk is missing: apt-get install -y wrk")
         return 2
 
+    load_before = os.getloadavg()[0]
     fernet_key = Fernet.generate_key().decode()
     url = fresh_database("pixeltrack_bench")
     log(f"seeding {opts.tokens} contacts and pixels ...")
@@ -257,15 +265,15 @@ def main() -> int:
     tokens_file = RESULTS / "tmp" / "tokens.txt"
     tokens_file.parent.mkdir(parents=True, exist_ok=True)
     tokens_file.write_text("\n".join(codec.pixel_token(p) for p in pixel_ids) + "\n")
-    redis = sync_redis(REDIS_URL)
-    redis.flushdb()
+    private_redis = PrivateRedis()  # this run's own: never the system Redis
+    redis_url = private_redis.url
+    redis = sync_redis(redis_url)
     env = {
         "APP_ENV": "production",
         "DATABASE_URL": url,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "FERNET_KEY": fernet_key,
         "API_SECRET_KEY": Fernet.generate_key().decode() + "-bench-secret",
-        "LOG_LEVEL": "WARNING",
     }
     results: dict[str, Any] = {}
     for name, target in (("bare_asgi", ["bench.apps:bare_app"]), ("naive", ["bench.apps:naive_app", "--factory"])):
@@ -279,8 +287,8 @@ def main() -> int:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM openings"))  # the naive run wrote its own rows
 
-    log("load: pixeltrack (1 uvicorn worker, MariaDB + Redis) ...")
-    proc = start_server(["app.main:create_asgi", "--factory"], env)
+    log("load: pixeltrack serve --no-worker (1 uvicorn worker, MariaDB + Redis) ...")
+    proc = start_api(PORT, env)
     try:
         results["pixeltrack"] = run_wrk(tokens_file, opts.duration, opts.connections, opts.threads)
     finally:
@@ -305,16 +313,20 @@ def main() -> int:
     results["worker"] = {}
     for processes in (1, 2):
         log(f"worker: {processes} process(es) draining a pre-filled stream of {opts.stream_events} events ...")
-        results["worker"][processes] = worker_rate(engine, redis, pixel_ids, opts.stream_events, processes)
+        results["worker"][processes] = worker_rate(engine, redis, redis_url, pixel_ids, opts.stream_events, processes)
     engine.dispose()
+    private_redis.stop()
 
     real, bare, naive = results["pixeltrack"], results["bare_asgi"], results["naive"]
     summary = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": round(load_before, 2),
         "duration_s": opts.duration,
         "connections": opts.connections,
         "distinct_tokens": opts.tokens,
+        "api_as": "pixeltrack serve --no-worker --no-sample --workers 1 (as shipped: same logging, middleware, "
+        "process model as the compose api command); stream consumer measured separately (compose worker service)",
         "results": results,
         "ratios": {
             "vs_bare_asgi": round(real["rps"] / bare["rps"], 3),
@@ -336,14 +348,19 @@ def main() -> int:
         "# Pixel benchmark (latest run)",
         "",
         f"{summary['when']} — {summary['machine']}; wrk {opts.connections} connections, {opts.duration} s per target, "
-        f"{opts.tokens} distinct pixels (first pass new loads, then repeats).",
+        f"{opts.tokens} distinct pixels (first pass new loads, then repeats); load average {load_before:.1f} "
+        "at start (2 cores: figures from a busy machine are noisier).",
+        "",
+        "The API runs exactly as shipped: `pixeltrack serve --no-worker --workers 1` (the compose `api` "
+        "command's factory, logging, middleware and process model; no per-request access log). The stream "
+        "consumer is measured separately, as compose deploys it (the `worker` service).",
         "",
         "| target | loads/s | p50 ms | p99 ms | non-2xx | ratio |",
         "|---|---:|---:|---:|---:|---:|",
         f"| bare ASGI (GIF only) | {bare['rps']:,.0f} | {bare['p50_ms']} | {bare['p99_ms']} | {bare['non_2xx']} | baseline |",
         f"| naive (SELECT + INSERT per load) | {naive['rps']:,.0f} | {naive['p50_ms']} | {naive['p99_ms']} | {naive['non_2xx']} | "
         f"{naive['rps'] / bare['rps']:.3f}x bare |",
-        f"| **pixeltrack** (1 worker, MariaDB + Redis) | **{real['rps']:,.0f}** | {real['p50_ms']} | {real['p99_ms']} | "
+        f"| **pixeltrack serve --no-worker** (1 worker, MariaDB + Redis) | **{real['rps']:,.0f}** | {real['p50_ms']} | {real['p99_ms']} | "
         f"{real['non_2xx']} | **{summary['ratios']['vs_bare_asgi']}x bare, {summary['ratios']['vs_naive']}x naive** |",
         "",
         *[

@@ -1,0 +1,106 @@
+"""Servers the benchmarks start: a private redis-server, and the API exactly as shipped.
+
+`start_api` runs `pixeltrack serve --no-worker --no-sample --workers N`: the same factory
+(`app.main:create_asgi`), logging (the app's own: no per-request access log unless ACCESS_LOG),
+middleware and process model as the compose `api` command (`uvicorn app.main:create_asgi
+--factory --workers N`). The stream consumer is not part of it: the benchmarks run
+`StreamWorker` (what `pixeltrack worker`, the compose `worker` service, runs) separately.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PIXELTRACK = str(Path(sys.executable).with_name("pixeltrack"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server of this benchmark run only (never the system one: nothing to flush there)."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is missing: apt-get install -y redis-server")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pixeltrack-bench-redis-")
+        self.proc = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                *("--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the private redis-server did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        stop(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}") from None
+            time.sleep(0.1)
+    stop(proc)
+    raise RuntimeError(f"{what} did not start")
+
+
+def start_api(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
+    """The API as `pixeltrack serve --no-worker` runs it (output discarded, as a container's would be read)."""
+    proc = subprocess.Popen(
+        [
+            *(PIXELTRACK, "serve", "--no-worker", "--no-sample", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", str(workers)),
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_healthy(port, proc, "pixeltrack serve")
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import IntegrityError
 
 from app import __version__, metrics
@@ -83,7 +84,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = FastAPI(title="PixelTracking", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from files shipped in fastapi-offline, not a CDN.
+    # No validator badge either: Swagger UI would load it from validator.swagger.io.
+    app = FastAPIOffline(
+        title="PixelTracking",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     app.state.settings = settings
     install_error_handlers(app)
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):

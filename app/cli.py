@@ -151,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if "public_base_url" not in settings.model_fields_set:
         # Pixel URLs point at this server unless PUBLIC_BASE_URL says otherwise.
         os.environ["PUBLIC_BASE_URL"] = f"http://{host_for_url}:{args.port}"
+        get_settings.cache_clear()  # with one worker, uvicorn builds the app in this process
     print("=" * 64)
     print(f"PixelTracking API docs: http://{host_for_url}:{args.port}/docs")
     if generated and admin is not None:

@@ -7,10 +7,8 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import IntegrityError
 
@@ -18,9 +16,9 @@ from app import __version__, metrics
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
+from app.openapi import build_openapi
 from app.ratelimit import RateLimiter
 from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, reports, tracking, users
-from app.schemas.contact import ContactCreate
 from app.services.users import ensure_first_admin
 from app.settings import Settings, get_settings
 from app.tracking.fastpath import TrackingFastPath
@@ -68,19 +66,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.mark_process_dead(os.getpid())
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    # The contacts POST body is parsed by hand (object or list); publish its schema.
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    contact_schema = ContactCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(contact_schema.pop("$defs", {}))
-    components["ContactCreate"] = contact_schema
-    app.openapi_schema = schema
-    return schema
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -99,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     metrics.instrument(app)
     install_http_middleware(app, settings)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 

@@ -187,7 +187,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
         # Services check uniqueness first; this is the race-condition backstop.
         log.info("integrity error: %s", exc.orig)
-        return _response(409, "Conflicts with an existing object.", "conflict")
+        # The documented 409 shape: a list of located problems (the field is unknown here).
+        detail = [{"loc": ["body"], "msg": "Conflicts with an existing object.", "type": "conflict"}]
+        return _response(409, detail, "conflict")
 
     @app.exception_handler(SQLAlchemyError)
     async def _db_down(request: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -7,10 +7,9 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import IntegrityError
 
 from app import __version__, metrics
@@ -19,9 +18,9 @@ from app.bodyguard import RequestBodyGuard
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
+from app.openapi import build_openapi
 from app.ratelimit import RateLimiter
 from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, reports, tracking, users
-from app.schemas.contact import ContactCreate
 from app.services.users import ensure_first_admin
 from app.settings import Settings, get_settings
 from app.tracking.fastpath import TrackingFastPath
@@ -72,24 +71,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics.mark_process_dead(os.getpid())
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    # The contacts POST body is parsed by hand (object or list); publish its schema.
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    contact_schema = ContactCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(contact_schema.pop("$defs", {}))
-    components["ContactCreate"] = contact_schema
-    app.openapi_schema = schema
-    return schema
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_access_log(settings.access_log)
-    app = FastAPI(title="PixelTracking", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from files shipped in fastapi-offline, not a CDN.
+    # No validator badge either: Swagger UI would load it from validator.swagger.io.
+    app = FastAPIOffline(
+        title="PixelTracking",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     app.state.settings = settings
     install_error_handlers(app)
     for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):
@@ -98,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyGuard, settings=settings)
     metrics.instrument(app, settings)
     install_http_middleware(app, settings)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 

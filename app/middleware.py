@@ -15,8 +15,8 @@ _COMMON = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"interest-cohort=()"),
 ]
-# The JSON API loads nothing; /docs and /redoc load Swagger UI / ReDoc from a CDN, so
-# they get the headers above but not this policy.
+# The JSON API loads nothing; /docs and /redoc run inline scripts (Swagger UI / ReDoc, served
+# locally under /static-offline-docs), so they get the headers above but not this policy.
 _API_ONLY = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]

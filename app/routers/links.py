@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio import from_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
@@ -38,14 +39,15 @@ def get_link(link_id: IdPath, user: CurrentUser, db: SessionDep) -> LinkOut:
 @router.patch("/links/{link_id}", response_model=LinkOut)
 def update_link(link_id: IdPath, body: LinkUpdate, user: CurrentUser, db: SessionDep, request: Request) -> LinkOut:
     link = links.update_link(db, links.get_link(db, user, link_id), body.changes())
-    request.app.state.tracker.links.forget(link.id)  # clicks redirect to the new URL at once
+    # Clicks redirect to the new URL at once, in every API process (see LinkCache).
+    from_thread.run(request.app.state.tracker.links.changed, link.id)
     return LinkOut.model_validate(link)
 
 
 @router.delete("/links/{link_id}", status_code=204)
 def delete_link(link_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> Response:
     links.delete_link(db, links.get_link(db, user, link_id))
-    request.app.state.tracker.links.forget(link_id)
+    from_thread.run(request.app.state.tracker.links.changed, link_id)
     return Response(status_code=204)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
 from app.models import Pixel
@@ -35,7 +36,21 @@ def list_pixels(contact_id: IdPath, user: CurrentUser, db: SessionDep, urls: Url
     return Page[PixelOut](items=[_out(p, urls) for p in items], total=total, limit=page.limit, offset=page.offset)
 
 
-@router.post("/contacts/{contact_id}/pixels", response_model=PixelOut, status_code=201, responses=error_responses(409))
+async def _not_null(request: Request) -> None:
+    """The body is optional (documented as a plain PixelCreate, not nullable): a JSON `null` is a 422."""
+    if (await request.body()).strip() == b"null":
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "Send a JSON object, or no body at all.", "type": "model_attributes_type"}]
+        )
+
+
+@router.post(
+    "/contacts/{contact_id}/pixels",
+    response_model=PixelOut,
+    status_code=201,
+    responses=error_responses(409),
+    dependencies=[Depends(_not_null)],
+)
 def create_pixel(
     contact_id: IdPath, user: CurrentUser, db: SessionDep, urls: UrlsDep, body: PixelCreate | None = None
 ) -> PixelOut:

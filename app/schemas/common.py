@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -55,6 +56,8 @@ UtcDatetime = Annotated[
     BeforeValidator(_iso_string),
     AfterValidator(_to_utc),
     PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json"),
+    # The serializer returns a str; responses still document an RFC 3339 date-time.
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -141,8 +144,26 @@ class ErrorOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"detail": "Not found.", "code": "not_found"}})
 
 
+_ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    401: {"detail": "Invalid or expired token.", "code": "invalid_token"},
+    403: {"detail": "Administrator rights required.", "code": "admin_required"},
+    404: {"detail": "Not found.", "code": "not_found"},
+    409: {
+        "detail": [{"loc": ["body", "name"], "msg": "A group with this name already exists.", "type": "conflict"}],
+        "code": "conflict",
+    },
+    422: {
+        "detail": [{"loc": ["body", 3, "email"], "msg": "value is not a valid email address", "type": "value_error"}],
+        "code": "validation_error",
+    },
+    429: {"detail": "Too many requests; slow down.", "code": "rate_limited"},
+    503: {"detail": "The database is unavailable.", "code": "service_unavailable"},
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries documenting the error shape for the given statuses."""
+    """OpenAPI `responses=` entries documenting the error shape for the given statuses, each with
+    an example of its own code."""
     descriptions = {
         401: "Missing, expired or invalid bearer token.",
         403: "Authenticated but not allowed (admin only, or inactive user).",
@@ -152,4 +173,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         429: "Too many requests.",
         503: "A dependency (database, Redis) is unavailable.",
     }
-    return {status: {"model": ErrorOut, "description": descriptions[status]} for status in statuses}
+    return {
+        status: {
+            "model": ErrorOut,
+            "description": descriptions[status],
+            "content": {"application/json": {"example": _ERROR_EXAMPLES[status]}},
+        }
+        for status in statuses
+    }

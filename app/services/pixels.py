@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -50,17 +51,32 @@ def _next_number(db: Session, contact_id: int) -> int:
     raise conflict(["body", "number"], f"This contact already has {MAX_PIXEL_NUMBER} pixels, the maximum.")
 
 
-def create_pixel(db: Session, contact: Contact, number: int | None = None) -> Pixel:
-    if number is None:
-        number = _next_number(db, contact.id)
-    else:
-        _check_number_free(db, contact.id, number)
-    pixel = Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex)
+# Automatic numbers: a parallel create may take the number chosen here first; choose again.
+NUMBER_ATTEMPTS = 20
+
+
+def _insert(db: Session, contact_id: int, number: int) -> Pixel:
+    pixel = Pixel(contact_id=contact_id, number=number, uuid=uuid.uuid4().hex)
     db.add(pixel)
     db.flush()
-    rollups.refresh_contacts(db, [contact.id])
+    rollups.refresh_contacts(db, [contact_id])
     db.commit()
     return pixel
+
+
+def create_pixel(db: Session, contact: Contact, number: int | None = None) -> Pixel:
+    contact_id = contact.id
+    if number is not None:
+        _check_number_free(db, contact_id, number)
+    for _attempt in range(1 if number is not None else NUMBER_ATTEMPTS):
+        # A fresh transaction each time: on MariaDB (REPEATABLE READ) a retry in the same one
+        # would read the same snapshot and choose the same number again.
+        chosen = number if number is not None else _next_number(db, contact_id)
+        try:
+            return _insert(db, contact_id, chosen)
+        except IntegrityError:
+            db.rollback()  # (unique contact_id + number) another request took it first
+    raise conflict(["body", "number"], "This contact already has a pixel with this number.")
 
 
 def update_pixel(db: Session, pixel: Pixel, number: int) -> Pixel:

@@ -199,9 +199,21 @@ def campaign_stats(
     return CampaignStats(**data)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def _epoch_seconds(moment: datetime) -> int:
+    """Whole seconds since 1970-01-01 UTC, rounded down, in integers: `timestamp()` is a float,
+    which rounds 9998-12-31T23:59:59.999999 up into year 9999."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _SECOND
+
+
 def _floor(moment: datetime, step: int) -> datetime:
-    epoch = math.floor(moment.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % step, UTC)
+    seconds = _epoch_seconds(moment)
+    return _EPOCH + timedelta(seconds=seconds - seconds % step)
 
 
 def _ceil(moment: datetime, step: int) -> datetime:
@@ -279,8 +291,8 @@ def _series(
             select(at, func.sum(h.opens), func.sum(h.clicks))
             .where(
                 h.campaign_id == campaign_id,
-                h.hour >= int(whole_from.timestamp()) // HOUR,
-                h.hour < int(whole_to.timestamp()) // HOUR,
+                h.hour >= _epoch_seconds(whole_from) // HOUR,
+                h.hour < _epoch_seconds(whole_to) // HOUR,
             )
             .group_by(at)
         )
@@ -298,13 +310,13 @@ def _series(
             .group_by(first_at)
         ).all()
     }
-    first_index = int(first_bucket.timestamp()) // step
+    first_index = _epoch_seconds(first_bucket) // step
     points = []
     for index in range(first_index, first_index + buckets):
         opens, clicks = counts.get(index, (0, 0))
         points.append(
             SeriesPoint(
-                bucket_start=datetime.fromtimestamp(index * step, UTC),
+                bucket_start=_EPOCH + timedelta(seconds=index * step),
                 opens=opens,
                 first_opens=firsts_by_bucket.get(index, 0),
                 clicks=clicks,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, Table, and_, case, delete, func, insert, or_, select
@@ -41,6 +41,7 @@ from app.models import (
 from app.services.sql import DB, delay_us, earlier_of, epoch_bucket, upsert
 
 HOUR = 3600
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CHUNK = 500
 STATS: Table = ContactStats.__table__  # type: ignore[assignment]
 HOURS: Table = CampaignHour.__table__  # type: ignore[assignment]
@@ -275,7 +276,8 @@ def count_hours(
 
 
 def _epoch_hour(at: datetime) -> int:
-    return int(at.timestamp()) // HOUR
+    # Integers: timestamp() is a float, which rounds 23:59:59.999999 up into the next hour.
+    return ((at if at.tzinfo else at.replace(tzinfo=UTC)) - _EPOCH) // timedelta(seconds=HOUR)
 
 
 def add_events(db: DB, openings: Sequence[dict[str, Any]], clicks: Sequence[dict[str, Any]]) -> None:

@@ -56,7 +56,8 @@ class _EpochBucket(FunctionElement[int]):
 @compiles(_EpochBucket)
 def _bucket_sqlite(element: _EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
     column, step = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {step})"
+    # Whole seconds only: strftime() rounds to the millisecond, so 23:59:59.9995 would be the next day.
+    return f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) / {step})"
 
 
 @compiles(_EpochBucket, "mysql")

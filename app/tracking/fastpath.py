@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,6 +33,8 @@ from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
 from app.tracking.queue import EventQueue
 from app.tracking.tokens import TokenCodec
+
+log = logging.getLogger("pixeltrack.tracking")
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 NO_CACHE = b"no-store, no-cache, must-revalidate, private"
@@ -60,15 +66,29 @@ _UNAVAILABLE_REPLY: Reply = (503, UNAVAILABLE_HEADERS, UNAVAILABLE)
 log = logging.getLogger("pixeltrack.tracking")
 
 
-class LinkCache:
-    """link id → stored URL, cached briefly in-process so clicks rarely wait on the database."""
+LINKS_CHANGED = "pt:links:changed"  # Redis pub/sub channel: ids of links edited or deleted
 
-    def __init__(self, engine: Engine, ttl: float = 10.0, max_size: int = 50_000) -> None:
+
+class LinkCache:
+    """link id → stored URL, cached briefly in-process so clicks rarely wait on the database.
+
+    An edit or delete drops the entry at once in the process that made it (`changed`); with Redis,
+    it is also published on LINKS_CHANGED, and every other API process (`--workers N`, several
+    hosts) drops it when the message arrives (`start` subscribes). Without Redis, or while Redis is
+    unreachable, other processes see the edit when their entry expires (`ttl`, 10 s).
+    """
+
+    def __init__(
+        self, engine: Engine, ttl: float = 10.0, max_size: int = 50_000, redis: aioredis.Redis | None = None
+    ) -> None:
         self._engine = engine
         self._ttl = ttl
         self._max = max_size
         self._items: dict[int, tuple[str | None, float]] = {}
         self.down = False
+        self._redis = redis
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     def _query(self, link_id: int) -> str | None:
         with connect_read_only(self._engine) as conn:
@@ -98,6 +118,62 @@ class LinkCache:
 
     def forget(self, link_id: int) -> None:
         self._items.pop(link_id, None)
+
+    async def changed(self, link_id: int) -> None:
+        """A link was edited or deleted (committed): drop it here and tell the other processes."""
+        self.forget(link_id)
+        if self._redis is None:
+            return
+        try:
+            await self._redis.publish(LINKS_CHANGED, str(link_id))
+        except (RedisError, OSError):
+            log.warning("could not publish a link change; other processes see it within %.0f s", self._ttl)
+
+    async def start(self) -> None:
+        """Subscribe to LINKS_CHANGED (before serving, so no edit made after start is missed)."""
+        if self._redis is None:
+            return
+        await self._subscribe()
+        self._listener = asyncio.create_task(self._listen(), name="link-cache-invalidation")
+
+    async def _subscribe(self) -> bool:
+        assert self._redis is not None
+        try:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(LINKS_CHANGED)
+        except (RedisError, OSError):
+            return False
+        self._pubsub = pubsub
+        self._items.clear()  # changes made while we were not subscribed were missed
+        return True
+
+    async def _listen(self) -> None:
+        while True:
+            if self._pubsub is None and not await self._subscribe():
+                await asyncio.sleep(1.0)
+                continue
+            assert self._pubsub is not None
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError):
+                await self._drop_pubsub()
+                continue
+            if message is not None and str(message.get("data", "")).isdigit():
+                self.forget(int(message["data"]))
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self._drop_pubsub()
 
 
 class Tracker:

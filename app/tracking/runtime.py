@@ -25,6 +25,7 @@ class TrackingRuntime:
     breaker: CircuitBreaker
 
     async def close(self) -> None:
+        await self.tracker.links.close()
         await self.tracker.queue.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -47,10 +48,11 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
     tracker = Tracker(
         TokenCodec(settings.fernet_keys()),
         queue,
-        LinkCache(engine),
+        LinkCache(engine, redis=client),
         anonymize_ip=settings.anonymize_ip,
         disabled=settings.tracking_disabled,
         respect_dnt=settings.respect_dnt,
     )
     await queue.start()
+    await tracker.links.start()
     return TrackingRuntime(tracker=tracker, memory=memory, redis=client, breaker=breaker)

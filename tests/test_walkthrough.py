@@ -1,0 +1,74 @@
+"""docs/walkthrough.md, run as written against a fresh `pixeltrack serve` that loaded the sample."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from app.models import Campaign, Contact, Opening, Pixel
+from tests.support.pixeltrack_serve import ADMIN_PASSWORD, pixeltrack_serve
+from tests.support.processes import wait_until
+
+WALKTHROUGH = Path(__file__).resolve().parents[1] / "docs" / "walkthrough.md"
+
+
+def walkthrough_script(base: str, password: str) -> str:
+    """The first ```sh block of the walk-through, with this server's URL and admin password."""
+    block = re.search(r"```sh\n(.*?)```", WALKTHROUGH.read_text(encoding="utf-8"), re.DOTALL)
+    assert block is not None, "no sh block in docs/walkthrough.md"
+    script = block.group(1)
+    script, n_base = re.subn(r"^BASE=.*$", f"BASE={base}", script, count=1, flags=re.MULTILINE)
+    script, n_password = re.subn(r"^PASSWORD=.*$", f"PASSWORD='{password}'", script, count=1, flags=re.MULTILINE)
+    assert (n_base, n_password) == (1, 1), "the walk-through must set BASE= and PASSWORD= on their own lines"
+    return script
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_walkthrough_runs_on_a_server_that_loaded_the_sample(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    with pixeltrack_serve(tmp_path, database_url) as base:
+        with Session(engine) as db:
+            sample_contacts = db.scalar(select(func.count()).select_from(Contact))
+        assert sample_contacts, "serve should have loaded sample.json"
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", walkthrough_script(base, ADMIN_PASSWORD)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = run.stdout.splitlines()
+        pixel, load, openings, contacts = (lines[0], lines[1], lines[2], lines[3])
+
+        with Session(engine) as db:
+            campaign = db.scalars(select(Campaign).where(Campaign.name == "Autumn launch")).one()
+            ana = db.scalars(
+                select(Contact).where(Contact.campaign_id == campaign.id, Contact.email == "ana@example.com")
+            ).one()
+        assert ana.id > sample_contacts  # the sample took the first ids: nothing assumed an empty database
+        created = json.loads(pixel)
+        assert (created["contact_id"], created["number"]) == (ana.id, 1)
+        assert created["url"].startswith(f"{base}/o/")
+        assert load == "200 43"
+        assert len(json.loads(openings)["items"]) <= 1  # recorded or still queued
+        listed = json.loads(contacts)
+        assert [c["email"] for c in listed["items"]] == ["ana@example.com", "bo@example.com"]
+
+        def recorded() -> int:
+            with Session(engine) as db:
+                return (
+                    db.scalar(select(func.count()).select_from(Opening).where(Opening.pixel_id == created["id"])) or 0
+                )
+
+        assert wait_until(recorded, "the walk-through's pixel load to be recorded", timeout=10) == 1
+        with Session(engine) as db:
+            assert db.scalar(select(func.count()).select_from(Pixel).where(Pixel.contact_id == ana.id)) == 1

@@ -20,9 +20,9 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI, Header, Response
+from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import metrics_server
 from app.errors import Unauthorized
 from app.models import ClientKind
+from app.schemas.common import error_responses
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -216,8 +217,9 @@ def instrument(app: FastAPI, settings: Settings) -> None:
         return
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
 
-    def authorized(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
-        if not metrics_server.bearer_matches(authorization, token):
+    def authorized(request: Request) -> None:
+        # Read from the request (not a Header parameter): the route then has no input to validate.
+        if not metrics_server.bearer_matches(request.headers.get("authorization"), token):
             raise Unauthorized("Not authenticated: /metrics requires the METRICS_TOKEN bearer token")
 
     @app.get(
@@ -226,7 +228,12 @@ def instrument(app: FastAPI, settings: Settings) -> None:
         response_class=Response,
         include_in_schema=True,
         dependencies=[Depends(authorized)],
-        responses={401: {"description": "METRICS_TOKEN is set and the request lacks it as a bearer token"}},
+        responses={
+            401: {
+                **error_responses(401)[401],
+                "description": "METRICS_TOKEN is set and the request lacks it as a bearer token",
+            }
+        },
     )
     def prometheus_metrics() -> Response:
         """Prometheus text format: HTTP metrics and business metrics (all workers aggregated).

@@ -101,6 +101,10 @@ def test_weak_first_admin_password_refuses_production(settings: Settings, weak: 
 
 def test_strong_first_admin_password_passes_the_production_check(settings: Settings) -> None:
     production = settings.model_copy(
-        update={"app_env": "production", "first_admin_password": SecretStr(FIRST_PASSWORD)}
+        update={
+            "app_env": "production",
+            "first_admin_password": SecretStr(FIRST_PASSWORD),
+            "metrics_token": SecretStr("metrics-token-" + "m" * 24),
+        }
     )
     check_and_fill_secrets(production)

@@ -34,8 +34,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 NOT_SETTINGS = {
     "PROMETHEUS_MULTIPROC_DIR": (
         "prometheus_client (a real environment variable, not read from `.env`): directory where several "
-        "API processes share their metrics, emptied at start; `pixeltrack serve --workers N` (N > 1) "
-        "creates a temporary one when unset"
+        "API processes share their metrics, emptied at start (created if missing); `pixeltrack serve --workers N` "
+        "(N > 1) uses a fresh temporary one when unset"
     ),
     "GRAFANA_ADMIN_USER": "docker compose only: the Grafana admin login",
     "GRAFANA_ADMIN_PASSWORD": "docker compose only: the Grafana admin password",

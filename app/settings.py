@@ -51,91 +51,121 @@ class StartupError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Each field's docstring is its description: scripts/gen_config_docs.py renders them into
+    # docs/configuration.md (tests/test_config_docs.py fails when that page is out of date).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", use_attribute_docstrings=True
+    )
 
     app_env: Literal["development", "test", "production"] = "development"
+    """`production` refuses to start with missing, example or weak secrets (naming the variable, never its value)."""
 
     # Database: DATABASE_URL wins; else MYSQL_HOST selects MySQL; else SQLite.
     database_url: str | None = None
+    """Any SQLAlchemy URL (`sqlite:///./pixeltrack.db`, `mysql+pymysql://…`); overrides the MYSQL_* variables."""
     mysql_user: str = "pixeltrack"
+    """MySQL/MariaDB user."""
     mysql_password: SecretStr | None = None
+    """MySQL/MariaDB password (required in production)."""
     mysql_root_password: SecretStr | None = None
+    """Only used by the mysql container (docker compose) to initialise the server."""
     mysql_host: str | None = None
+    """MySQL/MariaDB host; unset (and no DATABASE_URL): the embedded SQLite file is used."""
     mysql_port: int = 3306
+    """MySQL/MariaDB port."""
     mysql_database: str = "pixeltrack"
+    """MySQL/MariaDB database name."""
     sqlite_path: str = "./pixeltrack.db"
+    """Embedded SQLite file (WAL mode), used when no MySQL is configured."""
     # MySQL/MariaDB socket timeouts: a server that stops answering raises an error (503, or the
     # worker retries) instead of blocking forever. Migrations run without the read/write ones.
     database_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """MySQL connect timeout (seconds)."""
     database_read_timeout_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    """MySQL read timeout (seconds): a server that stops answering becomes a 503 (the worker retries)."""
     database_write_timeout_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    """MySQL write timeout (seconds); migrations run without the read/write timeouts."""
 
     # Redis: REDIS_URL wins; else REDIS_HOST selects Redis; else in-process.
     redis_url: str | None = None
+    """Redis URL; overrides the REDIS_* variables. No Redis: in-process dedupe cache and queue."""
     redis_host: str | None = None
+    """Redis host; unset (and no REDIS_URL): in-process dedupe cache and queue, no worker needed."""
     redis_port: int = 6379
+    """Redis port."""
     redis_password: SecretStr | None = None
+    """Redis password."""
 
     # Security.
     api_secret_key: SecretStr | None = None
+    """JWT signing key (>= 32 characters in production); generated into SECRETS_FILE in development."""
     api_secret_algorithm: str = "HS256"
+    """JWT algorithm: HS256, HS384 or HS512; the accepted list is pinned to this one."""
     api_access_token_expire_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    """Access token lifetime (minutes)."""
     fernet_key: SecretStr | None = None
-    # Older Fernet keys still accepted for decoding (comma-separated), newest first.
+    """Key of pixel/click tokens (`pixeltrack gen-fernet-key`); generated into SECRETS_FILE in development."""
     fernet_old_keys: SecretStr | None = None
+    """Older Fernet keys still accepted for decoding (comma-separated, newest first): key rotation."""
     secrets_file: str = "./.pixeltrack-secrets.json"
+    """Where development keeps generated secrets (mode 0600), so tokens survive restarts."""
 
     # Public URLs and tracking.
     public_base_url: str = "http://localhost:8000"
+    """Base of pixel and click URLs in emails (`pixeltrack serve` without it: its own host:port)."""
     dedupe_window_seconds: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
-    # Truncate IPv4 to /24 and IPv6 to /48 before anything is stored.
+    """Repeat loads of a pixel or link within this many seconds are not recorded again."""
     anonymize_ip: bool = False
-    # Worker: stream entries per database batch, and how long an unacknowledged
-    # entry of another (dead) consumer waits before this worker reclaims it.
+    """Truncate IPv4 to /24 and IPv6 to /48 before anything is stored (Redis or database)."""
     worker_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    """Stream entries per database batch (`pixeltrack worker`)."""
     worker_claim_idle_ms: int = Field(default=30_000, ge=100)
-    # The worker serves its Prometheus metrics here (0: off). 0.0.0.0 in containers.
+    """Entries another (dead) consumer left unacknowledged this long are reclaimed."""
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
+    """Port of the worker's `/metrics` (0: off)."""
     worker_metrics_host: str = "127.0.0.1"
+    """Address of the worker's `/metrics` (0.0.0.0 in containers)."""
 
     first_admin_username: str | None = None
+    """Admin created on start only when no admin exists at all (docs/accounts.md)."""
     first_admin_password: SecretStr | None = None
+    """Password of that admin (>= 10 characters, not a common one)."""
     first_admin_email: str | None = None
+    """Email of that admin."""
 
-    # Privacy: TRACKING_DISABLED answers pixels/clicks but records nothing; RESPECT_DNT skips
-    # loads that send `DNT: 1` or `Sec-GPC: 1`.
     tracking_disabled: bool = False
+    """Pixels and links still answer (GIF / redirect) but nothing is recorded."""
     respect_dnt: bool = False
+    """Loads sending `DNT: 1` or `Sec-GPC: 1` are answered but not recorded."""
 
-    # Abuse protection: failed logins per username + IP within a window; requests per user per minute.
     login_max_failures: int = Field(default=5, ge=1, le=1000)
+    """Failed logins per username + IP within the window before `POST /auth/token` answers 429."""
     login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    """Window of LOGIN_MAX_FAILURES (seconds); a successful login clears the count."""
     rate_limit_per_minute: int = Field(default=1200, ge=0, le=1_000_000)
+    """Authenticated requests per user per minute (429 beyond; 0: no limit); shared through Redis when configured."""
 
-    # A Redis call slower than this is abandoned and opens the circuit breaker: the API then skips
-    # Redis (pixels: in-process queue; rate limits: per-process counters) for REDIS_BREAKER_OPEN_SECONDS.
     redis_call_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    """A Redis call slower than this is abandoned and opens the circuit breaker."""
     redis_breaker_open_seconds: float = Field(default=2.0, gt=0, le=300)
-    # Largest request body accepted (413 beyond), enforced while it streams. 8 MB holds a bulk
-    # import of 10,000 contacts at their maximum field lengths.
+    """How long the API then skips Redis (pixels: in-process queue; rate limits: per process)."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body (413 beyond, counted while it streams); 8 MB holds a 10,000-contact import."""
 
-    # Browsers allowed to call the API (comma-separated origins); empty: no CORS.
     cors_origins: str = ""
+    """Browser origins allowed to call the API (comma-separated); empty: no CORS. Credentials never allowed."""
 
-    # Proxies (comma-separated IPs/networks, or *) whose X-Forwarded-For/-Proto uvicorn trusts;
-    # empty (default): none, the client address is the TCP peer. Same name as uvicorn's variable.
     forwarded_allow_ips: str = ""
-    # /metrics of every process (API and worker) requires `Authorization: Bearer METRICS_TOKEN`
-    # when set. METRICS_BIND (host:port) moves the API's /metrics to a separate listener
-    # (off the public port). Production needs one of them.
+    """Proxies (IPs/networks, or *) whose X-Forwarded-For/-Proto are trusted; empty: the client is the TCP peer."""
     metrics_token: SecretStr | None = None
+    """Bearer token every `/metrics` (API and worker) requires when set."""
     metrics_bind: str | None = None
+    """`host:port` of a separate listener for the API's `/metrics`; production needs it or METRICS_TOKEN."""
 
     log_level: str = "INFO"
-    # One log line per request (uvicorn's access log), with client addresses dropped and
-    # tracking tokens redacted; off by default (docs/logging.md).
+    """Log level."""
     access_log: bool = False
+    """One log line per request, client address dropped and tracking tokens redacted (docs/serving.md)."""
 
     @field_validator(
         "api_secret_key",

@@ -9,6 +9,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,8 @@ if TYPE_CHECKING:  # imported lazily below: `pixeltrack --help` must not pay for
 
     from app.settings import Settings
 
-DEFAULT_SAMPLE = Path(__file__).resolve().parent.parent / "sample.json"
+# The repository's sample.json, shipped inside the package (app/data/sample.json).
+DEFAULT_SAMPLE = Path(str(files("app").joinpath("data", "sample.json")))
 
 
 def _settings() -> Settings:

@@ -34,18 +34,21 @@ log "pip install -e .[dev]"
 
 # 4. Static checks.
 log "ruff"
-.venv/bin/ruff check app tests alembic/env.py scripts
-.venv/bin/ruff format --check app tests alembic/env.py scripts
+.venv/bin/ruff check app tests alembic/env.py scripts bench
+.venv/bin/ruff format --check app tests alembic/env.py scripts bench
 log "mypy app"
 .venv/bin/mypy
+log "typos (spelling of identifiers and docs)"
+.venv/bin/typos
 
-# 5. Both database legs. pytest exit 5 ("no tests collected") counts as failure.
+# 5. Both database legs, each reporting the line coverage of app/ (no threshold).
+# pytest exit 5 ("no tests collected") counts as failure.
 status=0
 for leg in sqlite mysql; do
   log "pytest --db $leg"
   start=$(date +%s)
   set +e
-  .venv/bin/python -m pytest -q --db "$leg" "$@"
+  .venv/bin/python -m pytest -q --db "$leg" --cov=app --cov-report=term "$@"
   rc=$?
   set -e
   echo "leg $leg: exit $rc in $(( $(date +%s) - start ))s"

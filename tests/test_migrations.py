@@ -27,13 +27,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.db import make_engine
-from app.migrations import ROOT, alembic_config, upgrade
+from app.migrations import alembic_config, upgrade
 from app.models import Base, Campaign, Click, User
 from tests import factories
 from tests.helpers import counter_snapshot, snapshot_diff
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 APP_TABLES = {t.name for t in Base.metadata.sorted_tables}
+ROOT = Path(__file__).resolve().parent.parent  # the repository (alembic.ini, alembic/)
 
 # Spec §1: deleting a parent deletes its children (child table, referred table).
 CASCADING = {

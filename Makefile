@@ -1,0 +1,27 @@
+# Everyday commands. `make test` is scripts/test.sh, the one test command of README.md and CI;
+# the other targets are quicker slices of it for a developer loop. See docs/development.md.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LINT_PATHS := app tests alembic/env.py scripts bench
+COV := --cov=app --cov-report=term
+
+.PHONY: lint test-fast test test-mysql bench
+
+lint:  ## ruff, ruff format, mypy (strict on app/), typos
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/typos
+
+test-fast:  ## the SQLite leg without the slow tests (builds, installs, soaks)
+	$(PY) -m pytest -q -m "not slow" --db sqlite $(COV)
+
+test:  ## everything CI runs: installs, lint, both database legs, with coverage
+	bash scripts/test.sh
+
+test-mysql:  ## the MariaDB leg alone
+	$(PY) -m pytest -q --db mysql $(COV)
+
+bench:  ## the pixel benchmark (needs MariaDB, Redis and wrk); results in bench/results/
+	$(PY) -m bench.pixel_bench

@@ -14,8 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from app.models import Base, User
 from app.security import verify_password
 from app.settings import get_settings
 from tests.support.processes import free_port
+from tests.support.serve import Serve
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -390,72 +389,12 @@ def test_production_without_secrets_refuses_every_database_command(
 # serve, end to end.
 
 
-class Server:
-    """`pixeltrack serve` as a child process, its stdout collected by a reader thread."""
-
-    def __init__(self, cwd: Path, env: dict[str, str], port: int) -> None:
-        self.port = port
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [str(PIXELTRACK), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_healthy(self, deadline_s: float = 90.0) -> None:
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._reader.join(timeout=5)
-                pytest.fail(f"serve exited with {self.proc.returncode}:\n{self.output}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)  # poll interval, bounded by the deadline
-        pytest.fail(f"serve not healthy within {deadline_s}s:\n{self.output}")
-
-    def wait_for_line(self, pattern: str, deadline_s: float = 10.0) -> re.Match[str]:
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if match := re.search(pattern, line):
-                    return match
-            time.sleep(0.05)
-        pytest.fail(f"no line matching {pattern!r} in:\n{self.output}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-
 def test_serve_end_to_end_with_generated_secrets_admin_and_sample(tmp_path: Path) -> None:
     port = free_port()
     db_file = tmp_path / "serve.db"
     env = {**_clean_environ(), "DATABASE_URL": f"sqlite:///{db_file}", "APP_ENV": "development"}
     env["PYTHONUNBUFFERED"] = "1"
-    server = Server(tmp_path, env, port)
+    server = Serve(tmp_path, env, port=port)
     try:
         server.wait_healthy()
         docs = server.wait_for_line(r"(http://\S+/docs)").group(1)

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.support.pixeltrack_serve import ADMIN, ADMIN_PASSWORD, pixeltrack_serve
 from tests.support.processes import wait_until
+from tests.support.serve import ADMIN, ADMIN_PASSWORD, served_with_sample
 
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is not installed (dev dependency)")
 
@@ -63,7 +63,7 @@ def api(name: str) -> ModuleType:
 def test_a_generated_client_runs_the_walkthrough(
     tmp_path: Path, database_url: str, engine: Engine, generated: Path
 ) -> None:
-    with pixeltrack_serve(tmp_path, database_url) as base:
+    with served_with_sample(tmp_path, database_url) as base:
         spec = httpx.get(f"{base}/openapi.json", timeout=10).content
         output = generate(spec, tmp_path, generated)
         assert "warning" not in output.lower(), output

@@ -13,8 +13,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.models import Campaign, Contact, Opening, Pixel
-from tests.support.pixeltrack_serve import ADMIN_PASSWORD, pixeltrack_serve
 from tests.support.processes import wait_until
+from tests.support.serve import ADMIN_PASSWORD, served_with_sample
 
 WALKTHROUGH = Path(__file__).resolve().parents[1] / "docs" / "walkthrough.md"
 
@@ -34,7 +34,7 @@ def walkthrough_script(base: str, password: str) -> str:
 def test_the_walkthrough_runs_on_a_server_that_loaded_the_sample(
     tmp_path: Path, database_url: str, engine: Engine
 ) -> None:
-    with pixeltrack_serve(tmp_path, database_url) as base:
+    with served_with_sample(tmp_path, database_url) as base:
         with Session(engine) as db:
             sample_contacts = db.scalar(select(func.count()).select_from(Contact))
         assert sample_contacts, "serve should have loaded sample.json"

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import httpx
 from tests.support.processes import free_port, stop_process, wait_until
 
 PIXELTRACK = Path(sys.executable).with_name("pixeltrack")
+ADMIN, ADMIN_PASSWORD = "admin", "walk-through-password"
 _CONFIG_PREFIXES = (
     "MYSQL_",
     "REDIS_",
@@ -81,14 +84,33 @@ class Serve:
 
         wait_until(healthy, "serve to answer /healthz", timeout=timeout, interval=0.1)
 
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until /readyz is 200: migrated, first admin created, sample loaded."""
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=5)
+                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.output}")
+            try:
+                return httpx.get(f"{self.base}/readyz", timeout=1.0).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, "serve to answer /readyz", timeout=timeout, interval=0.1)
+
+    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """The first output line matching `pattern` (polled until `timeout`)."""
+        found: re.Match[str] = wait_until(
+            lambda: next((m for line in list(self.lines) if (m := re.search(pattern, line))), None),
+            f"a line matching {pattern!r}",
+            timeout=timeout,
+            interval=0.05,
+        )
+        return found
+
     def login(self, http: httpx.Client) -> dict[str, str]:
         """Log in as the admin whose generated password serve printed."""
-        match = wait_until(
-            lambda: next(
-                (m for line in self.lines if (m := re.search(r"username '([^']+)', password '([^']+)'", line))), None
-            ),
-            "the generated admin password in the output",
-        )
+        match = self.wait_for_line(r"username '([^']+)', password '([^']+)'")
         token = http.post("/auth/token", data={"username": match.group(1), "password": match.group(2)})
         assert token.status_code == 200, token.text
         return {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -96,6 +118,19 @@ class Serve:
     def stop(self) -> None:
         stop_process(self.proc, timeout=40)
         self._reader.join(timeout=5)
+
+
+@contextmanager
+def served_with_sample(cwd: Path, database_url: str) -> Iterator[str]:
+    """`pixeltrack serve` as a user starts it (first admin ADMIN, sample loaded into an empty
+    database, embedded queue), on `database_url`; yields its base URL."""
+    env = clean_environ(DATABASE_URL=database_url, FIRST_ADMIN_USERNAME=ADMIN, FIRST_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    server = Serve(cwd, env)
+    try:
+        server.wait_ready()
+        yield server.base
+    finally:
+        server.stop()
 
 
 def make_pixel_and_link(http: httpx.Client, auth: dict[str, str]) -> dict[str, Any]:

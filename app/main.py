@@ -23,7 +23,7 @@ from app.ratelimit import RateLimiter
 from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, reports, tracking, users
 from app.services.users import ensure_first_admin
 from app.settings import Settings, get_settings
-from app.tracking.fastpath import TrackingFastPath
+from app.tracking.asgi import TrackingFastPath
 from app.tracking.runtime import start_tracking
 
 log = logging.getLogger("pixeltrack")

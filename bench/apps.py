@@ -16,8 +16,8 @@ from sqlalchemy import select
 from app.db import make_engine, make_sessionmaker
 from app.models import Contact, Opening, Pixel
 from app.tracking.classify import classify
-from app.tracking.fastpath import GIF, GIF_HEADERS
 from app.tracking.tokens import TokenCodec
+from app.tracking.tracker import GIF, GIF_HEADERS
 
 
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -47,7 +47,7 @@ from app.clients import sync_redis
 from app.db import make_engine
 from app.migrations import upgrade
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
-from app.services import rollups
+from app.services import counters
 from app.tracking.events import OPEN, Event
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.tokens import TokenCodec
@@ -111,7 +111,7 @@ def seed(url: str, n: int) -> list[int]:
                 ],
             )
         pixel_ids = list(conn.scalars(select(Pixel.id).order_by(Pixel.id)))
-        rollups.rebuild(conn, cid)  # the report counters of the rows inserted in bulk
+        counters.rebuild(conn, cid)  # the report counters of the rows inserted in bulk
     engine.dispose()
     return pixel_ids
 
@@ -214,7 +214,7 @@ def worker_rate(
     `events` (no openings and zero counters before: every contact gets its first opening)."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM openings"))
-        rollups.rebuild(conn)
+        counters.rebuild(conn)
     redis.delete(STREAM)
     now_ms = int(time.time() * 1000)
     pipe = redis.pipeline(transaction=False)

@@ -46,7 +46,7 @@ from app.main import create_app
 from app.migrations import upgrade
 from app.models import Campaign, Click, Contact, Opening, Pixel, User
 from app.security import create_access_token
-from app.services import rollups
+from app.services import counters
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +212,7 @@ def seed(engine: Engine, contacts: int, openings: int, clicks: int) -> int:
         )
         log(f"  clicks: {clicks:,} in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
-        rollups.rebuild(conn, int(cid))  # type: ignore[arg-type]
+        counters.rebuild(conn, int(cid))  # type: ignore[arg-type]
         log(f"  report counters: {time.perf_counter() - started:.1f} s")
     with engine.connect() as conn:
         for table in ("contacts", "pixels", "openings", "clicks", "contact_stats", "campaign_hours"):
@@ -319,7 +319,7 @@ def time_endpoint(url: str, cid: int, calls: int, warmup: int = 2) -> dict[str, 
 
 def explain(url: str, cid: int) -> dict[str, list[dict[str, Any]]]:
     """EXPLAIN of the heavy statements, as the service builds them (compiled for MariaDB)."""
-    from app.services import reports
+    from app.services import stats
 
     engine = make_engine(url)
     captured: list[tuple[str, Any]] = []
@@ -330,7 +330,7 @@ def explain(url: str, cid: int) -> dict[str, list[dict[str, Any]]]:
     event.listen(engine, "before_cursor_execute", capture)
     with Session(engine) as db:
         campaign = db.get_one(Campaign, cid)
-        reports.campaign_stats(db, campaign, bucket=reports.Bucket.day)
+        stats.campaign_stats(db, campaign, bucket=stats.Bucket.day)
     event.remove(engine, "before_cursor_execute", capture)
     plans: dict[str, list[dict[str, Any]]] = {}
     with engine.connect() as conn:

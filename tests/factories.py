@@ -1,7 +1,7 @@
 """Small factory helpers that build objects straight in the database (no HTTP).
 
 Rows that the report counters depend on (contacts, pixels, openings, clicks) are added the
-way the services add them: the counters (app/services/rollups.py) follow in the same commit.
+way the services add them: the counters (app/services/counters/) follow in the same commit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.credentials import normalize_username
 from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
 from app.security import create_access_token, hash_password
-from app.services import rollups
+from app.services import counters
 from app.settings import Settings
 
 PASSWORD = "correct-horse-battery"
@@ -39,9 +39,9 @@ def _save(db: Session, obj: Any, *, contact_id: int | None = None, counted: Any 
     db.add(obj)
     db.flush()
     if counted is not None:
-        rollups.count_hours(db, **counted(obj))
+        counters.count_hours(db, **counted(obj))
     if contact_id is not None or isinstance(obj, Contact):
-        rollups.refresh_contacts(db, [contact_id if contact_id is not None else obj.id])
+        counters.refresh_contacts(db, [contact_id if contact_id is not None else obj.id])
     db.commit()
     return obj
 

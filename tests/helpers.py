@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from app.models import CampaignHour, ContactStats, GroupCounts
-from app.services import rollups
+from app.services import counters
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def counter_snapshot(conn: Connection) -> dict[str, dict[Any, tuple[Any, ...]]]:
         "group": {
             (row.campaign_id, row.group_id): tuple(row)
             for row in conn.execute(select(GroupCounts))
-            if any(getattr(row, name) for name in rollups.GROUP_COUNTERS)
+            if any(getattr(row, name) for name in counters.GROUP_COUNTERS)
         },
         "hour": {
             (row.campaign_id, row.hour): (row.opens, row.clicks)
@@ -76,5 +76,5 @@ def counter_drift(conn: Connection) -> list[str]:
     """Differences between the report counters and a recompute of them from the rows
     (rolls its own changes back when `conn` is in a transaction the caller discards)."""
     kept = counter_snapshot(conn)
-    rollups.rebuild(conn)
+    counters.rebuild(conn)
     return snapshot_diff(kept, counter_snapshot(conn))

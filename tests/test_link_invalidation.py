@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.main import create_asgi
 from app.models import User
 from app.settings import Settings
-from app.tracking.fastpath import LINKS_CHANGED
+from app.tracking.tracker import LINKS_CHANGED
 from tests import factories
 from tests.support.processes import wait_until
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.models import User
 from app.schemas.reports import BUCKET_SECONDS
-from app.services.reports import _ceil, _floor
+from app.services.series import _ceil, _floor
 from tests import factories
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

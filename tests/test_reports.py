@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from app.main import create_app
 from app.models import Campaign, Click, ClientKind, Contact, Group, Link, Opening, User
-from app.services import reports
+from app.services import export
+from app.services.series import MAX_BUCKETS
 from app.settings import Settings
 from tests import factories
 from tests.helpers import assert_error, count, parse_ts
@@ -479,7 +480,7 @@ def test_ten_thousand_buckets_are_allowed(client: Any, ab: dict[str, Any], heade
     start = datetime(2026, 1, 1, tzinfo=UTC)
     params = {"bucket": "hour", "from": start.isoformat(), "to": (start + timedelta(hours=10_000)).isoformat()}
     series = stats(client, ab["campaign"].id, headers, **params)["series"]
-    assert len(series) == reports.MAX_BUCKETS
+    assert len(series) == MAX_BUCKETS
     assert sum(p["opens"] for p in series) == 7
     params["to"] = (start + timedelta(hours=10_000, seconds=1)).isoformat()
     response = client.get(f"/api/v1/campaigns/{ab['campaign'].id}/stats", params=params, headers=headers)
@@ -579,7 +580,7 @@ def test_openings_csv_round_trip(client: Any, db: Session, ab: dict[str, Any], h
     assert response.headers["content-disposition"] == (
         f'attachment; filename="campaign-{ab["campaign"].id}-openings.csv"'
     )
-    assert rows[0] == list(reports.OPENINGS_CSV_COLUMNS)
+    assert rows[0] == list(export.OPENINGS_CSV_COLUMNS)
     assert rows[0] == [
         "opening_id",
         "opened_at",
@@ -605,7 +606,7 @@ def test_clicks_csv_round_trip(client: Any, db: Session, ab: dict[str, Any], hea
     response = client.get(f"/api/v1/campaigns/{ab['campaign'].id}/clicks.csv", headers=headers)
     rows = read_csv(response)
     assert response.headers["content-disposition"] == f'attachment; filename="campaign-{ab["campaign"].id}-clicks.csv"'
-    assert rows[0] == list(reports.CLICKS_CSV_COLUMNS)
+    assert rows[0] == list(export.CLICKS_CSV_COLUMNS)
     assert rows[0][:9] == [
         "click_id",
         "clicked_at",
@@ -686,11 +687,11 @@ def test_csv_guards_against_formula_injection(
 
 
 def test_csv_cell_leaves_harmless_values_alone() -> None:
-    assert reports.csv_cell("Mozilla/5.0 =x") == "Mozilla/5.0 =x"
-    assert reports.csv_cell("a-b") == "a-b"
-    assert reports.csv_cell(None) == ""
-    assert reports.csv_cell(42) == 42
-    assert reports.csv_cell(T0) == "2026-03-02T08:00:00+00:00"
+    assert export.csv_cell("Mozilla/5.0 =x") == "Mozilla/5.0 =x"
+    assert export.csv_cell("a-b") == "a-b"
+    assert export.csv_cell(None) == ""
+    assert export.csv_cell(42) == 42
+    assert export.csv_cell(T0) == "2026-03-02T08:00:00+00:00"
 
 
 @pytest.mark.parametrize("kind", ["openings", "clicks"])
@@ -699,7 +700,7 @@ def test_csv_of_an_empty_campaign_is_the_header_row(
 ) -> None:
     campaign = factories.make_campaign(db, user)
     response = client.get(f"/api/v1/campaigns/{campaign.id}/{kind}.csv", headers=headers)
-    columns = reports.OPENINGS_CSV_COLUMNS if kind == "openings" else reports.CLICKS_CSV_COLUMNS
+    columns = export.OPENINGS_CSV_COLUMNS if kind == "openings" else export.CLICKS_CSV_COLUMNS
     assert read_csv(response) == [list(columns)]
     assert response.content == (",".join(columns) + "\r\n").encode()
 
@@ -708,7 +709,7 @@ def test_csv_reads_in_keyset_chunks_without_losing_ties(
     client: Any, db: Session, user: User, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks of 2 rows over 7 openings, 3 of them at the very same instant: every row exactly once."""
-    monkeypatch.setattr(reports, "CSV_CHUNK_ROWS", 2)
+    monkeypatch.setattr(export, "CSV_CHUNK_ROWS", 2)
     campaign = factories.make_campaign(db, user)
     group = factories.make_group(db, campaign)
     pixel = factories.make_pixel(db, factories.make_contact(db, group))
@@ -726,7 +727,7 @@ def test_csv_streams_through_a_real_server(
 ) -> None:
     """Over uvicorn the body arrives in pieces (chunked, no Content-Length) while the export's own
     session reads the next chunk: the request's session is long closed by then."""
-    monkeypatch.setattr(reports, "CSV_CHUNK_ROWS", 3)
+    monkeypatch.setattr(export, "CSV_CHUNK_ROWS", 3)
     campaign = factories.make_campaign(db, user)
     group = factories.make_group(db, campaign)
     for i in range(10):

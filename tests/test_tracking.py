@@ -25,8 +25,8 @@ from app.clients import sync_redis
 from app.db import make_engine
 from app.main import create_asgi
 from app.models import Click, ContactStats, GroupCounts, Opening, User
+from app.services import counters
 from app.services import pixels as pixel_service
-from app.services import rollups
 from app.settings import Settings
 from app.tracking.events import OPEN, Event
 from app.tracking.ingest import store_events
@@ -428,7 +428,7 @@ def test_concurrent_batches_count_a_first_opener_once(engine: Engine, db: Sessio
     second = Event(OPEN, pixel.id, 0, int(first_at.timestamp() * 1000) - 60_000, "browser", "", "", "second-tx")
     with engine.connect() as conn, ThreadPoolExecutor(1) as pool:
         conn.execute(insert(Opening), [row])
-        rollups.add_events(conn, [row], [])
+        counters.add_events(conn, [row], [])
         pending = pool.submit(store_events, engine, [("second-tx", second)])
         # Commit once the second batch is stuck in a statement (on the contact's row lock).
         waiting = text(

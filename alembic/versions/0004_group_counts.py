@@ -2,7 +2,7 @@
 
 The stats of a campaign summed its contact_stats rows per group on every request: one row per
 contact, ~130 ms for 100,000 contacts on MariaDB. group_counts holds those sums, moved by the
-same writes that move the contacts' rows (app/services/rollups.py), so the per-group counts
+same writes that move the contacts' rows (app/services/counters/), so the per-group counts
 are one row per group.
 
 Revision ID: 0004

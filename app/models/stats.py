@@ -1,7 +1,7 @@
 """Counters derived from openings, clicks and pixels, kept up to date as they change, so that a
 campaign's report reads one row per contact and one per hour instead of every opening.
 
-They are derived data: `app/services/rollups.py` maintains them (the tracking worker adds what
+They are derived data: `app/services/counters/` maintains them (the tracking worker adds what
 each batch inserted; every other write recomputes the rows it touched from the source tables)
 and can rebuild them from scratch.
 """

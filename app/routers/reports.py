@@ -11,7 +11,7 @@ from app.deps import CurrentUser, IdPath, SessionDep
 from app.routing import TransactionRoute
 from app.schemas.common import UtcDatetime, error_responses
 from app.schemas.reports import Bucket, CampaignStats
-from app.services import campaigns, reports
+from app.services import campaigns, export, stats
 
 router = APIRouter(
     prefix="/api/v1", tags=["reports"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
@@ -51,7 +51,7 @@ def campaign_stats(
     group with the highest open rate; a tie goes to the lowest group id; null when nobody opened.
     """
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    return reports.campaign_stats(db, campaign, bucket=bucket, start=start, end=end)
+    return stats.campaign_stats(db, campaign, bucket=bucket, start=start, end=end)
 
 
 _CSV_DOC = (
@@ -84,22 +84,22 @@ def _csv_doc(columns: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
 @router.get(
     "/campaigns/{campaign_id}/openings.csv",
     response_class=StreamingResponse,
-    responses=_csv_doc(reports.OPENINGS_CSV_COLUMNS),
+    responses=_csv_doc(export.OPENINGS_CSV_COLUMNS),
 )
 def openings_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
     """Every opening of the campaign, with its contact, group and pixel."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    rows = reports.export_openings_csv(request.app.state.session_factory, campaign.id)
+    rows = export.export_openings_csv(request.app.state.session_factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-openings.csv")
 
 
 @router.get(
     "/campaigns/{campaign_id}/clicks.csv",
     response_class=StreamingResponse,
-    responses=_csv_doc(reports.CLICKS_CSV_COLUMNS),
+    responses=_csv_doc(export.CLICKS_CSV_COLUMNS),
 )
 def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
     """Every click of the campaign, with its contact, group and link."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    rows = reports.export_clicks_csv(request.app.state.session_factory, campaign.id)
+    rows = export.export_clicks_csv(request.app.state.session_factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-clicks.csv")

@@ -1,7 +1,7 @@
 """Public tracking endpoints, as documented routes.
 
 Requests to these paths are normally answered by the ASGI fast path
-(app/tracking/fastpath.py) before routing; these routes share its `Tracker`, so
+(app/tracking/asgi.py) before routing; these routes share its `Tracker`, so
 the behaviour is identical and the endpoints appear in the OpenAPI docs.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.schemas.common import ErrorOut, error_responses
-from app.tracking.fastpath import Reply
+from app.tracking.tracker import Reply
 
 router = APIRouter(tags=["tracking (public)"])
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, ValidationFailed
 from app.models import Campaign, Click, Contact, Group, Opening, User
 from app.schemas.campaign import check_date_range
-from app.services import rollups
+from app.services import counters
 from app.services.common import apply_changes, conflict, owned, paginate
 
 
@@ -90,6 +90,6 @@ def update_group(db: Session, group: Group, changes: dict[str, Any]) -> Group:
 
 def delete_group(db: Session, group: Group) -> None:
     members = select(Contact.id).where(Contact.group_id == group.id)
-    rollups.forget_hours(db, openings=Opening.contact_id.in_(members), clicks=Click.contact_id.in_(members))
+    counters.forget_hours(db, openings=Opening.contact_id.in_(members), clicks=Click.contact_id.in_(members))
     db.delete(group)  # contacts and everything under them: ON DELETE CASCADE
     db.commit()

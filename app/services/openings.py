@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.base import utcnow
-from app.services import rollups
+from app.services import counters
 from app.services.common import apply_changes, conflict, owned, paginate
 from app.tracking.events import manual_event_id
 
@@ -55,12 +55,12 @@ def create_opening(db: Session, pixel: Pixel, data: dict[str, Any]) -> Opening:
 
 def _counted(db: Session, opening: Opening) -> None:
     """Update the report counters once the opening is in its new state."""
-    rollups.count_hours(db, openings=Opening.id == opening.id)
-    rollups.refresh_contacts(db, [opening.contact_id])
+    counters.count_hours(db, openings=Opening.id == opening.id)
+    counters.refresh_contacts(db, [opening.contact_id])
 
 
 def update_opening(db: Session, opening: Opening, changes: dict[str, Any]) -> Opening:
-    rollups.forget_hours(db, openings=Opening.id == opening.id)
+    counters.forget_hours(db, openings=Opening.id == opening.id)
     apply_changes(opening, changes)
     db.flush()
     _counted(db, opening)
@@ -69,8 +69,8 @@ def update_opening(db: Session, opening: Opening, changes: dict[str, Any]) -> Op
 
 
 def delete_opening(db: Session, opening: Opening) -> None:
-    rollups.forget_hours(db, openings=Opening.id == opening.id)
+    counters.forget_hours(db, openings=Opening.id == opening.id)
     db.delete(opening)
     db.flush()
-    rollups.refresh_contacts(db, [opening.contact_id])
+    counters.refresh_contacts(db, [opening.contact_id])
     db.commit()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.tracking import MAX_PIXEL_NUMBER
-from app.services import rollups
+from app.services import counters
 from app.services.common import conflict, owned, paginate
 
 
@@ -59,7 +59,7 @@ def _insert(db: Session, contact_id: int, number: int) -> Pixel:
     pixel = Pixel(contact_id=contact_id, number=number, uuid=uuid.uuid4().hex)
     db.add(pixel)
     db.flush()
-    rollups.refresh_contacts(db, [contact_id])
+    counters.refresh_contacts(db, [contact_id])
     db.commit()
     return pixel
 
@@ -88,8 +88,8 @@ def update_pixel(db: Session, pixel: Pixel, number: int) -> Pixel:
 
 
 def delete_pixel(db: Session, pixel: Pixel) -> None:
-    rollups.forget_hours(db, openings=Opening.pixel_id == pixel.id)
+    counters.forget_hours(db, openings=Opening.pixel_id == pixel.id)
     db.delete(pixel)  # openings: ON DELETE CASCADE
     db.flush()
-    rollups.refresh_contacts(db, [pixel.contact_id])
+    counters.refresh_contacts(db, [pixel.contact_id])
     db.commit()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func, select
 
 from app.models import Click, Opening
-from app.services import rollups
+from app.services import counters
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -55,9 +55,9 @@ def purge(
                     break
                 ids = [row_id for row_id, _contact in rows]
                 batch = model.id.in_(ids)
-                rollups.forget_hours(conn, **{table: batch})
+                counters.forget_hours(conn, **{table: batch})
                 conn.execute(delete(model).where(batch))
-                rollups.refresh_contacts(conn, {contact for _id, contact in rows})
+                counters.refresh_contacts(conn, {contact for _id, contact in rows})
             done[table] += len(ids)
             if progress is not None:
                 progress(table, done[table])

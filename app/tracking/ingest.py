@@ -5,7 +5,7 @@ the benchmarks. One SELECT resolves the batch's pixels (and links/contacts), one
 multi-row INSERT ... IGNORE per table writes them; `event_id` is unique, so a batch
 replayed after a crash inserts nothing twice. Events whose pixel, link or contact
 was deleted are skipped and counted. In the same transaction the report counters
-(app/services/rollups.add_events) grow by exactly the rows inserted: when the INSERT
+(app/services/counters.add_events) grow by exactly the rows inserted: when the INSERT
 reports fewer rows than offered (a replay), the batch is redone in "careful" mode,
 which first drops the events already stored (a locking read, so the count is exact).
 A MariaDB deadlock or lock wait timeout (e.g. with a contact deleted meanwhile) rolls the
@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app import metrics
 from app.db import retrying
 from app.models import Click, Contact, Link, Opening, Pixel
-from app.services import rollups
+from app.services import counters
 from app.tracking.events import CLICK, OPEN, Event
 
 CHUNK = 1000
@@ -67,7 +67,7 @@ def _lookup(conn: Connection, stmt: Any, ids: list[int], *, lock: bool = False) 
 
 def _connect(engine: Engine) -> Connection:
     """A connection for one batch. On MariaDB/MySQL in READ COMMITTED: the counters are moved
-    by statements that read the rows just inserted (app/services/rollups.add_events), which in
+    by statements that read the rows just inserted (app/services/counters.add_events), which in
     REPEATABLE READ would also take gap locks on the openings' unique index and deadlock two
     workers inserting next to each other. Every read the ingest relies on is a locking read
     or reads its own rows, so nothing else changes."""
@@ -230,7 +230,7 @@ def _store(
             click_rows = _write(conn, Click, rows, len(clicks), result, careful=careful)
             groups.update((contact, group) for contact, (_campaign, group) in contacts.items())
         if opening_rows or click_rows:
-            rollups.add_events(conn, opening_rows, click_rows)
+            counters.add_events(conn, opening_rows, click_rows)
     for row in opening_rows:
         written[("open", row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1
     for row in click_rows:

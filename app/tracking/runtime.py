@@ -11,9 +11,9 @@ from app import metrics
 from app.breaker import CircuitBreaker
 from app.clients import async_redis
 from app.settings import Settings
-from app.tracking.fastpath import LinkCache, Tracker
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
 from app.tracking.tokens import TokenCodec
+from app.tracking.tracker import LinkCache, Tracker
 
 
 @dataclass

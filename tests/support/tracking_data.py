@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
-from app.services import rollups
+from app.services import counters
 from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.queue import GROUP, STREAM
 
@@ -48,7 +48,7 @@ def seed_pixels(engine: Engine, n: int) -> list[int]:
                 select(Pixel.id).join(Contact, Contact.id == Pixel.contact_id).where(Contact.campaign_id == cid)
             )
         )
-        rollups.rebuild(conn, cid)  # rows inserted in bulk: their report counters from scratch
+        counters.rebuild(conn, cid)  # rows inserted in bulk: their report counters from scratch
     assert len(pixel_ids) == n
     return sorted(pixel_ids)
 

@@ -1,12 +1,10 @@
 """The pixel and click hot path, read top to bottom.
 
-`Tracker` turns a request into (status, headers, body): decode the Fernet token
+`Tracker` turns a request into a `Reply` (status, headers, body): decode the Fernet token
 in-process, classify the client, submit the event to the queue (Redis: one
 group-committed round trip for dedupe + enqueue; never the database), answer.
-`TrackingFastPath` wraps the whole FastAPI app (see app.main.create_asgi) and serves
-`/o/…` and `/c/…` straight from `Tracker`, before FastAPI's middleware, routing,
-dependency injection and instrumentation;
-the same `Tracker` also backs the documented FastAPI routes (app/routers/tracking.py).
+It backs both the ASGI wrapper (app/tracking/asgi.py) and the documented FastAPI routes
+(app/routers/tracking.py). `LinkCache` holds the click targets.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 from app.db import connect_read_only
@@ -62,8 +59,6 @@ UNAVAILABLE_HEADERS = [
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 _NOT_FOUND_REPLY: Reply = (404, NOT_FOUND_HEADERS, NOT_FOUND)
 _UNAVAILABLE_REPLY: Reply = (503, UNAVAILABLE_HEADERS, UNAVAILABLE)
-
-log = logging.getLogger("pixeltrack.tracking")
 
 
 LINKS_CHANGED = "pt:links:changed"  # Redis pub/sub channel: ids of links edited or deleted
@@ -237,32 +232,3 @@ class Tracker:
             return _NOT_FOUND_REPLY
         await self._record(self._event(CLICK, ref.link_id, ref.contact_id, headers, ip, method))
         return 302, [(b"location", url.encode()), (b"cache-control", NO_CACHE), (b"content-length", b"0")], b""
-
-
-class TrackingFastPath:
-    """Wraps the FastAPI app: `/o/{token}.gif` and `/c/{token}` never reach FastAPI at all.
-
-    Everything else (including lifespan) goes to the wrapped app; `state` is its state.
-    """
-
-    def __init__(self, app: ASGIApp, state: Any) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            path: str = scope["path"]
-            handler = None
-            if path.startswith("/o/") and path.endswith(".gif"):
-                handler = self.state.tracker.pixel
-            elif path.startswith("/c/"):
-                handler = self.state.tracker.click
-            if handler is not None:
-                client = scope.get("client")
-                status, headers, body = await handler(
-                    path[3:], scope["headers"], client[0] if client else "", scope["method"]
-                )
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-                return
-        await self.app(scope, receive, send)

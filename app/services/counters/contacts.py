@@ -1,0 +1,125 @@
+"""Contact counters (`contact_stats`): one row per contact, recomputed from the source tables.
+
+`refresh_contacts`: any change other than the ingest recomputes the touched contacts' rows from
+the source tables (an INSERT ... SELECT: on MariaDB it reads the latest committed rows under
+shared locks, so it cannot miss an opening a worker commits meanwhile), and moves their groups';
+`forget_contacts` before contacts are deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, case, func, select
+
+from app.models import OPEN_COLUMNS, Click, ClientKind, Contact, ContactStats, ContactStatus, Opening, Pixel
+from app.services.counters.groups import add_groups, group_sums, minus
+from app.services.sql import DB, delay_us, upsert
+
+CHUNK = 500
+STATS: Table = ContactStats.__table__  # type: ignore[assignment]
+KEY = ("campaign_id", "contact_id")
+COLUMNS = [column.name for column in STATS.columns]
+_KNOWN = [kind.value for kind in ClientKind if kind is not ClientKind.unknown]
+
+
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+def open_sums() -> list[Any]:
+    """Per client kind (OPEN_COLUMNS), the number of openings of that kind (an aggregate)."""
+    sums = []
+    for kind, name in OPEN_COLUMNS.items():
+        hit = Opening.client.not_in(_KNOWN) if kind is ClientKind.unknown else Opening.client == kind.value
+        sums.append(func.sum(case((hit, 1), else_=0)).label(name))
+    return sums
+
+
+def contact_rows(
+    contacts: ColumnElement[bool], openings: ColumnElement[bool], clicks: ColumnElement[bool], pixels: Any
+) -> Select[Any]:
+    o = (
+        select(Opening.contact_id.label("cid"), *open_sums(), func.min(Opening.opened_at).label("first"))
+        .where(openings)
+        .group_by(Opening.contact_id)
+        .subquery("o")
+    )
+    k = (
+        select(Click.contact_id.label("cid"), func.count().label("n"), func.min(Click.clicked_at).label("first"))
+        .where(clicks)
+        .group_by(Click.contact_id)
+        .subquery("k")
+    )
+    p = select(Pixel.contact_id.label("cid"), func.count().label("n")).where(pixels).group_by(Pixel.contact_id)
+    ps = p.subquery("p")
+    ref = func.coalesce(Contact.sent_at, Contact.scheduled_at)
+    return (
+        select(
+            Contact.campaign_id,
+            Contact.id,
+            Contact.group_id,
+            case((Contact.status == ContactStatus.sent.value, 1), else_=0),
+            ref,
+            func.coalesce(ps.c.n, 0),
+            *(func.coalesce(o.c[name], 0) for name in OPEN_COLUMNS.values()),
+            o.c.first,
+            case((o.c.first.is_(None), None), else_=delay_us(ref, o.c.first)),
+            func.coalesce(k.c.n, 0),
+            k.c.first,
+        )
+        .select_from(Contact)
+        .outerjoin(ps, ps.c.cid == Contact.id)
+        .outerjoin(o, o.c.cid == Contact.id)
+        .outerjoin(k, k.c.cid == Contact.id)
+        .where(contacts)
+    )
+
+
+# The order of contact_rows' columns.
+SELECTED = [
+    "campaign_id",
+    "contact_id",
+    "group_id",
+    "sent",
+    "ref_at",
+    "pixels",
+    *OPEN_COLUMNS.values(),
+    "first_opened_at",
+    "first_open_delay_us",
+    "clicks",
+    "first_clicked_at",
+]
+assert sorted(SELECTED) == sorted(COLUMNS), "contact_stats columns and their recompute disagree"
+
+
+def replace_all(new: Any) -> list[tuple[str, Any]]:
+    return [(name, new[name]) for name in SELECTED if name not in KEY]
+
+
+def refresh_contacts(db: DB, contact_ids: Iterable[int]) -> None:
+    """Recompute the rows of these contacts (created, edited, or whose pixels/openings/clicks
+    changed), and their groups'. Deleted contacts have no row left (ON DELETE CASCADE): see
+    `forget_contacts`."""
+    for chunk in _chunks(contact_ids):
+        rows = contact_rows(
+            Contact.id.in_(chunk),
+            Opening.contact_id.in_(chunk),
+            Click.contact_id.in_(chunk),
+            Pixel.contact_id.in_(chunk),
+        )
+        before = group_sums(db, STATS.c.contact_id.in_(chunk))
+        upsert(db, STATS, KEY, replace_all, columns=SELECTED, select=rows)
+        after = group_sums(db, STATS.c.contact_id.in_(chunk))
+        add_groups(db, {key: minus(after.get(key, {}), before.get(key, {})) for key in before | after})
+
+
+def forget_contacts(db: DB, contact_ids: Iterable[int]) -> None:
+    """Before deleting these contacts: take their rows off their groups' (the contacts' own rows
+    go with them, ON DELETE CASCADE). Not needed when their whole group goes."""
+    for chunk in _chunks(contact_ids):
+        gone = group_sums(db, STATS.c.contact_id.in_(chunk))
+        add_groups(db, {key: minus({}, sums) for key, sums in gone.items()})

@@ -1,0 +1,110 @@
+"""The ingest path: add the openings/clicks a batch inserted to the three counter tables.
+
+Increments and "earlier first opening" updates, computed by the database from the rows just
+inserted; commutative, so concurrent workers need no coordination beyond the row locks, always
+taken in the same order: contacts, groups, hours.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+
+from app.models import OPEN_COLUMNS, Click, Contact, Opening
+from app.services.counters.contacts import KEY, STATS, open_sums, refresh_contacts
+from app.services.counters.groups import add_groups, group_sums, minus
+from app.services.counters.hours import add_hours, epoch_hour
+from app.services.sql import DB, delay_us, earlier_of, upsert
+
+
+def add_events(db: DB, openings: Sequence[dict[str, Any]], clicks: Sequence[dict[str, Any]]) -> None:
+    """Add the openings/clicks a batch inserted (the rows as inserted) to the counters.
+
+    The database moves the contacts' rows itself, from the rows just inserted (found by their
+    unique event_id): only event ids and contact ids travel, not a row of counters per contact.
+    Their groups' rows move by the difference of the contacts' sums after and before; the
+    hours by the rows' times."""
+    by_campaign: dict[int, set[int]] = defaultdict(set)
+    for row in (*openings, *clicks):
+        by_campaign[row["campaign_id"]].add(row["contact_id"])
+    # The contacts' rows by primary key, locked in key order (concurrent workers lock in the
+    # same order: contacts, then groups, then hours). Locking reads: see groups.group_sums.
+    keys = or_(
+        *(
+            and_(STATS.c.campaign_id == campaign_id, STATS.c.contact_id.in_(sorted(ids)))
+            for campaign_id, ids in sorted(by_campaign.items())
+        )
+    )
+    before = group_sums(db, keys)
+    missing: list[int] = []
+    if sum(sums["contacts"] for sums in before.values()) < sum(len(ids) for ids in by_campaign.values()):
+        # Contacts without a row (written to the database by hand): theirs from the source rows,
+        # which already hold this batch's events, and the batch moves them no further.
+        with_rows = set(db.scalars(select(STATS.c.contact_id).where(keys)))
+        missing = sorted(set().union(*by_campaign.values()) - with_rows)
+        refresh_contacts(db, missing)
+        before = group_sums(db, keys)
+    if openings:
+        where = Opening.event_id.in_([row["event_id"] for row in openings])
+        upsert(db, STATS, KEY, _add_counts, columns=_OPENED, select=_opened(where, Opening.contact_id.not_in(missing)))
+    if clicks:
+        where = Click.event_id.in_([row["event_id"] for row in clicks])
+        upsert(db, STATS, KEY, _add_counts, columns=_CLICKED, select=_clicked(where, Click.contact_id.not_in(missing)))
+    after = group_sums(db, keys)
+    add_groups(db, {key: minus(after.get(key, {}), before.get(key, {})) for key in before | after})
+    hours: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for opening in openings:
+        hours[(opening["campaign_id"], epoch_hour(opening["opened_at"]))][0] += 1
+    for click in clicks:
+        hours[(click["campaign_id"], epoch_hour(click["clicked_at"]))][1] += 1
+    add_hours(db, hours, +1)
+
+
+# The event rows read by the unique event_id index, never by a scan: a scan would wait for
+# the locks of rows another worker is inserting (and deadlock with it).
+_BY_EVENT_ID = "FORCE INDEX (uq_{table}_event_id)"
+_OPENED = ["campaign_id", "contact_id", "group_id", *OPEN_COLUMNS.values(), "first_opened_at"]
+_CLICKED = ["campaign_id", "contact_id", "group_id", "clicks", "first_clicked_at"]
+
+
+def _opened(*where: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
+    """Per contact, the increments (_OPENED) of the openings matching `where`."""
+    hint = _BY_EVENT_ID.format(table="openings")
+    return (
+        select(Opening.campaign_id, Opening.contact_id, Contact.group_id, *open_sums(), func.min(Opening.opened_at))
+        .join(Contact, Contact.id == Opening.contact_id)
+        .where(*where)
+        .group_by(Opening.campaign_id, Opening.contact_id, Contact.group_id)
+        .with_hint(Opening, hint, dialect_name="mysql")
+        .with_hint(Opening, hint, dialect_name="mariadb")
+    )
+
+
+def _clicked(*where: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
+    """Per contact, the increments (_CLICKED) of the clicks matching `where`."""
+    hint = _BY_EVENT_ID.format(table="clicks")
+    return (
+        select(Click.campaign_id, Click.contact_id, Contact.group_id, func.count(), func.min(Click.clicked_at))
+        .join(Contact, Contact.id == Click.contact_id)
+        .where(*where)
+        .group_by(Click.campaign_id, Click.contact_id, Contact.group_id)
+        .with_hint(Click, hint, dialect_name="mysql")
+        .with_hint(Click, hint, dialect_name="mariadb")
+    )
+
+
+def _add_counts(new: Any) -> list[tuple[str, Any]]:
+    """The update of an existing row by the increments `new` (a column not inserted is its
+    default: 0 or NULL, which changes nothing)."""
+    c = STATS.c
+    first = earlier_of(c.first_opened_at, new.first_opened_at)
+    return [
+        *((name, c[name] + new[name]) for name in OPEN_COLUMNS.values()),
+        ("clicks", c.clicks + new.clicks),
+        ("first_opened_at", first),
+        ("first_open_delay_us", delay_us(c.ref_at, first)),
+        ("first_clicked_at", earlier_of(c.first_clicked_at, new.first_clicked_at)),
+    ]

@@ -1,0 +1,71 @@
+"""Group counters (`group_counts`): the sums of their contacts' `contact_stats` rows.
+
+A group's row moves by the difference between its contacts' rows after and before a change
+(read with locking reads, so a worker committing meanwhile is either wholly before or wholly after).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, Select, Table, func, select
+
+from app.models import OPEN_COLUMNS, ContactStats, GroupCounts
+from app.services.sql import DB, upsert
+
+STATS: Table = ContactStats.__table__  # type: ignore[assignment]
+GROUPS: Table = GroupCounts.__table__  # type: ignore[assignment]
+GROUP_KEY = ("campaign_id", "group_id")
+GROUP_COUNTERS = [column.name for column in GROUPS.columns if column.name not in GROUP_KEY]
+GroupKey = tuple[int, int]
+Sums = dict[str, int]  # GROUP_COUNTERS → value (a missing name: 0)
+
+
+def group_sums_query(where: ColumnElement[bool]) -> Select[Any]:
+    """Per (campaign, group): the GROUP_COUNTERS of the contact_stats rows matching `where`."""
+    c = STATS.c
+    sums = {
+        "contacts": func.count(),
+        "sent": func.sum(c.sent, type_=Integer()),  # (a sum of booleans, counted as integers)
+        "pixels": func.sum(c.pixels),
+        **{name: func.sum(c[name]) for name in OPEN_COLUMNS.values()},
+        "openers": func.count(c.first_opened_at),
+        "timed_openers": func.count(c.first_open_delay_us),
+        "clicks": func.sum(c.clicks),
+        "clickers": func.count(c.first_clicked_at),
+    }
+    assert list(sums) == GROUP_COUNTERS, "group_counts columns and their sums disagree"
+    return (
+        select(c.campaign_id, c.group_id, *(sums[name].label(name) for name in GROUP_COUNTERS))
+        .where(where)
+        .group_by(c.campaign_id, c.group_id)
+    )
+
+
+def minus(a: Sums, b: Sums) -> Sums:
+    return {name: a.get(name, 0) - b.get(name, 0) for name in GROUP_COUNTERS}
+
+
+def group_sums(db: DB, where: ColumnElement[bool]) -> dict[GroupKey, Sums]:
+    """The sums, read with a locking read: the latest committed rows and our own (a plain read
+    on MariaDB would see the transaction's snapshot), and no one else's change until we commit."""
+    found: dict[GroupKey, Sums] = {}
+    for campaign_id, group_id, *values in db.execute(group_sums_query(where).with_for_update()):
+        found[(int(campaign_id), int(group_id))] = {
+            name: int(v or 0) for name, v in zip(GROUP_COUNTERS, values, strict=True)
+        }
+    return found
+
+
+def add_groups(db: DB, deltas: dict[GroupKey, Sums]) -> None:
+    """Move group rows by `deltas` (in key order: the same lock order in every transaction)."""
+    rows = [
+        {"campaign_id": campaign_id, "group_id": group_id, **{name: delta.get(name, 0) for name in GROUP_COUNTERS}}
+        for (campaign_id, group_id), delta in sorted(deltas.items())
+        if any(delta.values())
+    ]
+    upsert(db, GROUPS, GROUP_KEY, _add_group_counts, rows=rows)
+
+
+def _add_group_counts(new: Any) -> list[tuple[str, Any]]:
+    return [(name, GROUPS.c[name] + new[name]) for name in GROUP_COUNTERS]

@@ -26,8 +26,6 @@ from app.settings import Settings, get_settings
 from app.tracking.asgi import TrackingFastPath
 from app.tracking.runtime import start_tracking
 
-log = logging.getLogger("pixeltrack")
-
 DESCRIPTION = """
 Self-hosted email open tracking. Authenticate with **POST /auth/token** (or the
 *Authorize* button), then manage campaigns → groups → contacts → pixels → openings.

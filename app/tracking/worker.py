@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +49,6 @@ class WorkerStats:
     malformed: int = 0
     reclaimed: int = 0
     db_errors: int = 0
-    last_batch_size: int = 0
 
 
 def ensure_group(redis: Redis, stream: str = STREAM, group: str = GROUP) -> None:
@@ -76,7 +74,6 @@ class StreamWorker:
         claim_idle_ms: int = 30_000,
         claim_every: int = 10,
         max_backoff: float = 30.0,
-        on_batch: Callable[[IngestResult, int], None] | None = None,
     ) -> None:
         self.redis = redis
         self.engine = engine
@@ -88,7 +85,6 @@ class StreamWorker:
         self.claim_idle_ms = claim_idle_ms
         self.claim_every = claim_every
         self.max_backoff = max_backoff
-        self.on_batch = on_batch
         self.stats = WorkerStats()
         self._next_gauges = 0.0
         self._loops = 0
@@ -160,9 +156,6 @@ class StreamWorker:
         self.stats.duplicates += result.duplicates
         self.stats.skipped_missing += result.skipped_missing
         self.stats.malformed += len(malformed)
-        self.stats.last_batch_size = len(entries)
-        if self.on_batch is not None:
-            self.on_batch(result, len(entries))
         return result
 
     def run_once(self, *, block: bool = True) -> int:

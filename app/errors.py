@@ -22,13 +22,20 @@ log = logging.getLogger("pixeltrack.errors")
 
 
 class AppError(Exception):
+    """The base of the errors a service raises on purpose.
+
+    The message a client sees is `detail` when given, else the class's `default_detail`
+    (never its docstring, which is for developers).
+    """
+
     status_code = 400
     code = "bad_request"
+    default_detail: Any = "Bad request."
     headers: dict[str, str] | None = None
 
     def __init__(self, detail: Any = None, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.detail = detail if detail is not None else self.__class__.__doc__
+        self.detail = detail if detail is not None else self.default_detail
         if code:
             self.code = code
         if headers:
@@ -36,53 +43,40 @@ class AppError(Exception):
 
 
 class NotFound(AppError):
-    """Not found."""
-
     status_code = 404
     code = "not_found"
+    default_detail = "Not found."
 
 
 class Conflict(AppError):
-    """Conflicts with an existing object."""
-
     status_code = 409
     code = "conflict"
+    default_detail = "Conflicts with an existing object."
 
 
 class Unauthorized(AppError):
-    """Not authenticated."""
-
     status_code = 401
     code = "not_authenticated"
+    default_detail = "Not authenticated."
     headers = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(AppError):
-    """Not allowed."""
-
     status_code = 403
     code = "forbidden"
+    default_detail = "Not allowed."
 
 
 class ValidationFailed(AppError):
-    """Invalid input."""
-
     status_code = 422
     code = "validation_error"
+    default_detail = "Invalid input."
 
 
 class RateLimited(AppError):
-    """Too many requests."""
-
     status_code = 429
     code = "rate_limited"
-
-
-class ServiceUnavailable(AppError):
-    """A dependency is unavailable."""
-
-    status_code = 503
-    code = "service_unavailable"
+    default_detail = "Too many requests."
 
 
 def error_body(detail: Any, code: str) -> dict[str, Any]:

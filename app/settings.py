@@ -1,6 +1,7 @@
 """The one place configuration is read (environment variables and `.env`).
 
-Every variable of SPEC §3 is a field here; `.env.example` documents them.
+Every variable the service reads is a field here; `.env.example` and docs/configuration.md
+(generated from the fields) document them.
 `DATABASE_URL` overrides the MYSQL_* variables and `REDIS_URL` the REDIS_* ones.
 With no MySQL configured the service uses an embedded SQLite file, and with no
 Redis configured an in-process cache and queue.
@@ -67,8 +68,6 @@ class Settings(BaseSettings):
     """MySQL/MariaDB user."""
     mysql_password: SecretStr | None = None
     """MySQL/MariaDB password (required in production)."""
-    mysql_root_password: SecretStr | None = None
-    """Only used by the mysql container (docker compose) to initialise the server."""
     mysql_host: str | None = None
     """MySQL/MariaDB host; unset (and no DATABASE_URL): the embedded SQLite file is used."""
     mysql_port: int = 3306
@@ -172,7 +171,6 @@ class Settings(BaseSettings):
         "fernet_key",
         "fernet_old_keys",
         "mysql_password",
-        "mysql_root_password",
         "redis_password",
         "first_admin_password",
         "metrics_token",
@@ -261,12 +259,14 @@ class Settings(BaseSettings):
         return None
 
     def secret_key(self) -> str:
-        assert self.api_secret_key is not None, "call check_and_fill_secrets() first"
+        if self.api_secret_key is None:  # (an explicit check: an assert vanishes under python -O)
+            raise StartupError("API_SECRET_KEY is not resolved: build settings with get_settings()")
         return self.api_secret_key.get_secret_value()
 
     def fernet_keys(self) -> list[str]:
         """Current key first, then the older keys still accepted."""
-        assert self.fernet_key is not None, "call check_and_fill_secrets() first"
+        if self.fernet_key is None:
+            raise StartupError("FERNET_KEY is not resolved: build settings with get_settings()")
         keys = [self.fernet_key.get_secret_value()]
         if self.fernet_old_keys:
             keys += [k.strip() for k in self.fernet_old_keys.get_secret_value().split(",") if k.strip()]

@@ -37,6 +37,7 @@ NOT_SETTINGS = {
         "API processes share their metrics, emptied at start (created if missing); `pixeltrack serve --workers N` "
         "(N > 1) uses a fresh temporary one when unset"
     ),
+    "MYSQL_ROOT_PASSWORD": "docker compose only: the mysql container's root password, to initialise the server",
     "GRAFANA_ADMIN_USER": "docker compose only: the Grafana admin login",
     "GRAFANA_ADMIN_PASSWORD": "docker compose only: the Grafana admin password",
 }

@@ -55,6 +55,7 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (what containers bind; checked, never b
 
 # Variables used by the stack that are not fields of Settings, and who reads them.
 COMPOSE_ONLY = {
+    "MYSQL_ROOT_PASSWORD": "docker compose → mysql (initialises the server; the service never reads it)",
     "GRAFANA_ADMIN_USER": "docker compose → grafana GF_SECURITY_ADMIN_USER",
     "GRAFANA_ADMIN_PASSWORD": "docker compose → grafana GF_SECURITY_ADMIN_PASSWORD",
     "PROMETHEUS_MULTIPROC_DIR": "prometheus_client (multiprocess metrics of the uvicorn workers)",

@@ -1,4 +1,4 @@
-"""Pixel hot-path benchmark (SPEC §6): the real app vs a bare ASGI app vs the naive design.
+"""Pixel hot-path benchmark (targets: docs/benchmarks.md): the real app vs a bare ASGI app vs the naive design.
 
 Usage (MariaDB and Redis on loopback, wrk installed):
 
@@ -374,7 +374,7 @@ def main() -> int:
         f"{check['openings_rows']:,} openings rows for {check['distinct_pixels_in_rows']:,} distinct pixels; "
         f"{check['distinct_pixels_loaded']:,} distinct pixels loaded → **{'OK' if check['ok'] else 'MISMATCH'}**.",
         "",
-        "| target (SPEC §6) | met |",
+        "| target (docs/benchmarks.md) | met |",
         "|---|---|",
         *[f"| {k} | {'yes' if v else 'no'} |" for k, v in summary["targets"].items()],
         "",

@@ -36,7 +36,7 @@ DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 APP_TABLES = {t.name for t in Base.metadata.sorted_tables}
 ROOT = Path(__file__).resolve().parent.parent  # the repository (alembic.ini, alembic/)
 
-# Spec §1: deleting a parent deletes its children (child table, referred table).
+# Deleting a parent deletes its children (child table, referred table).
 CASCADING = {
     ("campaigns", "users"),
     ("groups", "campaigns"),

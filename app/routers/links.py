@@ -39,7 +39,8 @@ def get_link(link_id: IdPath, user: CurrentUser, db: SessionDep) -> LinkOut:
 @router.patch("/links/{link_id}", response_model=LinkOut)
 def update_link(link_id: IdPath, body: LinkUpdate, user: CurrentUser, db: SessionDep, request: Request) -> LinkOut:
     link = links.update_link(db, links.get_link(db, user, link_id), body.changes())
-    # Clicks redirect to the new URL at once, in every API process (see LinkCache).
+    # Drop the cached URL: at once in this process and, with Redis, in every other API process;
+    # without Redis the other processes redirect to the old URL until their entry expires (LinkCache).
     from_thread.run(request.app.state.tracker.links.changed, link.id)
     return LinkOut.model_validate(link)
 

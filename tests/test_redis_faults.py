@@ -137,7 +137,8 @@ def test_hung_redis_is_skipped_then_used_again(
     """A SIGSTOPped redis-server (accepts connections, never answers): after the first call that
     times out, the breaker opens and every request answers at once; after SIGCONT, Redis is
     used again (issue 10, item 11)."""
-    pixels = seed_pixels(engine, 40)
+    pixels = seed_pixels(engine, 50)
+    baseline_pixels, pixels = pixels[40:], pixels[:40]
     server = PrivateRedis(tmp_path / "redis")
     server.start()
     assert server.proc is not None
@@ -162,9 +163,6 @@ def test_hung_redis_is_skipped_then_used_again(
             assert client.get("/auth/me", headers=headers).status_code == 200
             assert client.get(f"/o/{codec.pixel_token(pixels[0])}.gif").status_code == 200
             assert not queue.degraded
-            unshared_before = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0
-            os.kill(server.proc.pid, signal.SIGSTOP)
-            stopped = True
             timings: list[tuple[str, float]] = []
 
             def timed(label: str, status: int, method: str, path: str, **kwargs: Any) -> None:
@@ -173,20 +171,36 @@ def test_hung_redis_is_skipped_then_used_again(
                 timings.append((label, time.monotonic() - start))
                 assert response.status_code == status, (label, response.status_code, response.text)
 
-            for pixel in pixels[1:11]:
-                timed("pixel", 200, "GET", f"/o/{codec.pixel_token(pixel)}.gif")
-            for _ in range(5):
-                timed("me", 200, "GET", "/auth/me", headers=headers)
-            timed("login", 200, "POST", "/auth/token", data=login)
-            timed("bad login", 401, "POST", "/auth/token", data={**login, "password": "wrong-password"})
-            timed("readyz", 200, "GET", "/readyz")
+            def requests(pixel_ids: list[int]) -> None:
+                for pixel in pixel_ids:
+                    timed("pixel", 200, "GET", f"/o/{codec.pixel_token(pixel)}.gif")
+                for _ in range(5):
+                    timed("me", 200, "GET", "/auth/me", headers=headers)
+                timed("login", 200, "POST", "/auth/token", data=login)
+                timed("bad login", 401, "POST", "/auth/token", data={**login, "password": "wrong-password"})
+                timed("readyz", 200, "GET", "/readyz")
+
+            # The same requests with Redis answering, in this run: the baseline the hung case is held to
+            # (password hashing alone takes longer on a busy machine).
+            requests(baseline_pixels)
+            baseline = sum(seconds for _, seconds in timings)
+            timings.clear()
+            assert not queue.degraded
+            unshared_before = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            stopped = True
+            requests(pixels[1:11])
             assert client.get("/readyz").json()["checks"]["redis"] == "degraded"
             slowest = max(seconds for _, seconds in timings)
             total = sum(seconds for _, seconds in timings)
-            print(f"\n[hung] {len(timings)} requests with Redis stopped: total {total:.3f}s;", timings)
-            # One call may wait for the 0.5 s call timeout; a request never waits for the 2 s socket timeout.
-            assert slowest < 1.5, timings
-            assert total < 3.0, timings
+            print(f"\n[hung] {len(timings)} requests with Redis stopped: {total:.3f}s (answering: {baseline:.3f}s);")
+            # A request waits at most for the 0.5 s call timeout, never for the 2 s socket timeout; and only
+            # one call per breaker interval (REDIS_BREAKER_OPEN_SECONDS, 2 s) waits at all: the first, then
+            # one trial per interval. On main, 18 such requests took 21 s.
+            rounded = [(label, round(seconds, 3)) for label, seconds in timings]
+            assert slowest < 1.5, rounded
+            waited = [seconds for _, seconds in timings if seconds >= 0.45]
+            assert len(waited) <= 1 + int(total / 2.0), (baseline, rounded)
             assert queue.degraded  # pixels went to the in-process queue
             assert _sample("pixeltrack_redis_breaker_open") == 1
             unshared = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0

@@ -39,20 +39,24 @@ class PrivateMariaDB:
                 pytest.fail(message + " (required when CI=true)", pytrace=False)
             pytest.skip(message)
         self.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                self.install_db,
-                "--no-defaults",
-                "--user=root",
-                f"--datadir={self.datadir}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            timeout=120,
-        )
+        log = self.dir / "install.log"
+        with log.open("wb") as out:
+            result = subprocess.run(
+                [
+                    self.install_db,
+                    "--no-defaults",
+                    "--user=root",
+                    f"--datadir={self.datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
+        if result.returncode != 0:  # say why (seen once with two suites running at once)
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(f"mariadb-install-db exited {result.returncode}:\n{tail}")
 
     def start(self) -> None:
         assert self.mariadbd is not None

@@ -12,6 +12,7 @@ for a set of acceptable statuses), `Route` (one write route and the types of its
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.models import Base, Campaign, Contact, Group, Link, Opening, User
 from tests import factories
 from tests.helpers import assert_error
+from tests.support.routes import API_CALLS, item_paths, list_paths
 
 MB = 1024 * 1024
 SURROGATE = "\\ud800"  # a lone surrogate, as written inside a JSON string
@@ -185,6 +187,10 @@ ROUTES = [
     ),
 ]
 ROUTE_IDS = [r.name for r in ROUTES]
+
+
+def test_every_body_route_here_is_in_the_shared_route_table() -> None:
+    assert {(r.method, r.path) for r in ROUTES} <= {(call.method, call.template) for call in API_CALLS}
 
 
 @dataclass
@@ -483,21 +489,14 @@ def test_bulk_with_non_object_row_is_422(client, engine: Engine, ctx: Ctx, rows:
 
 # Ids in paths and query parameters.
 
-ITEM_PATHS = {
-    "campaign": "/api/v1/campaigns/{}",
-    "group": "/api/v1/groups/{}",
-    "contact": "/api/v1/contacts/{}",
-    "pixel": "/api/v1/pixels/{}",
-    "opening": "/api/v1/openings/{}",
-    "link": "/api/v1/links/{}",
-    "user": "/api/v1/users/{}",
-}
+ITEM_PATHS = item_paths()
+# `parent-children -> /api/v1/<parents>/{}/<children>`: the nested lists, and a link's URL for a contact.
 PARENT_PATHS = {
-    "campaign-groups": "/api/v1/campaigns/{}/groups",
-    "campaign-links": "/api/v1/campaigns/{}/links",
-    "group-contacts": "/api/v1/groups/{}/contacts",
-    "contact-pixels": "/api/v1/contacts/{}/pixels",
-    "pixel-openings": "/api/v1/pixels/{}/openings",
+    **{
+        f"{kinds.rstrip('s')}-{path.rsplit('/', 1)[1]}": re.sub(r"{\w+}", "{}", path)
+        for kinds, path in ((path.split("/")[3], path) for path in list_paths().values())
+        if "{" in path
+    },
     "link-url": "/api/v1/links/{}/url?contact_id=1",
 }
 BAD_IDS = {
@@ -588,15 +587,7 @@ def test_largest_parent_id_is_404(client, engine: Engine, ctx: Ctx, kind: str) -
     assert _snapshot(engine) == before
 
 
-LIST_PATHS = {
-    "campaigns": "/api/v1/campaigns",
-    "groups": "/api/v1/campaigns/{campaign}/groups",
-    "contacts": "/api/v1/groups/{group}/contacts",
-    "pixels": "/api/v1/contacts/{contact}/pixels",
-    "openings": "/api/v1/pixels/{pixel}/openings",
-    "links": "/api/v1/campaigns/{campaign}/links",
-    "users": "/api/v1/users",
-}
+LIST_PATHS = list_paths()
 BAD_PAGING = {
     "limit-0": "limit=0",
     "limit-negative": "limit=-1",

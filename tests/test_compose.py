@@ -291,6 +291,7 @@ def test_api_exports_a_writable_multiprocess_metrics_dir() -> None:
     assert directory in mounted, "a tmpfs (or volume): writable by the app user, empty at each start"
 
 
+@pytest.mark.processes
 def test_worker_serves_its_metrics_for_prometheus() -> None:
     worker = _service("worker")
     env = _environment(worker)
@@ -740,6 +741,7 @@ def _wait_for_200(
     pytest.fail(f"{url} not 200 within {deadline_s}s (last: {last}):\n{log.read_text()}")
 
 
+@pytest.mark.processes
 @pytest.mark.sqlite_only
 def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
     port = free_port()
@@ -790,6 +792,7 @@ def test_api_compose_command_runs_by_hand(tmp_path: Path) -> None:
     assert "--reload" not in " ".join(argv)
 
 
+@pytest.mark.processes
 @pytest.mark.sqlite_only
 def test_worker_compose_command_runs_by_hand(tmp_path: Path, redis_client: Any, redis_url: str) -> None:
     port = free_port()

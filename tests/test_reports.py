@@ -721,6 +721,7 @@ def test_csv_reads_in_keyset_chunks_without_losing_ties(
     assert str(other["opening"].id) not in {r[0] for r in rows}
 
 
+@pytest.mark.processes
 def test_csv_streams_through_a_real_server(
     settings: Settings, db: Session, user: User, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

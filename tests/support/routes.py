@@ -128,3 +128,13 @@ def app_operations(app: FastAPI) -> set[tuple[str, str]]:
         generic = re.sub(r"{(\w+)_id}", lambda m: "{" + m.group(1) + "}", path)
         found.update((method.upper(), generic) for method in operations if method != "head")
     return found
+
+
+def routes_matching(pattern: str) -> list[tuple[str, str]]:
+    """(method, template) of the table's routes whose template fully matches `pattern`, in table order."""
+    found: list[tuple[str, str]] = []
+    for call in API_CALLS:
+        key = (call.method, call.template)
+        if re.fullmatch(pattern, call.template) and key not in found:
+            found.append(key)
+    return found

@@ -14,7 +14,7 @@ lint:  ## ruff, ruff format, mypy (strict on app/), typos
 	$(VENV)/bin/mypy
 	$(VENV)/bin/typos
 
-test-fast:  ## the SQLite leg without the slow tests (builds, installs, soaks)
+test-fast:  ## the SQLite leg without the slow tests (processes, servers, builds, fuzzing, soaks)
 	$(PY) -m pytest -q -m "not slow" --db sqlite $(COV)
 
 test:  ## everything CI runs: installs, lint, both database legs, with coverage

@@ -49,6 +49,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     leg = config.getoption("--db")
     for item in items:
+        # The fast loop (`-m "not slow"`) leaves out whatever starts processes.
+        if item.get_closest_marker("processes") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
         if leg == "sqlite" and item.get_closest_marker("mysql_only"):
             item.add_marker(pytest.mark.skip(reason="MariaDB leg only"))
         if leg == "mysql" and item.get_closest_marker("sqlite_only"):

@@ -389,6 +389,7 @@ def test_production_without_secrets_refuses_every_database_command(
 # serve, end to end.
 
 
+@pytest.mark.processes
 def test_serve_end_to_end_with_generated_secrets_admin_and_sample(tmp_path: Path) -> None:
     port = free_port()
     db_file = tmp_path / "serve.db"
@@ -429,6 +430,7 @@ def test_serve_end_to_end_with_generated_secrets_admin_and_sample(tmp_path: Path
     assert server.proc.returncode is not None
 
 
+@pytest.mark.processes
 def test_serve_in_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
     port = free_port()
     db_file = tmp_path / "prod.db"

@@ -6,7 +6,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.support.serve import PIXELTRACK
+
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
 
 HEAVY = ("fastapi", "sqlalchemy", "uvicorn", "pydantic", "starlette", "cryptography")
 

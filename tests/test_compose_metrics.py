@@ -21,6 +21,8 @@ from tests.test_compose import (
 )
 from tests.test_compose import COMPOSE_FILE as COMPOSE
 
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
+
 SECRET = "metrics_token"
 
 

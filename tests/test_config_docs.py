@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,7 @@ def test_configuration_page_and_env_example_match_the_settings() -> None:
         assert field.description in page
 
 
+@pytest.mark.processes
 def test_the_check_command_passes_on_the_repository() -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

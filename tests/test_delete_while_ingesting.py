@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -27,6 +28,8 @@ from app.tracking.events import CLICK, OPEN, Event, new_event_id
 from app.tracking.ingest import IngestResult, store_events
 from tests import factories
 from tests.helpers import counter_drift
+
+pytestmark = pytest.mark.slow  # long: not in the fast loop
 
 ROUNDS = 200
 LINKS = 5

@@ -61,6 +61,8 @@ from tests.support.tracking_data import (
 )
 from tests.support.worker_thread import WorkerThread
 
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
+
 # --- the app bugs (a) and (d) found, pinned deterministically ----------------------------------
 
 

@@ -54,6 +54,8 @@ from app.models.base import MAX_ID
 from app.settings import Settings
 from tests import factories
 
+pytestmark = pytest.mark.slow  # long: not in the fast loop
+
 MAX_EXAMPLES = 20
 STATEFUL_SCENARIOS = 50
 STATEFUL_STEPS = 12

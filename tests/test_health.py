@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
@@ -58,6 +59,7 @@ def test_schema_behind_the_code_is_not_ready(engine: Engine) -> None:
     assert database_checks(engine) == {"database": "ok", "schema": "ok"}
 
 
+@pytest.mark.processes
 def test_served_process_sends_no_server_header(settings: Settings, engine: Engine, tmp_path: Path) -> None:
     """`pixeltrack serve` (what the benchmarks and the README run) does not advertise uvicorn."""
     port = free_port()

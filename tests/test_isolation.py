@@ -21,60 +21,18 @@ from app.models import Base, Contact, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import assert_error
+from tests.support.routes import ApiCall, owned_calls
 
 MISSING_ID = 987_654_321
 
-# (method, path template, JSON body, status for the owner). Placeholders are filled from the tree.
-ROUTES: list[tuple[str, str, Any, int]] = [
-    # Campaigns.
-    ("GET", "/api/v1/campaigns/{campaign}", None, 200),
-    ("PATCH", "/api/v1/campaigns/{campaign}", {"name": "Renamed"}, 200),
-    ("DELETE", "/api/v1/campaigns/{campaign}", None, 204),
-    ("GET", "/api/v1/campaigns/{campaign}/groups", None, 200),
-    ("POST", "/api/v1/campaigns/{campaign}/groups", {"name": "Arm B"}, 201),
-    ("GET", "/api/v1/campaigns/{campaign}/links", None, 200),
-    ("POST", "/api/v1/campaigns/{campaign}/links", {"url": "https://example.com/new"}, 201),
-    # Reports.
-    ("GET", "/api/v1/campaigns/{campaign}/stats", None, 200),
-    ("GET", "/api/v1/campaigns/{campaign}/stats?bucket=day", None, 200),
-    ("GET", "/api/v1/campaigns/{campaign}/openings.csv", None, 200),
-    ("GET", "/api/v1/campaigns/{campaign}/clicks.csv", None, 200),
-    # Groups.
-    ("GET", "/api/v1/groups/{group}", None, 200),
-    ("PATCH", "/api/v1/groups/{group}", {"name": "Renamed arm"}, 200),
-    ("DELETE", "/api/v1/groups/{group}", None, 204),
-    ("GET", "/api/v1/groups/{group}/contacts", None, 200),
-    ("POST", "/api/v1/groups/{group}/contacts", {"email": "new@example.com"}, 201),
-    ("POST", "/api/v1/groups/{group}/contacts", [{"email": "b1@example.com"}, {"email": "b2@example.com"}], 201),
-    # Contacts.
-    ("GET", "/api/v1/contacts/{contact}", None, 200),
-    ("PATCH", "/api/v1/contacts/{contact}", {"name": "Renamed contact"}, 200),
-    ("DELETE", "/api/v1/contacts/{contact}", None, 204),
-    ("GET", "/api/v1/contacts/{contact}/pixels", None, 200),
-    ("POST", "/api/v1/contacts/{contact}/pixels", None, 201),
-    ("POST", "/api/v1/contacts/{contact}/pixels", {"number": 9}, 201),
-    # Pixels.
-    ("GET", "/api/v1/pixels/{pixel}", None, 200),
-    ("PATCH", "/api/v1/pixels/{pixel}", {"number": 2}, 200),
-    ("DELETE", "/api/v1/pixels/{pixel}", None, 204),
-    ("GET", "/api/v1/pixels/{pixel}/openings", None, 200),
-    ("POST", "/api/v1/pixels/{pixel}/openings", {"client": "browser", "event_id": "bola-evt"}, 201),
-    # Openings.
-    ("GET", "/api/v1/openings/{opening}", None, 200),
-    ("PATCH", "/api/v1/openings/{opening}", {"client": "bot"}, 200),
-    ("DELETE", "/api/v1/openings/{opening}", None, 204),
-    # Links.
-    ("GET", "/api/v1/links/{link}", None, 200),
-    ("PATCH", "/api/v1/links/{link}", {"url": "https://attacker.example/phish"}, 200),
-    ("DELETE", "/api/v1/links/{link}", None, 204),
-    ("GET", "/api/v1/links/{link}/url?contact_id={contact}", None, 200),
-]
+# (method, path template, JSON body, status for the owner): the shared table's owned routes.
+ROUTES: list[ApiCall] = owned_calls()
 
 OWNED_PARAMS = {"campaign_id", "group_id", "contact_id", "pixel_id", "opening_id", "link_id"}
 
 
-def _route_id(route: tuple[str, str, Any, int]) -> str:
-    method, path, body, _ = route
+def _route_id(route: ApiCall) -> str:
+    method, path, body = route.method, route.path, route.body
     suffix = "-list" if isinstance(body, list) else ("-nobody" if method == "POST" and body is None else "")
     return f"{method} {path.removeprefix('/api/v1')}{suffix}"
 
@@ -86,8 +44,8 @@ def ids_of(tree: dict[str, Any]) -> dict[str, int]:
     return {name: obj.id for name, obj in tree.items()}
 
 
-def call(client: Any, route: tuple[str, str, Any, int], ids: dict[str, int], headers: dict[str, str]) -> Any:
-    method, template, body, _ = route
+def call(client: Any, route: ApiCall, ids: dict[str, int], headers: dict[str, str]) -> Any:
+    method, template, body = route.method, route.path, route.body
     kwargs: dict[str, Any] = {"headers": headers}
     if body is not None:
         kwargs["json"] = body
@@ -113,7 +71,7 @@ def attacker(db: Session, other_user: User) -> User:
 
 
 def test_route_table_covers_every_route_with_an_owned_id(app: FastAPI) -> None:
-    covered = {(method, path.split("?")[0]) for method, path, _, _ in ROUTES}
+    covered = {(route.method, route.template) for route in ROUTES}
     names = {"campaign", "group", "contact", "pixel", "opening", "link"}
     expected = set()
     for path, operations in app.openapi()["paths"].items():
@@ -156,7 +114,7 @@ def test_owner_succeeds(client, db: Session, tree: dict[str, Any], headers: dict
     else:
         assert snapshot(db) != before
     if route[0] == "DELETE":
-        assert_error(call(client, ("GET", route[1], None, 200), ids, headers), 404, "not_found")
+        assert_error(call(client, ApiCall("GET", route.path, None, 200), ids, headers), 404, "not_found")
 
 
 @pytest.mark.parametrize("route", CASES)

@@ -46,6 +46,7 @@ def _post_in_parallel(base: str, username: str, password: str, n: int) -> list[i
     return asyncio.run(run())
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("store", ["in-process", "redis"])
 def test_parallel_wrong_passwords_check_at_most_the_limit(
     settings: Settings, engine: Engine, db: Session, store: str, request: pytest.FixtureRequest
@@ -163,6 +164,7 @@ def _attempt(base: str, forwarded_for: str, password: str) -> int:
     return response.status_code
 
 
+@pytest.mark.processes
 def test_forwarded_for_from_an_untrusted_peer_does_not_change_the_throttle_key(tmp_path: Path) -> None:
     """Default (FORWARDED_ALLOW_IPS unset): a client on 127.0.0.1 cannot pose as other IPs."""
     proc, base = _serve(tmp_path)
@@ -173,6 +175,7 @@ def test_forwarded_for_from_an_untrusted_peer_does_not_change_the_throttle_key(t
         stop_process(proc)
 
 
+@pytest.mark.processes
 def test_forwarded_for_from_a_configured_proxy_is_the_client(tmp_path: Path) -> None:
     proc, base = _serve(tmp_path, FORWARDED_ALLOW_IPS="127.0.0.1")
     try:

@@ -145,6 +145,7 @@ def test_worker_metrics_and_gauges(
     assert sample(text, "pixeltrack_stream_pending") == 0
 
 
+@pytest.mark.processes
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("existing", [True, False], ids=["existing-dir", "missing-dir"])
 def test_two_uvicorn_workers_aggregate_metrics(tmp_path: Path, existing: bool) -> None:

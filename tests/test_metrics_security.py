@@ -128,6 +128,7 @@ def test_api_metrics_stay_open_when_no_token_is_configured(client: TestClient) -
 # --- METRICS_BIND ------------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_metrics_bind_serves_metrics_on_a_separate_listener_only(settings: Settings, engine: Engine) -> None:
     port = free_port()
     bound = settings.model_copy(update={"metrics_bind": f"127.0.0.1:{port}", "metrics_token": SecretStr(TOKEN)})
@@ -241,6 +242,7 @@ def _scrape(url: str, proc: subprocess.Popen[bytes]) -> float:
     return _inserted(response.text) if response.status_code == 200 else -1.0
 
 
+@pytest.mark.processes
 @pytest.mark.sqlite_only
 def test_metrics_bind_with_two_uvicorn_workers_answers_the_sum_on_every_connection(tmp_path: Path) -> None:
     """`pixeltrack serve --workers 2` with METRICS_BIND: both processes bind the listener

@@ -164,6 +164,7 @@ def test_every_revision_steps_down_and_up(fresh_engine: Engine) -> None:
     assert _diff(fresh_engine) == []
 
 
+@pytest.mark.processes
 def test_alembic_command_line_round_trip(fresh_url: str, fresh_engine: Engine) -> None:
     alembic = Path(sys.executable).with_name("alembic")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "DATABASE_URL"))}

@@ -44,6 +44,8 @@ from tests import factories
 from tests.live import live_server
 from tests.support.processes import free_port
 
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 VENV_BIN = Path(sys.executable).parent

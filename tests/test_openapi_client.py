@@ -20,6 +20,8 @@ from sqlalchemy import Engine
 from tests.support.processes import wait_until
 from tests.support.serve import ADMIN, ADMIN_PASSWORD, served_with_sample
 
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
+
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is not installed (dev dependency)")
 
 CONFIG = Path(__file__).resolve().parents[1] / "docs" / "openapi-python-client.yaml"

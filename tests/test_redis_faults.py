@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
@@ -36,6 +37,8 @@ from tests.support.processes import wait_until
 from tests.support.redis_server import PrivateRedis
 from tests.support.tracking_data import openings, pending, push_events, row_count, seed_pixels
 from tests.support.worker_thread import WorkerThread
+
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
 
 
 def flush_redis_recording_the_stream(client: Any) -> list[Event]:

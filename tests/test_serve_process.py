@@ -18,7 +18,7 @@ from app.tracking.queue import STREAM
 from tests.support.processes import free_port, wait_until
 from tests.support.serve import Serve, alive, children, clean_environ, make_pixel_and_link, openings
 
-pytestmark = pytest.mark.sqlite_only
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")

@@ -266,6 +266,7 @@ def test_redis_path_dedupes_enqueues_and_worker_inserts(
     assert count(db, Opening, pixel_id=pixel.id) == 3
 
 
+@pytest.mark.slow
 def test_200_concurrent_loads_of_one_pixel_make_exactly_one_opening(
     settings: Settings, engine: Engine, worker: StreamWorker, redis_url: str, db: Session, user: User
 ) -> None:
@@ -279,6 +280,7 @@ def test_200_concurrent_loads_of_one_pixel_make_exactly_one_opening(
     assert count(db, Opening, pixel_id=pixel.id) == 1 + 1
 
 
+@pytest.mark.slow
 def test_1000_concurrent_loads_of_distinct_pixels_make_1000_openings(
     settings: Settings, engine: Engine, worker: StreamWorker, redis_url: str, db: Session, user: User
 ) -> None:

@@ -16,6 +16,8 @@ from app.models import Campaign, Contact, Opening, Pixel
 from tests.support.processes import wait_until
 from tests.support.serve import ADMIN_PASSWORD, served_with_sample
 
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
+
 WALKTHROUGH = Path(__file__).resolve().parents[1] / "docs" / "walkthrough.md"
 
 

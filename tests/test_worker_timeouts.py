@@ -28,6 +28,8 @@ from tests.support.tcp_proxy import FreezableProxy
 from tests.support.tracking_data import openings, pending, push_events, seed_pixels
 from tests.support.worker_thread import WorkerThread
 
+pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
+
 
 @pytest.mark.mysql_only
 def test_worker_does_not_block_on_a_database_that_stops_answering(

@@ -105,6 +105,8 @@ def test_strong_first_admin_password_passes_the_production_check(settings: Setti
             "app_env": "production",
             "first_admin_password": SecretStr(FIRST_PASSWORD),
             "metrics_token": SecretStr("metrics-token-" + "m" * 24),
+            # Not the test server's password-less MariaDB URL, which production refuses.
+            "database_url": "sqlite:///./pixeltrack.db",
         }
     )
     check_and_fill_secrets(production)

@@ -364,8 +364,13 @@ def test_worker_sigkilled_mid_batch_is_reclaimed_exactly_once(
             wait_until(progressing, f"{name} to insert rows", interval=0.05)  # COUNT(*): not in a tight loop
 
             def holding(proc: subprocess.Popen[bytes] = proc, name: str = name) -> bool:
+                nonlocal events
                 if proc.poll() is not None:
                     raise AssertionError(f"worker exited early ({proc.returncode})")
+                if redis_client.xlen(STREAM) < 500:
+                    # On an idle machine a worker can drain the stream before a poll sees it holding a
+                    # batch: keep it busy (every event pushed is counted in `events`).
+                    events += push_events(redis_client, pixels, 2_000)
                 return consumer_pending(redis_client, name) > 0  # a batch read and not yet acknowledged
 
             wait_until(holding, f"{name} to hold a batch", interval=0.001)  # cheap: one Redis call

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import IntegrityError
 
-from app import __version__, metrics
+from app import __version__, cooperative, metrics
 from app.accesslog import configure_access_log
 from app.bodyguard import RequestBodyGuard
 from app.db import make_engine, make_sessionmaker, session_scope
@@ -98,6 +98,7 @@ def create_asgi(settings: Settings | None = None) -> TrackingFastPath:
     """What uvicorn serves: the FastAPI app behind the pixel/click fast path."""
     app = create_app(settings)
     _tune_gc()
+    cooperative.configure_process()
     return TrackingFastPath(app, app.state)
 
 

@@ -40,8 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, text
 
 from app.clients import sync_redis
 from app.db import make_engine
@@ -52,27 +51,16 @@ from app.tracking.events import OPEN, Event
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
-from bench.servers import PrivateRedis, start_api
+from bench.servers import PrivateRedis, fresh_database, production_env, start_api
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
-SERVER_URL = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def fresh_database(name: str) -> str:
-    server = make_url(SERVER_URL)
-    admin = create_engine(server)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-    admin.dispose()
-    return server.set(database=name).render_as_string(hide_password=False)
 
 
 def seed(url: str, n: int) -> list[int]:
@@ -268,13 +256,7 @@ def main() -> int:
     private_redis = PrivateRedis()  # this run's own: never the system Redis
     redis_url = private_redis.url
     redis = sync_redis(redis_url)
-    env = {
-        "APP_ENV": "production",
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url,
-        "FERNET_KEY": fernet_key,
-        "API_SECRET_KEY": Fernet.generate_key().decode() + "-bench-secret",
-    }
+    env = production_env(url, redis_url, fernet_key)
     results: dict[str, Any] = {}
     for name, target in (("bare_asgi", ["bench.apps:bare_app"]), ("naive", ["bench.apps:naive_app", "--factory"])):
         log(f"load: {name} ...")

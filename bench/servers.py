@@ -10,6 +10,7 @@ middleware and process model as the compose `api` command (`uvicorn app.main:cre
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,8 +21,45 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 ROOT = Path(__file__).resolve().parent.parent
 PIXELTRACK = str(Path(sys.executable).with_name("pixeltrack"))
+SERVER_URL = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
+
+
+def fresh_database(name: str) -> str:
+    """A new MariaDB database and a user of its own with a random password: the URL production accepts.
+
+    Production refuses a passwordless DATABASE_URL, so the benchmarks connect as a database user
+    made for the run (all privileges on that database only), as a deployment would.
+    """
+    server = make_url(SERVER_URL)
+    user, password = f"bench_{name}"[:32], secrets.token_urlsafe(24)
+    admin = create_engine(server)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+        conn.execute(text(f"CREATE USER IF NOT EXISTS '{user}'@'%'"))
+        conn.execute(text(f"ALTER USER '{user}'@'%' IDENTIFIED BY :password"), {"password": password})
+        conn.execute(text(f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%'"))
+    admin.dispose()
+    url = server.set(database=name, username=user, password=password)
+    return url.render_as_string(hide_password=False)
+
+
+def production_env(database_url: str, redis_url: str, fernet_key: str) -> dict[str, str]:
+    """The settings a production deployment has (APP_ENV=production refuses anything weaker)."""
+    return {
+        "APP_ENV": "production",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "FERNET_KEY": fernet_key,
+        "API_SECRET_KEY": Fernet.generate_key().decode() + "-bench-secret",
+        "METRICS_TOKEN": secrets.token_urlsafe(24),
+    }
 
 
 def free_port() -> int:
@@ -66,7 +104,9 @@ class PrivateRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+def wait_healthy(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -74,14 +114,16 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str, timeout: f
             return
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with {proc.returncode}") from None
+                tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+                raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}") from None
             time.sleep(0.1)
     stop(proc)
     raise RuntimeError(f"{what} did not start")
 
 
 def start_api(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
-    """The API as `pixeltrack serve --no-worker` runs it (output discarded, as a container's would be read)."""
+    """The API as `pixeltrack serve --no-worker` runs it; its output goes to a scratch file shown if it fails to start."""
+    log = Path(tempfile.gettempdir()) / f"pixeltrack-bench-api-{port}.log"
     proc = subprocess.Popen(
         [
             *(PIXELTRACK, "serve", "--no-worker", "--no-sample", "--host", "127.0.0.1", "--port", str(port)),
@@ -89,10 +131,10 @@ def start_api(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Po
         ],
         env={**os.environ, **env},
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
-    wait_healthy(port, proc, "pixeltrack serve")
+    wait_healthy(port, proc, "pixeltrack serve", log=log)
     return proc
 
 

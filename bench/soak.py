@@ -19,8 +19,8 @@ In one run it
 6. prints p50/p99 latency, errors (non-2xx + socket errors), worker lag at the end and the
    row check, and writes bench/results/soak-latest.{md,json}.
 
-Environment: BENCH_MYSQL_URL (server URL, default root@127.0.0.1:3306), SOAK_REDIS_URL
-(default redis://127.0.0.1:6379/13, flushed), SOAK_PORT (default: a free port).
+Environment: BENCH_MYSQL_URL (server URL, default root@127.0.0.1:3306), SOAK_PORT (default: a
+free port). Redis is a redis-server of this run only, never the system one.
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ from app.db import make_engine
 from app.models import Opening
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.tokens import TokenCodec
-from bench.pixel_bench import fresh_database, seed
+from bench.pixel_bench import seed
+from bench.servers import PrivateRedis, fresh_database, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
-REDIS_URL = os.environ.get("SOAK_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 def log(msg: str) -> None:
@@ -72,13 +72,13 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, token: str = "", timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=1).raise_for_status()
+            httpx.get(url, timeout=1, headers={"Authorization": f"Bearer {token}"}).raise_for_status()
             return
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -138,10 +138,11 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def scrape(url: str) -> dict[str, float]:
-    """name{labels} → value of every sample of a /metrics page."""
+def scrape(url: str, token: str) -> dict[str, float]:
+    """name{labels} → value of every sample of a /metrics page (METRICS_TOKEN as the bearer token)."""
     out: dict[str, float] = {}
-    body = httpx.get(url, timeout=5).text
+    response = httpx.get(url, timeout=5, headers={"Authorization": f"Bearer {token}"})
+    body = response.raise_for_status().text
     for family in text_string_to_metric_families(body):
         for s in family.samples:
             labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
@@ -271,20 +272,17 @@ def main() -> int:
     tokens_file = RESULTS / "tmp" / "soak-tokens.txt"
     tokens_file.parent.mkdir(parents=True, exist_ok=True)
     tokens_file.write_text("\n".join(codec.pixel_token(p) for p in pixel_ids) + "\n")
-    redis = sync_redis(REDIS_URL)
-    redis.flushdb()
+    private_redis = PrivateRedis()  # this run's own: nothing shared to flush
+    redis = sync_redis(private_redis.url)
     port = int(os.environ.get("SOAK_PORT") or free_port())
     worker_metrics_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "APP_ENV": "production",
-        "DATABASE_URL": url,
-        "REDIS_URL": REDIS_URL,
-        "FERNET_KEY": fernet_key,
-        "API_SECRET_KEY": Fernet.generate_key().decode() + "-soak-secret",
+        **production_env(url, private_redis.url, fernet_key),
         "LOG_LEVEL": "WARNING",
         "WORKER_METRICS_PORT": str(worker_metrics_port),
     }
+    token = env["METRICS_TOKEN"]
     api = worker = load = None
     sampler: Sampler | None = None
     engine = make_engine(url)
@@ -310,8 +308,8 @@ def main() -> int:
         )
         worker = subprocess.Popen([str(VENV_BIN / "pixeltrack"), "worker", "--consumer", "soak"], env=env, cwd=ROOT)
         wait_http(f"http://127.0.0.1:{port}/healthz", api, "the API")
-        wait_http(f"http://127.0.0.1:{worker_metrics_port}/metrics", worker, "the worker")
-        api_metrics_before = scrape(f"http://127.0.0.1:{port}/metrics")
+        wait_http(f"http://127.0.0.1:{worker_metrics_port}/metrics", worker, "the worker", token)
+        api_metrics_before = scrape(f"http://127.0.0.1:{port}/metrics", token)
         rss_start = rss_mb(api.pid)
         cpu_start = {"api": cpu_seconds(api.pid), "worker": cpu_seconds(worker.pid)}
         busy_start = machine_busy()
@@ -340,7 +338,7 @@ def main() -> int:
         # Worker lag when the load stops, then the time it takes to catch up.
         backlog_end = redis.xlen(STREAM)
         pending_end = int(redis.xpending(STREAM, GROUP)["pending"])
-        worker_metrics = scrape(f"http://127.0.0.1:{worker_metrics_port}/metrics")
+        worker_metrics = scrape(f"http://127.0.0.1:{worker_metrics_port}/metrics", token)
         drain_started = time.monotonic()
         deadline = drain_started + opts.drain_timeout
         while redis.xlen(STREAM) or int(redis.xpending(STREAM, GROUP)["pending"]):
@@ -349,7 +347,7 @@ def main() -> int:
             time.sleep(0.05)
         drain_s = time.monotonic() - drain_started
         sampler.stop()
-        api_metrics = scrape(f"http://127.0.0.1:{port}/metrics")
+        api_metrics = scrape(f"http://127.0.0.1:{port}/metrics", token)
         rss_end = rss_mb(api.pid)
     finally:
         if load is not None and load.poll() is None:
@@ -368,6 +366,7 @@ def main() -> int:
         distinct_events = conn.scalar(select(func.count(func.distinct(Opening.event_id)))) or 0
     engine.dispose()
     dedupe_keys = sum(1 for _ in redis.scan_iter(match="pt:d:o:*", count=10_000))
+    private_redis.stop()
 
     def delta(name: str, **labels: str) -> float:
         return metric_sum(api_metrics, name, **labels) - metric_sum(api_metrics_before, name, **labels)

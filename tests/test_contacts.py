@@ -255,6 +255,21 @@ def test_bulk_of_exactly_10000_is_accepted(client, db: Session, group: Group, he
     assert count(db, Contact, Contact.campaign_id == group.campaign_id, Contact.status == "scheduled") == 10_000
 
 
+def test_bulk_errors_are_located_by_row_across_validation_chunks(client, db: Session, group: Group, headers) -> None:
+    """Rows validate in chunks (app/cooperative.py): each error still names its row in the request."""
+    payload: list[dict[str, Any]] = [{"email": f"row{i}@example.com"} for i in range(1_200)]
+    payload[3]["email"] = "no-at-sign"
+    payload[700]["status"] = "bogus"
+    payload[1_199]["email"] = "still no at sign"
+    error = assert_error(client.post(url(group), headers=headers, json=payload), 422, "validation_error")
+    assert [item["loc"] for item in error["detail"]] == [
+        ["body", 3, "email"],
+        ["body", 700, "status"],
+        ["body", 1199, "email"],
+    ]
+    assert count(db, Contact) == 0
+
+
 def test_bulk_of_10001_is_422_and_writes_nothing(client, db: Session, group: Group, headers) -> None:
     content = json.dumps([{"email": f"bulk{i}@example.com"} for i in range(10_001)]).encode()
     error = assert_error(post_raw(client, group, headers, content), 422, "validation_error")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -72,3 +74,29 @@ def test_other_requests_are_served_while_an_import_validates(
     assert body["total"] == 1000
     assert [item["email"] for item in body["items"]] == [row["email"] for row in rows]
     assert count(db, Contact, group_id=group_id) == 1001  # and the tree's own contact
+
+
+def test_server_process_hands_the_gil_over_often(settings: Settings) -> None:
+    """The app factory shortens CPython's GIL switch interval (5 ms) for the server process, so
+    the event loop waits at most SWITCH_INTERVAL for a threadpool thread doing CPU work."""
+    from app import cooperative
+    from app.main import create_asgi
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        create_asgi(settings)
+        assert sys.getswitchinterval() == pytest.approx(cooperative.SWITCH_INTERVAL)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_chunks_cover_every_row_in_order_and_step_aside_between() -> None:
+    from app import cooperative
+
+    rows = list(range(1_201))
+    started = time.perf_counter()
+    seen = list(cooperative.chunks(rows, 500))
+    assert [offset for offset, _ in seen] == [0, 500, 1000]
+    assert [row for _, chunk in seen for row in chunk] == rows
+    assert time.perf_counter() - started >= 2 * cooperative.PAUSE  # two pauses, none after the last

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from app import cooperative
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.models import Campaign, Click, Contact, ContactStatus, Group, Opening, User
 from app.models.base import utcnow
@@ -96,11 +97,10 @@ def create_contacts(db: Session, group: Group, rows: list[dict[str, Any]], *, ro
         )
         for row in rows
     ]
-    for start in range(0, len(values), CHUNK):
-        db.execute(insert(Contact), values[start : start + CHUNK])
+    for _, rows_chunk in cooperative.chunks(values):
+        db.execute(insert(Contact), rows_chunk)
     by_email: dict[str, Contact] = {}
-    for start in range(0, len(emails), CHUNK):
-        chunk = emails[start : start + CHUNK]
+    for _, chunk in cooperative.chunks(emails):
         for contact in db.scalars(select(Contact).where(Contact.group_id == group.id, Contact.email.in_(chunk))):
             by_email[contact.email] = contact
     counters.refresh_contacts(db, (contact.id for contact in by_email.values()))

@@ -9,6 +9,7 @@ middleware and process model as the compose `api` command (`uvicorn app.main:cre
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -85,6 +86,7 @@ class PrivateRedis:
             ],
             stdout=subprocess.DEVNULL,
         )
+        atexit.register(self.stop)  # also when the benchmark fails half-way
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -38,6 +38,8 @@ log "ruff"
 .venv/bin/ruff format --check app tests alembic/env.py scripts bench
 log "mypy app"
 .venv/bin/mypy
+log "mypy tests (not strict: [[tool.mypy.overrides]] for tests.* in pyproject.toml)"
+.venv/bin/mypy tests
 log "typos (spelling of identifiers and docs)"
 .venv/bin/typos
 

@@ -106,7 +106,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         app_env="test",
         database_url=database_url,
         api_secret_key="test-secret-key-" + "x" * 40,

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tests.support.processes import free_port
 
 
 @contextmanager
-def live_server(app: FastAPI, *, timeout: float = 20.0) -> Iterator[str]:
+def live_server(app: ASGIApp, *, timeout: float = 20.0) -> Iterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -14,7 +14,7 @@ from tests import factories
 from tests.helpers import assert_error
 
 
-def login(client, username: str, password: str = factories.PASSWORD):  # type: ignore[no-untyped-def]
+def login(client, username: str, password: str = factories.PASSWORD):
     return client.post("/auth/token", data={"username": username, "password": password})
 
 
@@ -128,7 +128,7 @@ def _unsigned(claims: dict[str, object]) -> str:
         ),
     ],
 )
-def test_unacceptable_tokens_are_401(client, settings: Settings, user: User, make_token) -> None:  # type: ignore[no-untyped-def]
+def test_unacceptable_tokens_are_401(client, settings: Settings, user: User, make_token) -> None:
     response = client.get("/auth/me", headers={"Authorization": f"Bearer {make_token(settings, user)}"})
     assert_error(response, 401, "invalid_token")
 

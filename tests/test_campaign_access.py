@@ -31,7 +31,7 @@ ROUTES = routes_matching(
 )  # from the one route table (tests/support/routes.py)
 
 
-def _call(client, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None):  # type: ignore[no-untyped-def]
+def _call(client, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None):
     if method in ("POST", "PATCH"):
         return client.request(method, path, headers=headers, json=body if body is not None else {"name": "New"})
     return client.request(method, path, headers=headers)

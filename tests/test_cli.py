@@ -52,7 +52,16 @@ def _sample_openings() -> int:
 
 def _clean_environ() -> dict[str, str]:
     """The current environment without any PixelTracking configuration."""
-    prefixes = ("MYSQL_", "REDIS_", "API_", "FERNET", "FIRST_ADMIN", "DATABASE_URL", "APP_ENV", "SECRETS_FILE")
+    prefixes: tuple[str, ...] = (
+        "MYSQL_",
+        "REDIS_",
+        "API_",
+        "FERNET",
+        "FIRST_ADMIN",
+        "DATABASE_URL",
+        "APP_ENV",
+        "SECRETS_FILE",
+    )
     prefixes += ("SQLITE_PATH", "PUBLIC_BASE_URL", "DEDUPE_", "WORKER_", "ANONYMIZE_", "LOG_LEVEL")
     return {k: v for k, v in os.environ.items() if not k.upper().startswith(prefixes)}
 

@@ -339,7 +339,7 @@ def test_ports_are_consistent() -> None:
 
 
 def _scrape_targets(config: dict[str, Any]) -> set[str]:
-    targets = set()
+    targets: set[str] = set()
     for job in config.get("scrape_configs") or []:
         for static in job.get("static_configs") or []:
             targets.update(static.get("targets") or [])

@@ -33,7 +33,7 @@ def url(group: Group | int) -> str:
     return f"{GROUPS}/{group if isinstance(group, int) else group.id}/contacts"
 
 
-def post_raw(client, group: Group, headers: dict[str, str], content: bytes):  # type: ignore[no-untyped-def]
+def post_raw(client, group: Group, headers: dict[str, str], content: bytes):
     return client.post(url(group), headers={**headers, "Content-Type": "application/json"}, content=content)
 
 
@@ -54,7 +54,7 @@ ROUTES = routes_matching(
 )  # from the one route table (tests/support/routes.py)
 
 
-def _call(client, method: str, path: str, headers: dict[str, str] | None, body: Any = None):  # type: ignore[no-untyped-def]
+def _call(client, method: str, path: str, headers: dict[str, str] | None, body: Any = None):
     if method in ("POST", "PATCH"):
         return client.request(
             method, path, headers=headers, json=body if body is not None else {"email": "n@example.com"}

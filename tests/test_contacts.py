@@ -35,7 +35,7 @@ def url(group: Group | int) -> str:
     return f"{GROUPS}/{group if isinstance(group, int) else group.id}/contacts"
 
 
-def post_raw(client, group: Group, headers: dict[str, str], content: bytes):  # type: ignore[no-untyped-def]
+def post_raw(client, group: Group, headers: dict[str, str], content: bytes):
     return client.post(url(group), headers={**headers, "Content-Type": "application/json"}, content=content)
 
 

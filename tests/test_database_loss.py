@@ -29,6 +29,7 @@ from app.settings import Settings
 from app.tracking.tokens import TokenCodec
 from tests import factories
 from tests.helpers import assert_error
+from tests.support.app_state import in_app_loop
 from tests.support.processes import free_port
 
 SECRET_UA = "LeakCheck-UA/9.9 (never-in-logs)"
@@ -181,7 +182,7 @@ def test_unreachable_database_answers_503_and_the_flusher_logs_once(
         assert pixel.status_code == 200
         memory = app.state.tracking.memory
         for _ in range(5):
-            client.portal.call(memory.flush)  # type: ignore[union-attr]
+            in_app_loop(client, memory.flush)
         assert memory.pending == 1
         assert memory.db_down
     flusher = [r for r in caplog.records if r.name == "pixeltrack.queue"]
@@ -204,7 +205,7 @@ def test_flusher_logs_recovery_once_and_writes_what_it_kept(
         drop_database(private_url)
         assert client.get(f"/o/{codec.pixel_token(tree['pixel'].id)}.gif").status_code == 200
         for _ in range(3):
-            client.portal.call(memory.flush)  # type: ignore[union-attr]
+            in_app_loop(client, memory.flush)
         assert memory.pending == 1
         assert memory.db_down
         if make_url(private_url).get_backend_name() != "sqlite":
@@ -215,7 +216,7 @@ def test_flusher_logs_recovery_once_and_writes_what_it_kept(
         fresh = make_engine(private_url)
         upgrade(fresh)  # an empty schema again: the kept event's pixel is gone, so it is skipped
         fresh.dispose()
-        result = client.portal.call(memory.flush)  # type: ignore[union-attr]
+        result = in_app_loop(client, memory.flush)
         assert (result.inserted, result.skipped_missing) == (0, 1)
         assert memory.pending == 0
         assert not memory.db_down

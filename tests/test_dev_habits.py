@@ -28,6 +28,7 @@ def test_pre_commit_runs_ruff_ruff_format_mypy_and_a_spell_checker() -> None:
     hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
     assert {"ruff-check", "ruff-format", "mypy", "typos"} <= set(hooks)
     assert hooks["mypy"]["pass_filenames"] is False  # strict over the whole of app/, as in CI
+    assert "tests" in hooks["mypy-tests"]["entry"].split()  # tests/ too, as in CI
     validated = _run([str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"])
     assert validated.returncode == 0, validated.stdout + validated.stderr
 

@@ -27,6 +27,7 @@ from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
 from tests import factories
 from tests.helpers import count
+from tests.support.app_state import app_state, flush_memory
 
 
 @pytest.fixture
@@ -36,17 +37,19 @@ def embedded(settings: Settings, engine: Engine) -> Iterator[TestClient]:
 
 
 def _codec(client: TestClient) -> TokenCodec:
-    codec: TokenCodec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+    codec: TokenCodec = app_state(client).tracker.codec
     return codec
 
 
 def _flush(client: TestClient) -> None:
-    client.portal.call(client.app.state.tracking.memory.flush)  # type: ignore[union-attr, attr-defined]
+    flush_memory(client)
 
 
 def _successors(event_id: str, n: int) -> list[str]:
     """The ids an attacker would guess come next: the id's trailing hex number plus 1..n."""
-    head, number = re.fullmatch(r"(.*?)([0-9a-f]+)", event_id).groups()  # type: ignore[union-attr]
+    parts = re.fullmatch(r"(.*?)([0-9a-f]+)", event_id)
+    assert parts is not None, event_id
+    head, number = parts.groups()
     width = len(number) if head == "" else 0
     return [f"{head}{int(number, 16) + k:0{width}x}" for k in range(1, n + 1)]
 

@@ -41,6 +41,7 @@ from app.main import create_asgi
 from app.migrations import upgrade
 from app.settings import Settings
 from app.tracking.events import OPEN, Event, new_event_id
+from app.tracking.ingest import store_events
 from app.tracking.queue import GROUP, STREAM, MemoryQueue, RedisQueue
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
@@ -73,7 +74,7 @@ async def submit_through(engine: Engine, redis_url: str, wrap: Callable[[Any], A
 
     client = async_redis(redis_url)
     queue = RedisQueue(client, MemoryQueue(engine, window_seconds=3600), window_seconds=3600)
-    queue._script = wrap(queue._script)  # type: ignore[method-assign]
+    queue._script = wrap(queue._script)
     try:
         assert await asyncio.wait_for(queue.submit(event), 5) is True  # answered, as recorded
         await queue.close()
@@ -132,7 +133,7 @@ def test_shutdown_waits_for_the_batch_being_written(engine: Engine, monkeypatch:
 
     pixel = seed_pixels(engine, 1)[0]
     entered, release = threading.Event(), threading.Event()
-    real_store = queue_module.store_events
+    real_store = store_events  # what app.tracking.queue calls
 
     def slow_store(*args: Any) -> Any:
         entered.set()

@@ -29,7 +29,7 @@ import re
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
@@ -38,6 +38,7 @@ from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.python import asgi as st_asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -98,7 +99,7 @@ def _documented_schema() -> dict[str, Any]:
     lazy `from_fixture` fails on pytest 9 (it sets the removed `Node._nodeid`)."""
     app = create_app(
         Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             app_env="test",
             database_url="sqlite://",
             api_secret_key="x" * 40,
@@ -135,7 +136,8 @@ def asgi_lifespans() -> Iterator[None]:
 def asgi_app(settings: Settings, engine: Engine, asgi_lifespans: None) -> Any:
     """What uvicorn serves, with its lifespan running."""
     app = create_asgi(settings)
-    with st_asgi.get_client(app):  # starts the lifespan (state.tracker...) now, once
+    # schemathesis types an ASGI app with dicts where Starlette's types use MutableMapping.
+    with st_asgi.get_client(cast(Any, app)):  # starts the lifespan (state.tracker...) now, once
         pass
     return app
 
@@ -273,7 +275,7 @@ def test_api_as_admin(case: Any, world: World, asgi_app: Any) -> None:
 def test_stateful(world: World, asgi_app: Any) -> None:
     """Scenarios chained through the links schemathesis infers (POST → GET/PATCH/DELETE by id...)."""
 
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]  # a base class schemathesis builds at run time
         def setup(self) -> None:
             world.reset()
 
@@ -425,6 +427,7 @@ def test_rate_limited_answers_are_documented(settings: Settings, world: World, a
     app = create_app(settings.model_copy(update={"rate_limit_per_minute": 1}))
     checked = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         if not operation.definition.raw.get("security"):
             continue

@@ -23,6 +23,7 @@ from app.settings import Settings, get_settings
 from app.tracking.worker import StreamWorker
 from tests import factories
 from tests.helpers import assert_error, count
+from tests.support.app_state import app_state, flush_memory
 
 
 def _client(settings: Settings, **overrides: Any) -> TestClient:
@@ -34,7 +35,7 @@ def _login(client: TestClient, username: str, password: str = factories.PASSWORD
 
 
 def _flush(client: TestClient) -> None:
-    client.portal.call(client.app.state.tracking.memory.flush)  # type: ignore[union-attr, attr-defined]
+    flush_memory(client)
 
 
 # --- failed-login throttling and per-user rate limit --------------------------------------------
@@ -114,7 +115,7 @@ def test_security_headers_on_api_responses(client: TestClient, headers: dict[str
 def test_pixel_answers_with_nosniff(settings: Settings, engine: Engine, db: Session, user: User) -> None:
     pixel = factories.make_tree(db, user)["pixel"]
     with _client(settings) as client:
-        response = client.get(f"/o/{client.app.state.tracker.codec.pixel_token(pixel.id)}.gif")  # type: ignore[attr-defined]
+        response = client.get(f"/o/{app_state(client).tracker.codec.pixel_token(pixel.id)}.gif")
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
@@ -151,14 +152,14 @@ def test_tracking_disabled_answers_but_records_nothing(
     tree = factories.make_tree(db, user)
     before_open, before_click = count(db, Opening), count(db, Click)
     with _client(settings, tracking_disabled=True) as client:
-        codec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+        codec = app_state(client).tracker.codec
         pixel = client.get(f"/o/{codec.pixel_token(tree['pixel'].id)}.gif")
         assert pixel.status_code == 200
         assert pixel.headers["content-type"] == "image/gif"
         click = client.get(f"/c/{codec.click_token(tree['link'].id, tree['contact'].id)}", follow_redirects=False)
         assert click.status_code == 302
         assert click.headers["location"] == tree["link"].url
-        assert client.app.state.tracking.memory.pending == 0  # type: ignore[attr-defined]
+        assert app_state(client).tracking.memory.pending == 0
         _flush(client)
     assert (count(db, Opening), count(db, Click)) == (before_open, before_click)
 
@@ -178,7 +179,7 @@ def test_respect_dnt(
 ) -> None:
     pixel = factories.make_tree(db, user)["pixel"]
     with _client(settings, respect_dnt=respect) as client:
-        response = client.get(f"/o/{client.app.state.tracker.codec.pixel_token(pixel.id)}.gif", headers=headers)  # type: ignore[attr-defined]
+        response = client.get(f"/o/{app_state(client).tracker.codec.pixel_token(pixel.id)}.gif", headers=headers)
         assert response.status_code == 200
         _flush(client)
     assert count(db, Opening, pixel_id=pixel.id) == 1 + int(recorded)
@@ -279,7 +280,7 @@ def test_deleting_a_contact_erases_everything_about_them(
     factories.make_opening(db, second_pixel)
     factories.make_click(db, tree["link"], person)
     with _client(settings, redis_url=redis_url) as client:
-        codec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+        codec = app_state(client).tracker.codec
         # A load still waiting in the stream when the erasure happens must not bring data back.
         assert client.get(f"/o/{codec.pixel_token(second_pixel.id)}.gif").status_code == 200
         assert client.delete(f"/api/v1/contacts/{person.id}", headers=headers).status_code == 204

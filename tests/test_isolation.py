@@ -73,7 +73,7 @@ def attacker(db: Session, other_user: User) -> User:
 def test_route_table_covers_every_route_with_an_owned_id(app: FastAPI) -> None:
     covered = {(route.method, route.template) for route in ROUTES}
     names = {"campaign", "group", "contact", "pixel", "opening", "link"}
-    expected = set()
+    expected: set[tuple[str, str]] = set()
     for path, operations in app.openapi()["paths"].items():
         params = set(re.findall(r"{(\w+)}", path))
         if not path.startswith("/api/v1/") or not params & OWNED_PARAMS:

@@ -112,7 +112,16 @@ def test_a_deactivated_login_counts_as_a_failure(settings: Settings, engine: Eng
 # (c) proxy headers: a real `pixeltrack serve`, so that its uvicorn arguments are what is tested.
 
 PIXELTRACK = Path(sys.executable).with_name("pixeltrack")
-_OUR_VARIABLES = ("MYSQL_", "REDIS_", "API_", "FERNET", "FIRST_ADMIN", "DATABASE_URL", "APP_ENV", "SECRETS_FILE")
+_OUR_VARIABLES: tuple[str, ...] = (
+    "MYSQL_",
+    "REDIS_",
+    "API_",
+    "FERNET",
+    "FIRST_ADMIN",
+    "DATABASE_URL",
+    "APP_ENV",
+    "SECRETS_FILE",
+)
 _OUR_VARIABLES += ("SQLITE_PATH", "PUBLIC_BASE_URL", "LOGIN_", "FORWARDED_ALLOW_IPS", "RATE_LIMIT", "LOG_LEVEL")
 
 

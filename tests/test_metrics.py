@@ -24,6 +24,7 @@ from app.models import User
 from app.settings import Settings
 from app.tracking.worker import StreamWorker
 from tests import factories
+from tests.support.app_state import app_state, flush_memory
 from tests.support.processes import free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -53,12 +54,12 @@ def app_client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
 
 
 def flush(client: TestClient) -> None:
-    client.portal.call(client.app.state.tracking.memory.flush)  # type: ignore[union-attr, attr-defined]
+    flush_memory(client)
 
 
 def test_tracking_counters_move_by_exactly_the_traffic(app_client: TestClient, db: Session, user: User) -> None:
     tree = factories.make_tree(db, user)
-    codec = app_client.app.state.tracker.codec  # type: ignore[attr-defined]
+    codec = app_state(app_client).tracker.codec
     before = scrape(app_client)
     pixel_url = f"/o/{codec.pixel_token(tree['pixel'].id)}.gif"
     ua = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
@@ -127,7 +128,7 @@ def test_worker_metrics_and_gauges(
 
     tree = factories.make_tree(db, user)
     with TestClient(create_asgi(settings.model_copy(update={"redis_url": redis_url}))) as client:
-        codec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+        codec = app_state(client).tracker.codec
         for number in range(2, 7):
             pixel = factories.make_pixel(db, tree["contact"], number=number)
             assert client.get(f"/o/{codec.pixel_token(pixel.id)}.gif").status_code == 200

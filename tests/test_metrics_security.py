@@ -30,6 +30,7 @@ from app.main import create_asgi
 from app.models import Campaign, Contact, Group, User
 from app.settings import Settings
 from tests import factories
+from tests.support.app_state import app_state
 from tests.support.processes import free_port, stop_process, wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -110,7 +111,7 @@ def guarded(settings: Settings, engine: Engine) -> Iterator[TestClient]:
 )
 def test_api_metrics_refuse_requests_without_the_token(guarded: TestClient, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    _assert_unauthorized(guarded.get("/metrics", headers=headers))  # type: ignore[arg-type]
+    _assert_unauthorized(guarded.get("/metrics", headers=headers))
 
 
 def test_api_metrics_answer_with_the_token(guarded: TestClient) -> None:
@@ -177,7 +178,7 @@ def test_no_tenant_identifier_is_a_label_on_any_process(
         for redis in (None, redis_url):
             app_settings = settings.model_copy(update={"redis_url": redis, "metrics_token": SecretStr(TOKEN)})
             with TestClient(create_asgi(app_settings)) as client:
-                codec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+                codec = app_state(client).tracker.codec
                 other = client.post("/api/v1/users", headers=headers, json=_user(loads)).json()["id"]
                 campaign = client.post("/api/v1/campaigns", headers=headers, json={"name": f"c{loads}"}).json()["id"]
                 assert client.get(f"/api/v1/users/{other}", headers=headers).status_code == 200
@@ -192,7 +193,7 @@ def test_no_tenant_identifier_is_a_label_on_any_process(
                     contact = db.get(Contact, created.json()["id"])
                     assert contact is not None
                     pixel = factories.make_pixel(db, contact)
-                    link = factories.make_link(db, db.get(Campaign, campaign))  # type: ignore[arg-type]
+                    link = factories.make_link(db, db.get_one(Campaign, campaign))
                     ua = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0"}
                     assert client.get(f"/o/{codec.pixel_token(pixel.id)}.gif", headers=ua).status_code == 200
                     click = client.get(f"/c/{codec.click_token(link.id, contact.id)}", follow_redirects=False)
@@ -202,11 +203,7 @@ def test_no_tenant_identifier_is_a_label_on_any_process(
                     assert client.get(f"/api/v1/campaigns/{campaign}/stats", headers=headers).status_code == 200
                 api_text = client.get("/metrics", headers=_bearer()).text
         db.expire_all()
-        tenant_ids = {
-            str(i)
-            for model in (Campaign, Group, Contact, User)
-            for i in db.scalars(select(model.id))  # type: ignore[attr-defined]
-        }
+        tenant_ids = {str(i) for model in (Campaign, Group, Contact, User) for i in db.scalars(select(model.id))}
         assert len(db.scalars(select(Contact.id)).all()) == 5, "the seed + two campaigns of two groups of one contact"
         assert min(int(i) for i in tenant_ids) == SEED_ID
         assert len(tenant_ids) >= 5
@@ -274,6 +271,7 @@ def test_metrics_bind_with_two_uvicorn_workers_answers_the_sum_on_every_connecti
             "both workers",
             timeout=60,
         )
+        assert pids is not None
         assert len(pids) >= 2
         n = 40
         for _ in range(n):  # a new connection each time: the kernel spreads them over both processes

@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, func, inspect, select, text
+from sqlalchemy import Engine, Table, create_engine, delete, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -320,7 +320,7 @@ def test_database_level_delete_cascades(
     other = _tree_with_click(db, factories.make_user(db, username="bystander"))
     before = _counts(engine)
     target = owner if parent == "user" else tree[parent]
-    table = type(target).__table__
+    table = cast(Table, type(target).__table__)  # a mapped class's table (typed as any FromClause)
     with engine.begin() as conn:
         conn.execute(delete(table).where(table.c.id == target.id))
     after = _counts(engine)

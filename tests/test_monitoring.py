@@ -213,7 +213,7 @@ def _wait_http(
         except httpx.HTTPError:
             pass
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         if time.monotonic() > deadline:
             raise TimeoutError(url)
         time.sleep(0.1)

@@ -23,7 +23,17 @@ REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = sorted(p.name for p in (REPO / "alembic" / "versions").glob("*.py"))
 ADMIN, PASSWORD = "packaged-admin", "packaged-admin-password-1"
 # Configuration of this test run that must not reach the installed program.
-_OURS = ("MYSQL_", "REDIS_", "API_", "FERNET", "FIRST_ADMIN", "DATABASE_URL", "APP_ENV", "SECRETS_FILE", "SQLITE_PATH")
+_OURS: tuple[str, ...] = (
+    "MYSQL_",
+    "REDIS_",
+    "API_",
+    "FERNET",
+    "FIRST_ADMIN",
+    "DATABASE_URL",
+    "APP_ENV",
+    "SECRETS_FILE",
+    "SQLITE_PATH",
+)
 _OURS += ("PUBLIC_BASE_URL", "DEDUPE_", "WORKER_", "ANONYMIZE_", "PROMETHEUS_MULTIPROC_DIR", "PYTHON", "VIRTUAL_ENV")
 
 

@@ -44,7 +44,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
 
 
 def make(**kw: Any) -> Settings:
-    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **kw)
 
 
 def prod(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> Settings:
@@ -143,11 +143,11 @@ def test_no_mysql_configured_means_sqlite(monkeypatch: pytest.MonkeyPatch, empty
 def test_env_file_is_read_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env_file = tmp_path / "custom.env"
     env_file.write_text("MYSQL_HOST=from-file\nMYSQL_PASSWORD=file-password\nPUBLIC_BASE_URL=https://t.example/\n")
-    from_file = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    from_file = Settings(_env_file=env_file)
     assert make_url(from_file.sqlalchemy_url).host == "from-file"
     assert from_file.public_base_url == "https://t.example"
     monkeypatch.setenv("DATABASE_URL", "sqlite:///./env-wins.db")
-    assert Settings(_env_file=env_file).sqlalchemy_url == "sqlite:///./env-wins.db"  # type: ignore[call-arg]
+    assert Settings(_env_file=env_file).sqlalchemy_url == "sqlite:///./env-wins.db"
 
 
 # Redis.

@@ -115,4 +115,4 @@ def test_metrics_bind_is_host_and_port(monkeypatch: pytest.MonkeyPatch, bind: st
 def test_invalid_metrics_bind_is_a_validation_error(monkeypatch: pytest.MonkeyPatch, bind: str) -> None:
     monkeypatch.setenv("METRICS_BIND", bind)
     with pytest.raises(ValidationError, match="METRICS_BIND"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def unresolved() -> Settings:
-    return Settings(_env_file=None, api_secret_key=None, fernet_key=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None, api_secret_key=None, fernet_key=None)
 
 
 def test_unresolved_secret_key_is_a_startup_error() -> None:
@@ -48,4 +48,4 @@ def test_mysql_root_password_is_not_an_app_setting(monkeypatch: pytest.MonkeyPat
     # Only the mysql container (docker compose) reads it; the service ignores it.
     monkeypatch.setenv("MYSQL_ROOT_PASSWORD", "root-secret")
     assert "mysql_root_password" not in Settings.model_fields
-    assert "root-secret" not in repr(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert "root-secret" not in repr(Settings(_env_file=None))

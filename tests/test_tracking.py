@@ -36,6 +36,7 @@ from app.tracking.worker import StreamWorker
 from tests import factories
 from tests.helpers import count
 from tests.live import concurrent_gets, live_server
+from tests.support.app_state import app_state, flush_memory, in_app_loop
 
 GIF_CACHE_CONTROL = "no-store, no-cache, must-revalidate, private"
 BROWSER_UA = (
@@ -44,12 +45,12 @@ BROWSER_UA = (
 
 
 def codec_of(client: TestClient) -> TokenCodec:
-    codec: TokenCodec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+    codec: TokenCodec = app_state(client).tracker.codec
     return codec
 
 
 def flush(client: TestClient) -> None:
-    client.portal.call(client.app.state.tracking.memory.flush)  # type: ignore[union-attr, attr-defined]
+    flush_memory(client)
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def test_invalid_token_is_404_and_writes_nothing(embedded: TestClient, db: Sessi
     response = embedded.get(f"/o/{token}.gif")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found.", "code": "not_found"}
-    assert embedded.app.state.tracking.memory.pending == 0  # type: ignore[attr-defined]
+    assert app_state(embedded).tracking.memory.pending == 0
     flush(embedded)
     assert count(db, Opening) == before
 
@@ -126,7 +127,7 @@ def test_tampered_and_foreign_tokens_are_404(embedded: TestClient, db: Session, 
     foreign = TokenCodec([base64.urlsafe_b64encode(b"k" * 32).decode()]).pixel_token(pixel.id)
     for bad in (tampered, foreign, token[::-1]):
         assert embedded.get(f"/o/{bad}.gif").status_code == 404
-    assert embedded.app.state.tracking.memory.pending == 0  # type: ignore[attr-defined]
+    assert app_state(embedded).tracking.memory.pending == 0
 
 
 def test_head_request_answers_without_body_and_counts_as_bot(embedded: TestClient, db: Session, user: User) -> None:
@@ -158,8 +159,8 @@ def test_deleted_pixel_load_still_answers_but_is_skipped(embedded: TestClient, d
     token = codec_of(embedded).pixel_token(pixel.id)
     pixel_service.delete_pixel(db, pixel)
     assert embedded.get(f"/o/{token}.gif").status_code == 200
-    memory = embedded.app.state.tracking.memory  # type: ignore[attr-defined]
-    result = embedded.portal.call(memory.flush)  # type: ignore[union-attr]
+    memory = app_state(embedded).tracking.memory
+    result = in_app_loop(embedded, memory.flush)
     assert (result.inserted, result.skipped_missing) == (0, 1)
     assert count(db, Opening, pixel_id=pixel.id) == 0
 
@@ -252,7 +253,7 @@ def test_redis_path_dedupes_enqueues_and_worker_inserts(
     url = f"/o/{codec_of(with_redis).pixel_token(pixel.id)}.gif"
     assert [with_redis.get(url).status_code for _ in range(3)] == [200] * 3
     assert redis_client.xlen(STREAM) == 1  # two repeats acknowledged, not enqueued
-    assert with_redis.app.state.tracker.queue.degraded is False  # type: ignore[attr-defined]
+    assert app_state(with_redis).tracker.queue.degraded is False
     ttl = redis_client.ttl(f"pt:d:o:{pixel.id}")
     assert settings.dedupe_window_seconds - 5 <= ttl <= settings.dedupe_window_seconds
     assert count(db, Opening, pixel_id=pixel.id) == 1  # nothing written by the request path
@@ -335,7 +336,14 @@ def test_worker_skips_events_of_deleted_pixels(
 
 
 def test_database_down_events_wait_in_stream_then_land_once(
-    with_redis: TestClient, engine: Engine, redis_client: Any, redis_url: str, db: Session, user: User, db_leg: str
+    with_redis: TestClient,
+    engine: Engine,
+    redis_client: Any,
+    redis_url: str,
+    db: Session,
+    user: User,
+    db_leg: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tree = factories.make_tree(db, user)
     pixels = [factories.make_pixel(db, tree["contact"], number=n) for n in range(2, 7)]
@@ -344,7 +352,7 @@ def test_database_down_events_wait_in_stream_then_land_once(
     dead_url = "mysql+pymysql://root@127.0.0.1:1/nowhere" if db_leg == "mysql" else "sqlite:////nonexistent-dir/x.db"
     dead = make_engine(dead_url)
     down = StreamWorker(sync_redis(redis_url), dead, consumer="same", max_backoff=0.01)
-    down._sleep = lambda _seconds: None  # type: ignore[method-assign]  # our own backoff, not the point here
+    monkeypatch.setattr(down, "_sleep", lambda seconds: None)  # our own backoff, not the point here
     assert down.run_once(block=False) == 0
     assert down.run_once(block=False) == 0
     assert down.stats.db_errors == 2
@@ -373,7 +381,7 @@ def test_redis_down_pixel_still_answers_and_opening_is_recorded(
 def test_documented_routes_behave_like_the_fast_path(client: TestClient, db: Session, user: User) -> None:
     """Without the ASGI wrapper (plain create_app), FastAPI's own routes serve the same replies."""
     tree = factories.make_tree(db, user)
-    codec = client.app.state.tracker.codec  # type: ignore[attr-defined]
+    codec = app_state(client).tracker.codec
     response = client.get(f"/o/{codec.pixel_token(tree['pixel'].id)}.gif")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/gif"

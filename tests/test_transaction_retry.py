@@ -27,6 +27,7 @@ from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.ingest import store_events
 from tests import factories
 from tests.helpers import assert_error, count
+from tests.support.app_state import app_state
 
 pytestmark = pytest.mark.mysql_only  # MariaDB's error codes; SQLite has no deadlocks (one writer)
 
@@ -53,7 +54,7 @@ def failing(engine: Engine, prefix: str, times: int, error: tuple[int, str] = DE
 
 
 def _engine(client: TestClient) -> Engine:
-    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine: Engine = app_state(client).engine
     return engine
 
 

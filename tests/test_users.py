@@ -17,7 +17,7 @@ NEW_PASSWORD = "a-long-enough-password"
 USER_FIELDS = {"id", "username", "email", "is_admin", "is_active", "created_at"}
 
 
-def login(client, username: str, password: str = factories.PASSWORD):  # type: ignore[no-untyped-def]
+def login(client, username: str, password: str = factories.PASSWORD):
     return client.post("/auth/token", data={"username": username, "password": password})
 
 

@@ -26,7 +26,7 @@ from tests.support.bad_input import (
 
 
 def test_contact_update_to_group_of_another_campaign_is_422(client, engine: Engine, db: Session, ctx: Ctx) -> None:
-    other_campaign = factories.make_campaign(db, db.get(User, ctx.ids["user"]))
+    other_campaign = factories.make_campaign(db, db.get_one(User, ctx.ids["user"]))
     foreign_group = factories.make_group(db, other_campaign)
     route = next(r for r in ROUTES if r.name == "contact-update")
     for group_id in (foreign_group.id, 2**63 - 1):
@@ -63,7 +63,7 @@ def test_bulk_with_one_bad_row_among_many_writes_nothing(client, engine: Engine,
     ],
 )
 def test_bulk_with_duplicate_writes_nothing(client, engine: Engine, db: Session, ctx: Ctx, rows: list[Any]) -> None:
-    factories.make_contact(db, db.get(Group, ctx.ids["group"]), email="existing@example.com")
+    factories.make_contact(db, db.get_one(Group, ctx.ids["group"]), email="existing@example.com")
     route = next(r for r in ROUTES if r.name == "contact-bulk")
     before = _snapshot(engine)
     body = assert_error(_send(client, ctx, route, json.dumps(rows).encode()), 409, "conflict")

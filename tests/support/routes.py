@@ -121,7 +121,7 @@ def app_operations(app: FastAPI) -> set[tuple[str, str]]:
     Read from the OpenAPI document FastAPI builds from `app.routes` (it flattens included routers;
     every API route is in the schema, tests/test_openapi_contract.py).
     """
-    found = set()
+    found: set[tuple[str, str]] = set()
     for path, operations in app.openapi()["paths"].items():
         if not path.startswith(API_PREFIX):
             continue

@@ -100,12 +100,12 @@ class Serve:
 
     def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """The first output line matching `pattern` (polled until `timeout`)."""
-        found: re.Match[str] = wait_until(
-            lambda: next((m for line in list(self.lines) if (m := re.search(pattern, line))), None),
-            f"a line matching {pattern!r}",
-            timeout=timeout,
-            interval=0.05,
-        )
+
+        def matching() -> re.Match[str] | None:
+            return next((m for line in list(self.lines) if (m := re.search(pattern, line))), None)
+
+        found = wait_until(matching, f"a line matching {pattern!r}", timeout=timeout, interval=0.05)
+        assert found is not None  # wait_until returns a truthy value only
         return found
 
     def login(self, http: httpx.Client) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, Insert, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
@@ -19,16 +19,22 @@ from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.queue import GROUP, STREAM
 
 
+def _inserted_id(conn: Connection, statement: Insert) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def seed_pixels(engine: Engine, n: int) -> list[int]:
     """A user, a campaign, a group and `n` contacts with one pixel each; returns the pixel ids."""
     tag = uuid.uuid4().hex[:10]
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        uid = conn.execute(
-            insert(User).values(username=f"fault-{tag}", email=f"{tag}@example.com", hashed_password="x")
-        ).inserted_primary_key[0]
-        cid = conn.execute(insert(Campaign).values(owner_id=uid, name=f"faults {tag}")).inserted_primary_key[0]
-        gid = conn.execute(insert(Group).values(campaign_id=cid, name="A")).inserted_primary_key[0]
+        uid = _inserted_id(
+            conn, insert(User).values(username=f"fault-{tag}", email=f"{tag}@example.com", hashed_password="x")
+        )
+        cid = _inserted_id(conn, insert(Campaign).values(owner_id=uid, name=f"faults {tag}"))
+        gid = _inserted_id(conn, insert(Group).values(campaign_id=cid, name="A"))
         for start in range(0, n, 5000):
             conn.execute(
                 insert(Contact),

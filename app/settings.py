@@ -14,11 +14,11 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import quote
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -185,6 +185,14 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @model_validator(mode="after")
+    def _refuse_insecure(self) -> Self:
+        # Settings built with weak production secrets never exist (an explicit raise, not an
+        # assert: `python -O` keeps it). model_copy() skips validators: check_and_fill_secrets
+        # (get_settings) runs the same checks again.
+        refuse_insecure(self)
+        return self
+
     @field_validator("api_secret_algorithm")
     @classmethod
     def _pinned_algorithm(cls, value: str) -> str:
@@ -288,12 +296,8 @@ def _valid_fernet(key: str) -> bool:
     return True
 
 
-def check_and_fill_secrets(settings: Settings) -> Settings:
-    """Refuse production with missing/example secrets; in development, persist generated ones.
-
-    Development keys are generated once and kept in SECRETS_FILE so that tokens and
-    pixel URLs survive restarts and are shared by several workers.
-    """
+def refuse_insecure(settings: Settings) -> None:
+    """StartupError naming every malformed key and, in production, every missing/example/weak secret."""
     problems: list[str] = []
     for key in [settings.fernet_key, *([settings.fernet_old_keys] if settings.fernet_old_keys else [])]:
         if key is not None:
@@ -334,6 +338,15 @@ def check_and_fill_secrets(settings: Settings) -> Settings:
             problems.append(f"METRICS_TOKEN is an example value or shorter than {MIN_METRICS_TOKEN} characters")
     if problems:
         raise StartupError("refusing to start: " + "; ".join(dict.fromkeys(problems)))
+
+
+def check_and_fill_secrets(settings: Settings) -> Settings:
+    """Refuse production with missing/example secrets; in development, persist generated ones.
+
+    Development keys are generated once and kept in SECRETS_FILE so that tokens and
+    pixel URLs survive restarts and are shared by several workers.
+    """
+    refuse_insecure(settings)
     if settings.api_secret_key is None or settings.fernet_key is None:
         stored = _load_or_create_dev_secrets(Path(settings.secrets_file))
         updates: dict[str, SecretStr] = {}

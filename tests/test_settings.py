@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -64,9 +64,10 @@ def prod(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> Settings:
     return make()
 
 
-def refused(settings: Settings, *secret_values: str) -> str:
+def refused(build: Callable[[], Settings], *secret_values: str) -> str:
+    """The StartupError raised while building the settings (their validator: no such Settings exist)."""
     with pytest.raises(StartupError) as info:
-        check_and_fill_secrets(settings)
+        build()
     message = str(info.value)
     assert message.startswith("refusing to start")
     for value in secret_values:
@@ -239,19 +240,13 @@ def test_production_with_mysql_and_strong_password_starts(monkeypatch: pytest.Mo
 def test_production_refuses_missing_or_example_secrets(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None], mentions: str, secret: str | None
 ) -> None:
-    message = refused(prod(monkeypatch, **env), *([secret] if secret else []))
+    message = refused(lambda: prod(monkeypatch, **env), *([secret] if secret else []))
     assert mentions in message
 
 
 def test_production_lists_every_problem_at_once_without_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = prod(
-        monkeypatch,
-        API_SECRET_KEY="change-me",
-        FERNET_KEY=EXAMPLE_FERNET_KEY,
-        MYSQL_HOST="mysql",
-        MYSQL_PASSWORD="changeme",
-    )
-    message = refused(settings, EXAMPLE_FERNET_KEY, "changeme", "change-me")
+    env = {"API_SECRET_KEY": "change-me", "FERNET_KEY": EXAMPLE_FERNET_KEY, "MYSQL_PASSWORD": "changeme"}
+    message = refused(lambda: prod(monkeypatch, MYSQL_HOST="mysql", **env), EXAMPLE_FERNET_KEY, "changeme", "change-me")
     for name in ("API_SECRET_KEY", "FERNET_KEY", "MYSQL_PASSWORD"):
         assert name in message
 
@@ -336,8 +331,7 @@ def test_development_accepts_example_values(monkeypatch: pytest.MonkeyPatch) -> 
     ids=["word", "short-base64", "truncated", "not-base64"],
 )
 def test_invalid_fernet_key_is_refused(monkeypatch: pytest.MonkeyPatch, app_env: str, key: str) -> None:
-    settings = prod(monkeypatch, APP_ENV=app_env, FERNET_KEY=key)
-    message = refused(settings, key)
+    message = refused(lambda: prod(monkeypatch, APP_ENV=app_env, FERNET_KEY=key), key)
     assert "FERNET_KEY" in message
 
 
@@ -345,7 +339,7 @@ def test_invalid_fernet_key_is_refused(monkeypatch: pytest.MonkeyPatch, app_env:
 @pytest.mark.parametrize("name", ["API_SECRET_KEY", "FERNET_KEY"])
 def test_blank_secret_is_unset(monkeypatch: pytest.MonkeyPatch, clean_env: Path, name: str, blank: str) -> None:
     """`API_SECRET_KEY=` is not an (empty) key: development generates one, production refuses."""
-    message = refused(prod(monkeypatch, **{name: blank}))
+    message = refused(lambda: prod(monkeypatch, **{name: blank}))
     assert name in message
     monkeypatch.setenv("APP_ENV", "development")
     settings = check_and_fill_secrets(make())
@@ -359,7 +353,7 @@ def test_blank_secret_is_unset(monkeypatch: pytest.MonkeyPatch, clean_env: Path,
 def test_invalid_old_fernet_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     bad = "old-and-broken-key"
     monkeypatch.setenv("FERNET_OLD_KEYS", f"{Fernet.generate_key().decode()}, {bad}")
-    message = refused(make(api_secret_key=STRONG_KEY, fernet_key=STRONG_FERNET), bad)
+    message = refused(lambda: make(api_secret_key=STRONG_KEY, fernet_key=STRONG_FERNET), bad)
     assert "FERNET_OLD_KEYS" in message
 
 

@@ -31,13 +31,13 @@ __all__ = ["clean_env"]  # the autouse fixture: no PixelTracking variable leaks 
     ids=["root-no-password", "with-port-and-query", "empty-password", "no-user"],
 )
 def test_production_refuses_a_database_url_without_a_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    message = refused(prod(monkeypatch, DATABASE_URL=url))
+    message = refused(lambda: prod(monkeypatch, DATABASE_URL=url))
     assert "DATABASE_URL" in message
     assert "db.internal" not in message, "the URL itself is never echoed"
 
 
 def test_production_refuses_mysql_variables_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = refused(prod(monkeypatch, MYSQL_HOST="db.internal", MYSQL_USER="root"))
+    message = refused(lambda: prod(monkeypatch, MYSQL_HOST="db.internal", MYSQL_USER="root"))
     assert "MYSQL_PASSWORD" in message
 
 
@@ -58,7 +58,7 @@ def test_production_accepts_a_database_url_with_a_strong_password(monkeypatch: p
 def test_production_refuses_the_example_fernet_key_among_old_keys(
     monkeypatch: pytest.MonkeyPatch, old_keys: str
 ) -> None:
-    message = refused(prod(monkeypatch, FERNET_OLD_KEYS=old_keys), EXAMPLE_FERNET_KEY)
+    message = refused(lambda: prod(monkeypatch, FERNET_OLD_KEYS=old_keys), EXAMPLE_FERNET_KEY)
     assert "FERNET_OLD_KEYS" in message
 
 
@@ -77,13 +77,13 @@ def test_development_still_accepts_the_example_old_key(monkeypatch: pytest.Monke
 
 
 def test_production_refuses_public_metrics_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = refused(prod(monkeypatch, METRICS_TOKEN=None))
+    message = refused(lambda: prod(monkeypatch, METRICS_TOKEN=None))
     assert "METRICS_TOKEN" in message
 
 
 @pytest.mark.parametrize("token", ["change-me", "short-token", "   "], ids=["example", "short", "blank"])
 def test_production_refuses_a_weak_metrics_token(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
-    message = refused(prod(monkeypatch, METRICS_TOKEN=token), *([token] if token.strip() else []))
+    message = refused(lambda: prod(monkeypatch, METRICS_TOKEN=token), *([token] if token.strip() else []))
     assert "METRICS_TOKEN" in message
 
 

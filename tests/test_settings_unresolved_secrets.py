@@ -1,14 +1,16 @@
-"""Unresolved secrets fail loudly, also under `python -O` (where an assert would vanish)."""
+"""Unresolved secrets and insecure production settings fail loudly, also under `python -O` (where
+an assert would vanish)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from app.settings import Settings, StartupError
+from app.settings import Settings, StartupError, check_and_fill_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +44,44 @@ def test_the_check_survives_python_dash_o() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["refused", "refused"]
+
+
+PRODUCTION_UNDER_DASH_O = """
+import sys
+from app.settings import Settings, StartupError, check_and_fill_secrets
+print("optimize", sys.flags.optimize)
+try:
+    Settings(_env_file=None, app_env="production", api_secret_key="change-me", metrics_token="x" * 40)
+except StartupError as exc:
+    print("refused", "API_SECRET_KEY" in str(exc), "FERNET_KEY" in str(exc))
+development = Settings(_env_file=None, api_secret_key="change-me", metrics_token="x" * 40)
+try:  # model_copy() skips validators: what get_settings() runs refuses it again
+    check_and_fill_secrets(development.model_copy(update={"app_env": "production"}))
+except StartupError:
+    print("refused again")
+"""
+
+
+def test_production_refusal_survives_python_dash_o(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "SECRETS_FILE": str(tmp_path / "secrets.json")}
+    done = subprocess.run(
+        [sys.executable, "-O", "-c", PRODUCTION_UNDER_DASH_O],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["optimize 1", "refused True True", "refused again"]
+    assert not (tmp_path / "secrets.json").exists(), "production never generates secrets"
+
+
+def test_settings_copied_into_production_are_refused_by_the_startup_check() -> None:
+    development = Settings(_env_file=None, api_secret_key="change-me", fernet_key=None)
+    with pytest.raises(StartupError, match="API_SECRET_KEY"):
+        check_and_fill_secrets(development.model_copy(update={"app_env": "production"}))
 
 
 def test_mysql_root_password_is_not_an_app_setting(monkeypatch: pytest.MonkeyPatch) -> None:

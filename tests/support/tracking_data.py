@@ -103,6 +103,23 @@ def pending(client: Any) -> int:
         return 0
 
 
+def held_event_ids(client: Any, consumer: str) -> set[str]:
+    """Event ids of the stream entries `consumer` has read and not acknowledged (its pending entries)."""
+    held: set[str] = set()
+    for entry in client.xpending_range(STREAM, GROUP, "-", "+", 1_000_000, consumername=consumer):
+        for _entry_id, fields in client.xrange(STREAM, entry["message_id"], entry["message_id"]):
+            held.add(Event.decode(fields["e"]).event_id)
+    return held
+
+
+def stored_event_ids(engine: Engine, event_ids: set[str]) -> dict[str, int]:
+    """How many openings each of `event_ids` has (ids without any are left out)."""
+    with engine.connect() as conn:
+        query = select(Opening.event_id, func.count()).where(Opening.event_id.in_(event_ids))
+        counts: dict[str, int] = dict(conn.execute(query.group_by(Opening.event_id)).tuples().all())
+    return counts
+
+
 def consumer_pending(client: Any, consumer: str) -> int:
     for info in client.xinfo_consumers(STREAM, GROUP):
         if info["name"] == consumer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,9 +51,11 @@ def test_makefile_has_the_everyday_targets() -> None:
     assert "ruff format --check" in planned["lint"]
     assert "mypy" in planned["lint"]
     assert "typos" in planned["lint"]
-    assert re.search(r"pytest .*-m \"not slow\" .*--db sqlite .*--cov=app", planned["test-fast"])
-    assert planned["test"].strip() == "bash scripts/test.sh"  # the one test command of README and CI
-    assert re.search(r"pytest .*--db mysql .*--cov=app", planned["test-mysql"])
+    for word in ("pytest", "not slow", "sqlite", "--cov=app"):
+        assert word in shlex.split(planned["test-fast"]), word
+    assert "scripts/test.sh" in planned["test"]  # the one test command of README and CI
+    for word in ("pytest", "mysql", "--cov=app"):
+        assert word in shlex.split(planned["test-mysql"]), word
     assert "bench." in planned["bench"]
 
 
@@ -61,7 +64,8 @@ def test_the_test_command_reports_coverage() -> None:
     (pytest_line,) = [line for line in script.splitlines() if "-m pytest" in line]
     assert "--cov=app" in pytest_line
     assert "--cov-report=term" in pytest_line
-    assert "pip install -q -e '.[dev]'" in script  # keeps installing what CI needs (pytest-cov, typos, ...)
+    installs = [line for line in script.splitlines() if "pip install" in line]
+    assert any("[dev]" in line for line in installs)  # keeps installing what CI needs (pytest-cov, typos, ...)
 
 
 def test_coverage_is_measured_for_app(tmp_path: Path) -> None:

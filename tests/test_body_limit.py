@@ -110,6 +110,7 @@ def test_a_public_form_body_is_limited_too(base: str) -> None:
     assert body["code"] == "payload_too_large"
 
 
+@pytest.mark.slow  # ~12 s: out of the fast loop
 def test_the_default_limit_holds_10000_contacts_at_their_maximum_lengths(
     client: TestClient, settings: Settings, headers: dict[str, str], tree: dict[str, Any], db: Any
 ) -> None:

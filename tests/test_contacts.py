@@ -241,6 +241,7 @@ def test_same_email_in_another_group_of_the_campaign_is_allowed(
     assert count(db, Contact, Contact.email == "both@example.com") == 2
 
 
+@pytest.mark.slow  # ~4 s: out of the fast loop
 def test_bulk_of_exactly_10000_is_accepted(client, db: Session, group: Group, headers) -> None:
     payload = [{"email": f"bulk{i}@example.com"} for i in range(10_000)]
     response = client.post(url(group), headers=headers, json=payload)

@@ -68,6 +68,7 @@ def test_the_test_command_reports_coverage() -> None:
     assert any("[dev]" in line for line in installs)  # keeps installing what CI needs (pytest-cov, typos, ...)
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess, ~12 s: out of the fast loop
 def test_coverage_is_measured_for_app(tmp_path: Path) -> None:
     """pytest-cov is installed and reports app/'s coverage (the flags scripts/test.sh passes)."""
     this = "tests/test_dev_habits.py::test_the_test_command_reports_coverage"

@@ -165,6 +165,7 @@ def _high_ids(db: Session) -> User:
     return admin
 
 
+@pytest.mark.slow  # ~5 s: out of the fast loop
 def test_no_tenant_identifier_is_a_label_on_any_process(
     settings: Settings, engine: Engine, redis_url: str, redis_client: Any, db: Session, tmp_path: Path
 ) -> None:

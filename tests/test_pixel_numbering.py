@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from tests.live import live_server
 PARALLEL = 8
 
 
+@pytest.mark.slow  # ~2.5 s: out of the fast loop
 def test_parallel_automatic_numbers_all_succeed(
     db: Session, settings: Settings, user: User, headers: dict[str, str]
 ) -> None:

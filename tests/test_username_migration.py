@@ -42,6 +42,7 @@ def fresh_engine(db_leg: str, tmp_path: Path, engine: Engine) -> Iterator[Engine
         admin.dispose()
 
 
+@pytest.mark.slow  # ~2.5 s: out of the fast loop
 def test_0005_normalises_usernames_and_renames_later_collisions(fresh_engine: Engine, db_leg: str) -> None:
     upgrade(fresh_engine, "0004")
     names = ["Alice", "alice", "\uff22\uff2f\uff22", "carol", "ALICE", "Dave.Smith@Example.com"]

@@ -112,28 +112,29 @@ def _load_sample_file(engine: Engine, path: Path, owner_name: str | None) -> int
     except (OSError, ValueError) as exc:
         print(f"pixeltrack: cannot load {path}: {exc}", file=sys.stderr)
         return 1
-    with session_scope(make_sessionmaker(engine)) as db:
-        stmt = (
-            select(User).where(User.username == normalize_username(owner_name))
-            if owner_name
-            else select(User).where(User.is_admin).order_by(User.id)
-        )
-        owner = db.scalars(stmt).first()
-        if owner is None:
-            print("pixeltrack: no owner user; create an admin first (pixeltrack create-admin)", file=sys.stderr)
-            return 1
 
-        def progress(done: int, total: int) -> None:
-            print(f"\r  contacts {done}/{total}", end="", file=sys.stderr, flush=True)
+    def progress(done: int, total: int) -> None:
+        print(f"\r  contacts {done}/{total}", end="", file=sys.stderr, flush=True)
 
-        try:
+    # One transaction: a file rejected half-way is rolled back by session_scope, leaving nothing.
+    try:
+        with session_scope(make_sessionmaker(engine)) as db:
+            stmt = (
+                select(User).where(User.username == normalize_username(owner_name))
+                if owner_name
+                else select(User).where(User.is_admin).order_by(User.id)
+            )
+            owner = db.scalars(stmt).first()
+            if owner is None:
+                print("pixeltrack: no owner user; create an admin first (pixeltrack create-admin)", file=sys.stderr)
+                return 1
             result = load_sample(db, owner, sample, progress)
-        except AppError as exc:
-            print(f"\npixeltrack: {path} rejected: {exc.detail}", file=sys.stderr)
-            return 1
-        except IntegrityError as exc:  # e.g. an event_id already recorded by another campaign
-            print(f"\npixeltrack: {path} rejected: conflicts with existing data ({exc.orig})", file=sys.stderr)
-            return 1
+    except AppError as exc:
+        print(f"\npixeltrack: {path} rejected: {exc.detail}", file=sys.stderr)
+        return 1
+    except IntegrityError as exc:  # e.g. an event_id already recorded by another campaign
+        print(f"\npixeltrack: {path} rejected: conflicts with existing data ({exc.orig})", file=sys.stderr)
+        return 1
     print(
         f"\nloaded {path.name} for '{owner.username}': {result.campaigns} campaigns "
         f"({result.skipped} already present), {result.contacts} contacts, {result.pixels} pixels, {result.openings} openings"

@@ -36,8 +36,10 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    """The request's session. GET/HEAD requests only read: on SQLite they take no write lock
-    (app/db.read_only). Routes are `app.routing.TransactionRoute`s: a deadlock re-runs them."""
+    """The request's session, one transaction: services flush, and the route
+    (`app.routing.TransactionRoute`) commits it once the endpoint has returned, rolls it back on
+    an error and re-runs the request on a deadlock. GET/HEAD requests only read: on SQLite they
+    take no write lock (app/db.read_only). Closed after the response is sent."""
     session: Session = request.app.state.session_factory()
     remember_session(request, session)
     if request.method in ("GET", "HEAD"):

@@ -1,19 +1,27 @@
-"""`TransactionRoute`: an API route whose whole run is retried on a MariaDB deadlock.
+"""`TransactionRoute`: one transaction per API request, committed at one boundary and run
+again on a MariaDB deadlock.
 
-A deadlock (1213) or lock wait timeout (1205) rolls the request's transaction back; the
-right answer is to run that transaction again, not a 503. The request's transaction
-boundary is the endpoint run with its dependencies (the session of `app.deps.get_db`), so
-this route class re-runs exactly that: bounded (app/db.RETRY_ATTEMPTS) with jittered
-backoff, closing the failed run's sessions first. The request body is read once and cached
-on the `Request` (Starlette's `body()`/`json()`/`form()`), so every run sees the same body.
-Endpoints commit once at their end, so a failed run has left nothing behind.
+Services only `flush`; this route class is where the request's transaction ends. After the
+endpoint has returned its `Response` (dependencies still open: `app.deps.get_db` closes its
+session after the response is sent) and before that response is handed to Starlette, the
+sessions the run opened (`remember_session`) are committed; on any error they are rolled back,
+so a request that fails half-way leaves nothing behind (docs/transactions.md).
+
+A deadlock (1213) or lock wait timeout (1205), in the handler or at the commit, rolls the
+request's transaction back; the right answer is to run that transaction again, not a 503. The
+request's transaction boundary is the endpoint run with its dependencies, so this route class
+re-runs exactly that: bounded (app/db.RETRY_ATTEMPTS) with jittered backoff, closing the failed
+run's sessions first. The request body is read once and cached on the `Request` (Starlette's
+`body()`/`json()`/`form()`), so every run sees the same body. Work that must only happen once
+the transaction is committed (telling other processes a link changed) is registered with
+`after_commit`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -26,6 +34,9 @@ from app.db import RETRY_ATTEMPTS, is_transient, retry_delay
 log = logging.getLogger("pixeltrack.routing")
 
 _SESSIONS = "db_sessions"  # request.state: the sessions `get_db` handed out in this run
+_AFTER_COMMIT = "after_commit"  # request.state: callbacks to run once this run has committed
+
+AfterCommit = Callable[[], Awaitable[None]]
 
 
 def remember_session(request: Request, session: Session) -> None:
@@ -34,10 +45,24 @@ def remember_session(request: Request, session: Session) -> None:
     setattr(request.state, _SESSIONS, sessions)
 
 
-def _close_sessions(request: Request) -> None:
+def after_commit(request: Request, callback: AfterCommit) -> None:
+    """Run `callback` once the request's transaction has committed (never if it rolls back)."""
+    callbacks: list[AfterCommit] = getattr(request.state, _AFTER_COMMIT, [])
+    callbacks.append(callback)
+    setattr(request.state, _AFTER_COMMIT, callbacks)
+
+
+def _commit_sessions(request: Request) -> None:
     for session in getattr(request.state, _SESSIONS, []):
-        session.close()  # (idempotent: get_db closes it again at the end of the request)
+        session.commit()
+
+
+def _close_sessions(request: Request) -> None:
+    """Roll back and close the run's sessions (get_db closes them again at the end: idempotent)."""
+    for session in getattr(request.state, _SESSIONS, []):
+        session.close()
     setattr(request.state, _SESSIONS, [])
+    setattr(request.state, _AFTER_COMMIT, [])
 
 
 class TransactionRoute(APIRoute):
@@ -47,13 +72,21 @@ class TransactionRoute(APIRoute):
         async def run(request: Request) -> Response:
             for attempt in range(RETRY_ATTEMPTS):
                 try:
-                    return await handler(request)
+                    response = await handler(request)
+                    await asyncio.to_thread(_commit_sessions, request)
                 except DBAPIError as exc:
+                    await asyncio.to_thread(_close_sessions, request)
                     if not is_transient(exc) or attempt == RETRY_ATTEMPTS - 1:
                         raise
-                    await asyncio.to_thread(_close_sessions, request)
                     log.warning("%s %s: transaction rolled back; running it again", request.method, self.path)
                     await asyncio.sleep(retry_delay(attempt))
+                    continue
+                except Exception:
+                    await asyncio.to_thread(_close_sessions, request)
+                    raise
+                for callback in getattr(request.state, _AFTER_COMMIT, []):
+                    await callback()
+                return response
             raise AssertionError("unreachable")
 
         return run

@@ -186,24 +186,28 @@ def test_hung_redis_is_skipped_then_used_again(
             # The same requests with Redis answering, in this run: the baseline the hung case is held to
             # (password hashing alone takes longer on a busy machine).
             requests(baseline_pixels)
-            baseline = sum(seconds for _, seconds in timings)
+            baseline: dict[str, float] = {}
+            for label, seconds in timings:
+                baseline[label] = max(seconds, baseline.get(label, 0.0))
             timings.clear()
             assert not queue.degraded
             unshared_before = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0
             os.kill(server.proc.pid, signal.SIGSTOP)
             stopped = True
+            started = time.monotonic()
             requests(pixels[1:11])
+            hung_for = time.monotonic() - started
             assert client.get("/readyz").json()["checks"]["redis"] == "degraded"
-            slowest = max(seconds for _, seconds in timings)
-            total = sum(seconds for _, seconds in timings)
-            print(f"\n[hung] {len(timings)} requests with Redis stopped: {total:.3f}s (answering: {baseline:.3f}s);")
-            # A request waits at most for the 0.5 s call timeout, never for the 2 s socket timeout; and only
-            # one call per breaker interval (REDIS_BREAKER_OPEN_SECONDS, 2 s) waits at all: the first, then
-            # one trial per interval. On main, 18 such requests took 21 s.
-            rounded = [(label, round(seconds, 3)) for label, seconds in timings]
-            assert slowest < 1.5, rounded
-            waited = [seconds for _, seconds in timings if seconds >= 0.45]
-            assert len(waited) <= 1 + int(total / 2.0), (baseline, rounded)
+            over = [(label, round(seconds - baseline[label], 3)) for label, seconds in timings]
+            print(f"\n[hung] {len(timings)} requests with Redis stopped in {hung_for:.3f}s; over baseline: {over}")
+            # Only one request per breaker interval (REDIS_BREAKER_OPEN_SECONDS, 2 s) may wait for the
+            # 0.5 s call timeout: the first, then one trial per interval. On main, 18 such requests took
+            # 21 s (each waited for the 2 s socket timeout). Logins are left out of this count: password
+            # hashing varies by more than that on a busy machine; that the login throttle skipped Redis
+            # shows in pixeltrack_rate_limit_unshared_total below.
+            waited = [(label, extra) for label, extra in over if extra >= 0.45 and "login" not in label]
+            assert 1 <= len(waited) <= 1 + int(hung_for / 2.0), (hung_for, over)
+            assert max(extra for _, extra in over) < 1.5, over
             assert queue.degraded  # pixels went to the in-process queue
             assert _sample("pixeltrack_redis_breaker_open") == 1
             unshared = _sample("pixeltrack_rate_limit_unshared_total", {"reason": "breaker_open"}) or 0

@@ -158,6 +158,7 @@ def test_deleted_pixel_load_still_answers_but_is_skipped(embedded: TestClient, d
     pixel = factories.make_tree(db, user)["pixel"]
     token = codec_of(embedded).pixel_token(pixel.id)
     pixel_service.delete_pixel(db, pixel)
+    db.commit()  # services flush; the caller commits
     assert embedded.get(f"/o/{token}.gif").status_code == 200
     memory = app_state(embedded).tracking.memory
     result = in_app_loop(embedded, memory.flush)
@@ -330,6 +331,7 @@ def test_worker_skips_events_of_deleted_pixels(
     token = codec_of(with_redis).pixel_token(gone.id)
     assert with_redis.get(f"/o/{token}.gif").status_code == 200
     pixel_service.delete_pixel(db, gone)
+    db.commit()  # services flush; the caller commits
     assert worker.drain() == 1
     assert (worker.stats.inserted, worker.stats.skipped_missing) == (0, 1)
     assert count(db, Opening, pixel_id=gone.id) == 0

@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from app.models.base import TABLE_ARGS, Base, BigId, utcnow
 
@@ -95,3 +96,20 @@ class Click(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     client: Mapped[str] = mapped_column(String(16), default=ClientKind.unknown.value)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+@dataclass(frozen=True)
+class EventTable:
+    """What openings and clicks have in common, for the code that treats both alike (the ingest,
+    the CSV exports, the retention purge): the table, its time and target columns, and the kind
+    of event it stores (the `kind` label of the ingest metrics)."""
+
+    kind: str
+    model: type[Opening] | type[Click]
+    time: InstrumentedAttribute[datetime]  # opened_at / clicked_at
+    target: InstrumentedAttribute[int]  # pixel_id / link_id
+
+
+OPENINGS = EventTable("open", Opening, Opening.opened_at, Opening.pixel_id)
+CLICKS = EventTable("click", Click, Click.clicked_at, Click.link_id)
+EVENT_TABLES = (OPENINGS, CLICKS)

@@ -22,7 +22,7 @@ def list_campaigns(user: CurrentUser, db: SessionDep, page: PageDep) -> Page[Cam
 
 @router.post("/campaigns", response_model=CampaignOut, status_code=201)
 def create_campaign(body: CampaignCreate, user: CurrentUser, db: SessionDep) -> CampaignOut:
-    return CampaignOut.model_validate(campaigns.create_campaign(db, user, body.model_dump()))
+    return CampaignOut.model_validate(campaigns.create_campaign(db, user, body))
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
@@ -33,7 +33,7 @@ def get_campaign(campaign_id: IdPath, user: CurrentUser, db: SessionDep) -> Camp
 @router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
 def update_campaign(campaign_id: IdPath, body: CampaignUpdate, user: CurrentUser, db: SessionDep) -> CampaignOut:
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    return CampaignOut.model_validate(campaigns.update_campaign(db, campaign, body.changes()))
+    return CampaignOut.model_validate(campaigns.update_campaign(db, campaign, body))
 
 
 @router.delete("/campaigns/{campaign_id}", status_code=204, responses=error_responses(404))

@@ -183,9 +183,7 @@ async def create_contacts(request: Request, group_id: IdPath, user: CurrentUser,
         payload = _parse_contacts(body)
         rows = payload if isinstance(payload, list) else [payload]
         group = campaigns.get_group(db, user, group_id)
-        created = contacts.create_contacts(
-            db, group, [row.model_dump() for row in rows], row_locs=isinstance(payload, list)
-        )
+        created = contacts.create_contacts(db, group, rows, row_locs=isinstance(payload, list))
         if not isinstance(payload, list):
             return Response(ContactOut.model_validate(created[0]).model_dump_json(), status_code=201, media_type=JSON)
         items: list[ContactOut] = []
@@ -207,7 +205,7 @@ def get_contact(contact_id: IdPath, user: CurrentUser, db: SessionDep) -> Contac
 @router.patch("/contacts/{contact_id}", response_model=ContactOut, responses=error_responses(409))
 def update_contact(contact_id: IdPath, body: ContactUpdate, user: CurrentUser, db: SessionDep) -> ContactOut:
     contact = contacts.get_contact(db, user, contact_id)
-    return ContactOut.model_validate(contacts.update_contact(db, contact, body.changes()))
+    return ContactOut.model_validate(contacts.update_contact(db, contact, body))
 
 
 @router.delete("/contacts/{contact_id}", status_code=204)

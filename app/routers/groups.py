@@ -26,7 +26,7 @@ def list_groups(campaign_id: IdPath, user: CurrentUser, db: SessionDep, page: Pa
 def create_group(campaign_id: IdPath, body: GroupCreate, user: CurrentUser, db: SessionDep) -> GroupOut:
     """Add a group (one arm of an A/B test); names are unique within the campaign."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    return GroupOut.model_validate(campaigns.create_group(db, campaign, body.model_dump()))
+    return GroupOut.model_validate(campaigns.create_group(db, campaign, body))
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut)
@@ -37,7 +37,7 @@ def get_group(group_id: IdPath, user: CurrentUser, db: SessionDep) -> GroupOut:
 @router.patch("/groups/{group_id}", response_model=GroupOut, responses=error_responses(409))
 def update_group(group_id: IdPath, body: GroupUpdate, user: CurrentUser, db: SessionDep) -> GroupOut:
     group = campaigns.get_group(db, user, group_id)
-    return GroupOut.model_validate(campaigns.update_group(db, group, body.changes()))
+    return GroupOut.model_validate(campaigns.update_group(db, group, body))
 
 
 @router.delete("/groups/{group_id}", status_code=204)

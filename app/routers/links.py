@@ -1,13 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from anyio import from_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
 from app.models.base import MAX_ID
-from app.routing import TransactionRoute
+from app.routing import TransactionRoute, after_commit
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import LinkCreate, LinkOut, LinkUpdate, TrackedUrlOut
 from app.services import campaigns, links
@@ -15,6 +15,14 @@ from app.services import campaigns, links
 router = APIRouter(
     prefix="/api/v1", tags=["links"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
 )
+
+
+def _drop_cached_url(request: Request, link_id: int) -> None:
+    """Once the change is committed, drop the cached URL: at once in this process and, with Redis,
+    in every other API process (before the commit, another request could cache the old URL again);
+    without Redis the other processes redirect to the old URL until their entry expires (LinkCache)."""
+    changed: Callable[[int], Awaitable[None]] = request.app.state.tracker.links.changed
+    after_commit(request, lambda: changed(link_id))
 
 
 @router.get("/campaigns/{campaign_id}/links", response_model=Page[LinkOut])
@@ -28,7 +36,7 @@ def list_links(campaign_id: IdPath, user: CurrentUser, db: SessionDep, page: Pag
 def create_link(campaign_id: IdPath, body: LinkCreate, user: CurrentUser, db: SessionDep) -> LinkOut:
     """Register a destination URL (http/https) whose clicks are tracked per contact."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    return LinkOut.model_validate(links.create_link(db, campaign, body.model_dump()))
+    return LinkOut.model_validate(links.create_link(db, campaign, body))
 
 
 @router.get("/links/{link_id}", response_model=LinkOut)
@@ -38,17 +46,15 @@ def get_link(link_id: IdPath, user: CurrentUser, db: SessionDep) -> LinkOut:
 
 @router.patch("/links/{link_id}", response_model=LinkOut)
 def update_link(link_id: IdPath, body: LinkUpdate, user: CurrentUser, db: SessionDep, request: Request) -> LinkOut:
-    link = links.update_link(db, links.get_link(db, user, link_id), body.changes())
-    # Drop the cached URL: at once in this process and, with Redis, in every other API process;
-    # without Redis the other processes redirect to the old URL until their entry expires (LinkCache).
-    from_thread.run(request.app.state.tracker.links.changed, link.id)
+    link = links.update_link(db, links.get_link(db, user, link_id), body)
+    _drop_cached_url(request, link.id)
     return LinkOut.model_validate(link)
 
 
 @router.delete("/links/{link_id}", status_code=204)
 def delete_link(link_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> Response:
     links.delete_link(db, links.get_link(db, user, link_id))
-    from_thread.run(request.app.state.tracker.links.changed, link_id)
+    _drop_cached_url(request, link_id)
     return Response(status_code=204)
 
 

@@ -27,7 +27,7 @@ def list_openings(pixel_id: IdPath, user: CurrentUser, db: SessionDep, page: Pag
 def create_opening(pixel_id: IdPath, body: OpeningCreate, user: CurrentUser, db: SessionDep) -> OpeningOut:
     """Record an opening by hand (imports, corrections). `event_id` makes it idempotent."""
     pixel = pixels.get_pixel(db, user, pixel_id)
-    return OpeningOut.model_validate(openings.create_opening(db, pixel, body.model_dump()))
+    return OpeningOut.model_validate(openings.create_opening(db, pixel, body))
 
 
 @router.get("/openings/{opening_id}", response_model=OpeningOut)
@@ -38,7 +38,7 @@ def get_opening(opening_id: IdPath, user: CurrentUser, db: SessionDep) -> Openin
 @router.patch("/openings/{opening_id}", response_model=OpeningOut)
 def update_opening(opening_id: IdPath, body: OpeningUpdate, user: CurrentUser, db: SessionDep) -> OpeningOut:
     opening = openings.get_opening(db, user, opening_id)
-    return OpeningOut.model_validate(openings.update_opening(db, opening, body.changes()))
+    return OpeningOut.model_validate(openings.update_opening(db, opening, body))
 
 
 @router.delete("/openings/{opening_id}", status_code=204)

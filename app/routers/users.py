@@ -24,14 +24,7 @@ def list_users(_admin: AdminUser, db: SessionDep, page: PageDep) -> Page[UserOut
 
 @router.post("", response_model=UserOut, status_code=201, responses=error_responses(409))
 def create_user(body: UserCreate, _admin: AdminUser, db: SessionDep) -> UserOut:
-    user = users.create_user(
-        db,
-        username=body.username,
-        email=str(body.email),
-        password=body.password.get_secret_value(),
-        is_admin=body.is_admin,
-    )
-    return UserOut.model_validate(user)
+    return UserOut.model_validate(users.create_from(db, body))
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=error_responses(404))
@@ -41,12 +34,7 @@ def get_user(user_id: IdPath, _admin: AdminUser, db: SessionDep) -> UserOut:
 
 @router.patch("/{user_id}", response_model=UserOut, responses=error_responses(404, 409))
 def update_user(user_id: IdPath, body: UserUpdate, admin: AdminUser, db: SessionDep) -> UserOut:
-    changes = body.changes()
-    if body.password is not None:
-        changes["password"] = body.password.get_secret_value()
-    if body.email is not None:
-        changes["email"] = str(body.email)
-    user = users.update_user(db, admin, users.get_user(db, user_id), changes)
+    user = users.update_user(db, admin, users.get_user(db, user_id), body)
     return UserOut.model_validate(user)
 
 

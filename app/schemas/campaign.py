@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
 
@@ -16,11 +15,6 @@ class CampaignCreate(InModel):
     description: Description | None = None
     starts_at: UtcDatetime | None = None
     ends_at: UtcDatetime | None = None
-
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> Self:
-        check_date_range(self.starts_at, self.ends_at)
-        return self
 
 
 class CampaignUpdate(PatchModel):
@@ -61,8 +55,3 @@ class GroupOut(OutModel):
     name: str
     description: str | None
     created_at: UtcDatetime
-
-
-def check_date_range(starts_at: datetime | None, ends_at: datetime | None) -> None:
-    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
-        raise ValueError("ends_at must be after starts_at")

@@ -9,56 +9,57 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound, ValidationFailed
+from app.errors import ValidationFailed
 from app.models import Campaign, Click, Contact, Group, Opening, User
-from app.schemas.campaign import check_date_range
+from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
 from app.services import counters
-from app.services.common import apply_changes, conflict, owned, paginate
+from app.services.common import apply_changes, conflict, get_owned, owned, paginate
+
+DATES_OUT_OF_ORDER = "ends_at must be after starts_at"
 
 
 def get_campaign(db: Session, user: User, campaign_id: int) -> Campaign:
-    campaign = db.scalar(owned(select(Campaign).where(Campaign.id == campaign_id), user))
-    if campaign is None:
-        raise NotFound("Campaign not found.")
-    return campaign
+    return get_owned(db, user, Campaign, campaign_id)
 
 
 def list_campaigns(db: Session, user: User, *, limit: int, offset: int) -> tuple[Sequence[Campaign], int]:
     return paginate(db, owned(select(Campaign), user).order_by(Campaign.id), limit=limit, offset=offset)
 
 
-def create_campaign(db: Session, user: User, data: dict[str, Any]) -> Campaign:
-    campaign = Campaign(owner_id=user.id, **data)
+def _dates_in_order(starts_at: datetime | None, ends_at: datetime | None) -> bool:
+    return starts_at is None or ends_at is None or ends_at > starts_at
+
+
+def create_campaign(db: Session, user: User, data: CampaignCreate) -> Campaign:
+    if not _dates_in_order(data.starts_at, data.ends_at):
+        # The body as a whole is wrong (the answer the body's own validator gave before this rule
+        # moved here: same loc, msg and type).
+        raise ValidationFailed([{"loc": ["body"], "msg": f"Value error, {DATES_OUT_OF_ORDER}", "type": "value_error"}])
+    campaign = Campaign(
+        owner_id=user.id, name=data.name, description=data.description, starts_at=data.starts_at, ends_at=data.ends_at
+    )
     db.add(campaign)
-    db.commit()
+    db.flush()
     return campaign
 
 
-def _check_dates(starts_at: datetime | None, ends_at: datetime | None) -> None:
-    try:
-        check_date_range(starts_at, ends_at)
-    except ValueError as exc:
-        raise ValidationFailed([{"loc": ["body", "ends_at"], "msg": str(exc), "type": "value_error"}]) from None
-
-
-def update_campaign(db: Session, campaign: Campaign, changes: dict[str, Any]) -> Campaign:
-    _check_dates(changes.get("starts_at", campaign.starts_at), changes.get("ends_at", campaign.ends_at))
+def update_campaign(db: Session, campaign: Campaign, patch: CampaignUpdate) -> Campaign:
+    changes = patch.changes()
+    if not _dates_in_order(changes.get("starts_at", campaign.starts_at), changes.get("ends_at", campaign.ends_at)):
+        # Checked against the stored values too: located at ends_at, whichever date was sent.
+        raise ValidationFailed([{"loc": ["body", "ends_at"], "msg": DATES_OUT_OF_ORDER, "type": "value_error"}])
     apply_changes(campaign, changes)
-    db.commit()
+    db.flush()
     return campaign
 
 
 def delete_campaign(db: Session, campaign: Campaign) -> None:
     db.delete(campaign)  # groups, contacts, pixels, openings, links, clicks: ON DELETE CASCADE
-    db.commit()
+    db.flush()
 
 
 def get_group(db: Session, user: User, group_id: int) -> Group:
-    stmt = select(Group).join(Campaign, Campaign.id == Group.campaign_id).where(Group.id == group_id)
-    group = db.scalar(owned(stmt, user))
-    if group is None:
-        raise NotFound("Group not found.")
-    return group
+    return get_owned(db, user, Group, group_id, (Campaign, Campaign.id == Group.campaign_id))
 
 
 def list_groups(db: Session, campaign: Campaign, *, limit: int, offset: int) -> tuple[Sequence[Group], int]:
@@ -72,19 +73,20 @@ def _check_group_name(db: Session, campaign_id: int, name: str, *, except_id: in
         raise conflict(["body", "name"], "A group with this name already exists in this campaign.")
 
 
-def create_group(db: Session, campaign: Campaign, data: dict[str, Any]) -> Group:
-    _check_group_name(db, campaign.id, data["name"])
-    group = Group(campaign_id=campaign.id, **data)
+def create_group(db: Session, campaign: Campaign, data: GroupCreate) -> Group:
+    _check_group_name(db, campaign.id, data.name)
+    group = Group(campaign_id=campaign.id, name=data.name, description=data.description)
     db.add(group)
-    db.commit()
+    db.flush()
     return group
 
 
-def update_group(db: Session, group: Group, changes: dict[str, Any]) -> Group:
+def update_group(db: Session, group: Group, patch: GroupUpdate) -> Group:
+    changes: dict[str, Any] = patch.changes()
     if "name" in changes:
         _check_group_name(db, group.campaign_id, changes["name"], except_id=group.id)
     apply_changes(group, changes)
-    db.commit()
+    db.flush()
     return group
 
 
@@ -92,4 +94,4 @@ def delete_group(db: Session, group: Group) -> None:
     members = select(Contact.id).where(Contact.group_id == group.id)
     counters.forget_hours(db, openings=Opening.contact_id.in_(members), clicks=Click.contact_id.in_(members))
     db.delete(group)  # contacts and everything under them: ON DELETE CASCADE
-    db.commit()
+    db.flush()

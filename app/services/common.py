@@ -1,18 +1,25 @@
-"""Helpers every service uses: ownership scoping, pagination, conflicts, partial updates."""
+"""Helpers every service uses: ownership scoping, the owned-object lookup, pagination,
+conflicts, partial updates."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, inspect, select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict
+from app.errors import Conflict, NotFound
 from app.models import Campaign, User
+from app.models.base import Base
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Select[Any])
+
+M = TypeVar("M", bound=Base)
+
+# One step of the way from a model up to its campaign: the entity joined and the join's condition.
+Join = tuple[type[Any], ColumnElement[bool]]
 
 
 def owned(stmt: S, user: User) -> S:
@@ -20,6 +27,20 @@ def owned(stmt: S, user: User) -> S:
     if user.is_admin:
         return stmt
     return stmt.where(Campaign.owner_id == user.id)
+
+
+def get_owned(db: Session, user: User, model: type[M], object_id: int, *joins: Join) -> M:
+    """The `model` row with this id if the user owns its campaign (admins: any), joined up to
+    `Campaign` through `joins`; else NotFound, "<Model> not found." (someone else's object
+    answers exactly as a missing one)."""
+    (primary_key,) = inspect(model).primary_key  # `id`
+    stmt = select(model).where(primary_key == object_id)
+    for entity, on in joins:
+        stmt = stmt.join(entity, on)
+    found = db.scalar(owned(stmt, user))
+    if found is None:
+        raise NotFound(f"{model.__name__} not found.")
+    return found
 
 
 def paginate(db: Session, stmt: Select[T], *, limit: int, offset: int) -> tuple[Sequence[T], int]:

@@ -10,22 +10,22 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app import cooperative
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, ValidationFailed
 from app.models import Campaign, Click, Contact, ContactStatus, Group, Opening, User
 from app.models.base import utcnow
+from app.schemas.contact import ContactCreate, ContactUpdate
 from app.services import counters
-from app.services.common import apply_changes, conflict, owned, paginate
+from app.services.common import apply_changes, conflict, get_owned, paginate
 
 CHUNK = 1000
 MAX_REPORTED_ERRORS = 100
+# The columns a new contact's row takes from its `ContactCreate` (a sample file's contact, a
+# subclass, carries more).
+_CREATED_FIELDS = set(ContactCreate.model_fields)
 
 
 def get_contact(db: Session, user: User, contact_id: int) -> Contact:
-    stmt = select(Contact).join(Campaign, Campaign.id == Contact.campaign_id).where(Contact.id == contact_id)
-    contact = db.scalar(owned(stmt, user))
-    if contact is None:
-        raise NotFound("Contact not found.")
-    return contact
+    return get_owned(db, user, Contact, contact_id, (Campaign, Campaign.id == Contact.campaign_id))
 
 
 def list_contacts(
@@ -65,9 +65,9 @@ def _existing_emails(db: Session, group: Group, emails: Sequence[str]) -> set[st
     return found
 
 
-def create_contacts(db: Session, group: Group, rows: list[dict[str, Any]], *, row_locs: bool) -> list[Contact]:
+def create_contacts(db: Session, group: Group, rows: Sequence[ContactCreate], *, row_locs: bool) -> list[Contact]:
     """Insert all rows or none. Conflicts name each offending row (`["body", i, "email"]`)."""
-    emails = [row["email"] for row in rows]
+    emails = [row.email for row in rows]
     errors: list[dict[str, Any]] = []
     first_seen: dict[str, int] = {}
     for index, email in enumerate(emails):
@@ -93,7 +93,13 @@ def create_contacts(db: Session, group: Group, rows: list[dict[str, Any]], *, ro
     now = utcnow()
     values = [
         _with_sent_at(
-            {**row, "campaign_id": group.campaign_id, "group_id": group.id, "created_at": now, "updated_at": now}
+            {
+                **row.model_dump(include=_CREATED_FIELDS),
+                "campaign_id": group.campaign_id,
+                "group_id": group.id,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
         for row in rows
     ]
@@ -104,11 +110,11 @@ def create_contacts(db: Session, group: Group, rows: list[dict[str, Any]], *, ro
         for contact in db.scalars(select(Contact).where(Contact.group_id == group.id, Contact.email.in_(chunk))):
             by_email[contact.email] = contact
     counters.refresh_contacts(db, (contact.id for contact in by_email.values()))
-    db.commit()
     return [by_email[email] for email in emails]
 
 
-def update_contact(db: Session, contact: Contact, changes: dict[str, Any]) -> Contact:
+def update_contact(db: Session, contact: Contact, patch: ContactUpdate) -> Contact:
+    changes = patch.changes()
     group_id = changes.get("group_id", contact.group_id)
     if group_id != contact.group_id:
         same_campaign = db.scalar(
@@ -136,7 +142,6 @@ def update_contact(db: Session, contact: Contact, changes: dict[str, Any]) -> Co
     apply_changes(contact, _with_sent_at(changes))
     db.flush()
     counters.refresh_contacts(db, [contact.id])  # its group, status, time to first open
-    db.commit()
     return contact
 
 
@@ -144,4 +149,4 @@ def delete_contact(db: Session, contact: Contact) -> None:
     counters.forget_contacts(db, [contact.id])
     counters.forget_hours(db, openings=Opening.contact_id == contact.id, clicks=Click.contact_id == contact.id)
     db.delete(contact)  # pixels, openings, clicks, contact_stats: ON DELETE CASCADE
-    db.commit()
+    db.flush()

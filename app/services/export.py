@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.db import read_only
-from app.models import Click, Contact, Group, Link, Opening
+from app.models import Click, Contact, Group, Link
+from app.models.tracking import CLICKS, OPENINGS, EventTable
 
 CSV_CHUNK_ROWS = 5_000
 
@@ -71,70 +73,57 @@ def _csv_lines(rows: Sequence[Sequence[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _openings_chunk(campaign_id: int, after: tuple[datetime, int] | None) -> AnySelect:
-    stmt = (
-        select(
-            Opening.id,
-            Opening.opened_at,
-            Opening.campaign_id,
-            Contact.group_id,
-            Group.name,
-            Opening.contact_id,
-            Contact.email,
-            Opening.pixel_id,
-            Opening.client,
-            Opening.ip,
-            Opening.user_agent,
-            Opening.event_id,
-        )
-        .join(Contact, Contact.id == Opening.contact_id)
-        .join(Group, Group.id == Contact.group_id)
-        .where(Opening.campaign_id == campaign_id)
-        .order_by(Opening.opened_at, Opening.id)  # index (campaign_id, opened_at) + the row id
-    )
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(or_(Opening.opened_at > at, and_(Opening.opened_at == at, Opening.id > last_id)))
-    return stmt
+@dataclass(frozen=True)
+class _Csv:
+    """One export: the event table, its header, and what it adds after the target id (a
+    click's URL, with the join that reads it)."""
+
+    table: EventTable
+    header: tuple[str, ...]
+    target_details: tuple[InstrumentedAttribute[Any], ...] = ()
+    joins: tuple[tuple[type[Any], ColumnElement[bool]], ...] = ()
 
 
-def _clicks_chunk(campaign_id: int, after: tuple[datetime, int] | None) -> AnySelect:
+_OPENINGS_CSV = _Csv(OPENINGS, OPENINGS_CSV_COLUMNS)
+_CLICKS_CSV = _Csv(CLICKS, CLICKS_CSV_COLUMNS, (Link.url,), ((Link, Link.id == Click.link_id),))
+
+
+def _chunk(export: _Csv, campaign_id: int, after: tuple[datetime, int] | None) -> AnySelect:
+    table, model = export.table, export.table.model
     stmt = (
         select(
-            Click.id,
-            Click.clicked_at,
-            Click.campaign_id,
+            model.id,
+            table.time,
+            model.campaign_id,
             Contact.group_id,
             Group.name,
-            Click.contact_id,
+            model.contact_id,
             Contact.email,
-            Click.link_id,
-            Link.url,
-            Click.client,
-            Click.ip,
-            Click.user_agent,
-            Click.event_id,
+            table.target,
+            *export.target_details,
+            model.client,
+            model.ip,
+            model.user_agent,
+            model.event_id,
         )
-        .join(Contact, Contact.id == Click.contact_id)
+        .join(Contact, Contact.id == model.contact_id)
         .join(Group, Group.id == Contact.group_id)
-        .join(Link, Link.id == Click.link_id)
-        .where(Click.campaign_id == campaign_id)
-        .order_by(Click.clicked_at, Click.id)  # index (campaign_id, clicked_at) + the row id
     )
+    for entity, on in export.joins:
+        stmt = stmt.join(entity, on)
+    # The index (campaign_id, opened_at / clicked_at) + the row id.
+    stmt = stmt.where(model.campaign_id == campaign_id).order_by(table.time, model.id)
     if after is not None:
         at, last_id = after
-        stmt = stmt.where(or_(Click.clicked_at > at, and_(Click.clicked_at == at, Click.id > last_id)))
+        stmt = stmt.where(or_(table.time > at, and_(table.time == at, model.id > last_id)))
     return stmt
 
 
 def _export(
-    session_factory: Callable[[], Session],
-    header: Sequence[str],
-    chunk_query: Callable[[tuple[datetime, int] | None], AnySelect],
-    chunk_rows: int | None,
+    session_factory: Callable[[], Session], export: _Csv, campaign_id: int, chunk_rows: int | None
 ) -> Iterator[bytes]:
     chunk_rows = chunk_rows or CSV_CHUNK_ROWS
-    yield _csv_lines([header])
+    yield _csv_lines([export.header])
     # Its own session: the request's is closed when the route returns, before the body streams.
     # One transaction for the whole export (a consistent snapshot on MariaDB), read in keyset
     # chunks in time order, so memory stays at one chunk whatever the campaign's size.
@@ -142,7 +131,7 @@ def _export(
         read_only(db)
         after: tuple[datetime, int] | None = None
         while True:
-            rows = db.execute(chunk_query(after).limit(chunk_rows)).all()
+            rows = db.execute(_chunk(export, campaign_id, after).limit(chunk_rows)).all()
             if rows:
                 yield _csv_lines(rows)
             if len(rows) < chunk_rows:
@@ -154,11 +143,11 @@ def export_openings_csv(
     session_factory: Callable[[], Session], campaign_id: int, *, chunk_rows: int | None = None
 ) -> Iterator[bytes]:
     """The campaign's openings as CSV (header first), in opened_at order."""
-    return _export(session_factory, OPENINGS_CSV_COLUMNS, lambda after: _openings_chunk(campaign_id, after), chunk_rows)
+    return _export(session_factory, _OPENINGS_CSV, campaign_id, chunk_rows)
 
 
 def export_clicks_csv(
     session_factory: Callable[[], Session], campaign_id: int, *, chunk_rows: int | None = None
 ) -> Iterator[bytes]:
     """The campaign's clicks as CSV (header first), in clicked_at order."""
-    return _export(session_factory, CLICKS_CSV_COLUMNS, lambda after: _clicks_chunk(campaign_id, after), chunk_rows)
+    return _export(session_factory, _CLICKS_CSV, campaign_id, chunk_rows)

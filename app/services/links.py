@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
 from app.models import Campaign, Click, Contact, Link, User
+from app.schemas.tracking import LinkCreate, LinkUpdate
 from app.services import counters
-from app.services.common import apply_changes, owned, paginate
+from app.services.common import apply_changes, get_owned, paginate
 
 
 def get_link(db: Session, user: User, link_id: int) -> Link:
-    stmt = select(Link).join(Campaign, Campaign.id == Link.campaign_id).where(Link.id == link_id)
-    link = db.scalar(owned(stmt, user))
-    if link is None:
-        raise NotFound("Link not found.")
-    return link
+    return get_owned(db, user, Link, link_id, (Campaign, Campaign.id == Link.campaign_id))
 
 
 def list_links(db: Session, campaign: Campaign, *, limit: int, offset: int) -> tuple[Sequence[Link], int]:
@@ -29,22 +25,19 @@ def list_links(db: Session, campaign: Campaign, *, limit: int, offset: int) -> t
     )
 
 
-def _stored(data: dict[str, Any]) -> dict[str, Any]:
-    if data.get("url") is not None:
-        data["url"] = str(data["url"])
-    return data
-
-
-def create_link(db: Session, campaign: Campaign, data: dict[str, Any]) -> Link:
-    link = Link(campaign_id=campaign.id, uuid=uuid.uuid4().hex, **_stored(data))
+def create_link(db: Session, campaign: Campaign, data: LinkCreate) -> Link:
+    link = Link(campaign_id=campaign.id, uuid=uuid.uuid4().hex, url=str(data.url), name=data.name)
     db.add(link)
-    db.commit()
+    db.flush()
     return link
 
 
-def update_link(db: Session, link: Link, changes: dict[str, Any]) -> Link:
-    apply_changes(link, _stored(changes))
-    db.commit()
+def update_link(db: Session, link: Link, patch: LinkUpdate) -> Link:
+    changes = patch.changes()
+    if changes.get("url") is not None:
+        changes["url"] = str(changes["url"])
+    apply_changes(link, changes)
+    db.flush()
     return link
 
 
@@ -54,7 +47,6 @@ def delete_link(db: Session, link: Link) -> None:
     db.delete(link)  # clicks: ON DELETE CASCADE
     db.flush()
     counters.refresh_contacts(db, clickers)
-    db.commit()
 
 
 def contact_of_link_campaign(db: Session, link: Link, contact_id: int) -> Contact:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
 from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.base import utcnow
+from app.schemas.tracking import OpeningCreate, OpeningUpdate
 from app.services import counters
-from app.services.common import apply_changes, conflict, owned, paginate
+from app.services.common import apply_changes, conflict, get_owned, paginate
 from app.tracking.events import manual_event_id
 
 
 def get_opening(db: Session, user: User, opening_id: int) -> Opening:
-    stmt = select(Opening).join(Campaign, Campaign.id == Opening.campaign_id).where(Opening.id == opening_id)
-    opening = db.scalar(owned(stmt, user))
-    if opening is None:
-        raise NotFound("Opening not found.")
-    return opening
+    return get_owned(db, user, Opening, opening_id, (Campaign, Campaign.id == Opening.campaign_id))
 
 
 def list_openings(db: Session, pixel: Pixel, *, limit: int, offset: int) -> tuple[Sequence[Opening], int]:
@@ -30,11 +25,11 @@ def list_openings(db: Session, pixel: Pixel, *, limit: int, offset: int) -> tupl
     return paginate(db, stmt, limit=limit, offset=offset)
 
 
-def create_opening(db: Session, pixel: Pixel, data: dict[str, Any]) -> Opening:
+def create_opening(db: Session, pixel: Pixel, data: OpeningCreate) -> Opening:
     """The client's `event_id` is an idempotency key of this pixel only (stored in the manual
     namespace, see app/tracking/events.manual_event_id): it never meets a tracking id nor another
     pixel's keys, so a 409 tells only about this pixel's own openings."""
-    key = data.pop("event_id", None) or uuid.uuid4().hex
+    key = data.event_id or uuid.uuid4().hex
     event_id = manual_event_id(pixel.id, key)
     # Also the key as stored before namespaces existed (an opening of this pixel recorded by an older release).
     taken = select(Opening.id).where(Opening.pixel_id == pixel.id, Opening.event_id.in_([event_id, key]))
@@ -42,14 +37,19 @@ def create_opening(db: Session, pixel: Pixel, data: dict[str, Any]) -> Opening:
         raise conflict(["body", "event_id"], "An opening of this pixel with this event_id was already recorded.")
     contact = db.get(Contact, pixel.contact_id)
     assert contact is not None  # FK
-    data["opened_at"] = data.get("opened_at") or utcnow()
     opening = Opening(
-        pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, event_id=event_id, **data
+        pixel_id=pixel.id,
+        contact_id=contact.id,
+        campaign_id=contact.campaign_id,
+        event_id=event_id,
+        opened_at=data.opened_at or utcnow(),
+        ip=data.ip,
+        user_agent=data.user_agent,
+        client=data.client,
     )
     db.add(opening)
     db.flush()
     _counted(db, opening)
-    db.commit()
     return opening
 
 
@@ -59,12 +59,11 @@ def _counted(db: Session, opening: Opening) -> None:
     counters.refresh_contacts(db, [opening.contact_id])
 
 
-def update_opening(db: Session, opening: Opening, changes: dict[str, Any]) -> Opening:
+def update_opening(db: Session, opening: Opening, patch: OpeningUpdate) -> Opening:
     counters.forget_hours(db, openings=Opening.id == opening.id)
-    apply_changes(opening, changes)
+    apply_changes(opening, patch.changes())
     db.flush()
     _counted(db, opening)
-    db.commit()
     return opening
 
 
@@ -73,4 +72,3 @@ def delete_opening(db: Session, opening: Opening) -> None:
     db.delete(opening)
     db.flush()
     counters.refresh_contacts(db, [opening.contact_id])
-    db.commit()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, select
 
-from app.models import Click, Opening
+from app.models.tracking import EVENT_TABLES
 from app.services import counters
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -39,8 +39,8 @@ def purge(
 ) -> dict[str, int]:
     """Delete (or with dry_run, count) openings/clicks recorded before `cutoff`."""
     done: dict[str, int] = {}
-    for model, column in ((Opening, Opening.opened_at), (Click, Click.clicked_at)):
-        table = model.__tablename__
+    for events in EVENT_TABLES:
+        model, column, table = events.model, events.time, events.model.__tablename__
         if dry_run:
             with engine.connect() as conn:
                 done[table] = conn.scalar(select(func.count()).select_from(model).where(column < cutoff)) or 0

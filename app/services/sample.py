@@ -1,7 +1,8 @@
 """Load a sample/seed file (sample.json format) through the same validation as the API.
 
-Idempotent: a campaign whose name the owner already has is skipped. All or nothing:
-a file that fails half-way leaves no trace. Pixels and openings are inserted in bulk
+Idempotent: a campaign whose name the owner already has is skipped. All or nothing: the load
+runs in the caller's one transaction (the CLI's `app.db.session_scope`), which a file failing
+half-way rolls back, leaving no trace. Pixels and openings are inserted in bulk
 so large files load quickly; `progress` is called after each group with
 (contacts done, contacts total).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field, model_validator
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.models import Campaign, Contact, Opening, Pixel, User
@@ -104,26 +105,7 @@ def read_sample(path: Path) -> SampleFile:
 def load_sample(
     db: Session, owner: User, sample: SampleFile, progress: Callable[[int, int], None] | None = None
 ) -> LoadResult:
-    """All or nothing: on any error the campaigns created so far (and, by cascade, everything
-    under them) are deleted again before the error propagates."""
-    created: list[int] = []
-    try:
-        return _load(db, owner, sample, progress, created)
-    except BaseException:
-        db.rollback()
-        if created:
-            db.execute(delete(Campaign).where(Campaign.id.in_(created)))  # ON DELETE CASCADE
-            db.commit()
-        raise
-
-
-def _load(
-    db: Session,
-    owner: User,
-    sample: SampleFile,
-    progress: Callable[[int, int], None] | None,
-    created_ids: list[int],
-) -> LoadResult:
+    """Flushes only: on an error the caller rolls its transaction back, and nothing is left."""
     result = LoadResult()
     total = sum(len(g.contacts) for c in sample.campaigns for g in c.groups)
     for spec in sample.campaigns:
@@ -131,14 +113,13 @@ def _load(
         if exists is not None:
             result.skipped += 1
             continue
-        campaign = campaigns.create_campaign(db, owner, spec.model_dump(exclude={"groups", "links"}))
-        created_ids.append(campaign.id)
+        campaign = campaigns.create_campaign(db, owner, spec)
         result.campaigns += 1
         for link in spec.links:
-            links.create_link(db, campaign, link.model_dump())
+            links.create_link(db, campaign, link)
         for group_spec in spec.groups:
-            group = campaigns.create_group(db, campaign, group_spec.model_dump(exclude={"contacts"}))
-            rows = [c.model_dump(exclude={"pixels"}) for c in group_spec.contacts]
+            group = campaigns.create_group(db, campaign, group_spec)
+            rows = group_spec.contacts
             created = contacts.create_contacts(db, group, rows, row_locs=True) if rows else []
             _insert_pixels(db, created, group_spec.contacts, result)
             result.contacts += len(created)
@@ -180,6 +161,5 @@ def _insert_pixels(db: Session, created: list[Contact], specs: list[SampleContac
         db.execute(insert(Opening), opening_rows)
         counters.count_hours(db, openings=Opening.pixel_id.in_(list(ids.values())))
     counters.refresh_contacts(db, (contact.id for contact in created))
-    db.commit()
     result.pixels += len(pixel_rows)
     result.openings += len(opening_rows)

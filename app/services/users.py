@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.credentials import USERNAME_MAX_LENGTH, normalize_username, password_problem
 from app.errors import Conflict, NotFound, Unauthorized
 from app.models import User
-from app.schemas.user import UserCreate
+from app.schemas.user import UserCreate, UserUpdate
 from app.security import hash_password, verify_password
 from app.services.common import apply_changes, conflict, paginate
 
@@ -46,7 +46,7 @@ def create_user(db: Session, *, username: str, email: str, password: str, is_adm
         raise conflict(["body", "username"], "A user with this username already exists.")
     user = User(username=username, email=email, hashed_password=hash_password(password), is_admin=is_admin)
     db.add(user)
-    db.commit()
+    db.flush()
     return user
 
 
@@ -61,7 +61,12 @@ def get_user(db: Session, user_id: int) -> User:
     return user
 
 
-def update_user(db: Session, actor: User, user: User, changes: dict[str, Any]) -> User:
+def update_user(db: Session, actor: User, user: User, patch: UserUpdate) -> User:
+    changes: dict[str, Any] = patch.changes()
+    if patch.password is not None:
+        changes["password"] = patch.password.get_secret_value()
+    if patch.email is not None:
+        changes["email"] = str(patch.email)
     if user.id == actor.id and (changes.get("is_admin") is False or changes.get("is_active") is False):
         raise Conflict("You cannot remove your own admin rights or deactivate yourself.", code="self_lockout")
     username = changes.get("username")
@@ -76,7 +81,7 @@ def update_user(db: Session, actor: User, user: User, changes: dict[str, Any]) -
     if changes.get("is_active") is False and user.is_active:
         user.token_version += 1
     apply_changes(user, changes)
-    db.commit()
+    db.flush()
     return user
 
 
@@ -84,7 +89,7 @@ def delete_user(db: Session, actor: User, user: User) -> None:
     if user.id == actor.id:
         raise Conflict("You cannot delete your own account.", code="self_lockout")
     db.delete(user)
-    db.commit()
+    db.flush()
 
 
 def default_email(username: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app import metrics
 from app.db import retrying
-from app.models import Click, Contact, Link, Opening, Pixel
+from app.models import Contact, Link, Pixel
+from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import counters
 from app.tracking.events import CLICK, OPEN, Event
 
@@ -91,20 +92,20 @@ def _connect(engine: Engine) -> Connection:
     return conn
 
 
-def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> int:
+def _insert(conn: Connection, table: EventTable, rows: list[dict[str, Any]]) -> int:
     inserted = 0
     if conn.dialect.name in ("mysql", "mariadb"):
         # The hot path: the driver's own multi-row INSERT from tuples (SQLAlchemy's per-row
         # parameter processing cost ~6 % of the worker's throughput). Names from the model only.
         names = list(rows[0])
         columns, values = ", ".join(names), ", ".join(["%s"] * len(names))
-        sql = f"INSERT IGNORE INTO {table.__tablename__} ({columns}) VALUES ({values})"  # noqa: S608
+        sql = f"INSERT IGNORE INTO {table.model.__tablename__} ({columns}) VALUES ({values})"  # noqa: S608
         for start in range(0, len(rows), CHUNK):
             result = conn.exec_driver_sql(sql, [tuple(row.values()) for row in rows[start : start + CHUNK]])
             inserted += max(result.rowcount, 0)
         return inserted
     for start in range(0, len(rows), CHUNK):
-        result = conn.execute(_ignore(insert(table)), rows[start : start + CHUNK])
+        result = conn.execute(_ignore(insert(table.model)), rows[start : start + CHUNK])
         inserted += max(result.rowcount, 0)
     return inserted
 
@@ -114,17 +115,47 @@ class _Replayed(SQLAlchemyError):
     mode, should not happen: the batch then fails like any database error and is retried)."""
 
 
-def _stored_already(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> set[str]:
+def _stored_already(conn: Connection, table: EventTable, rows: list[dict[str, Any]]) -> set[str]:
     ids = [row["event_id"] for row in rows]
     found: set[str] = set()
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        found.update(conn.scalars(select(table.event_id).where(table.event_id.in_(chunk)).with_for_update()))
+        event_id = table.model.event_id
+        found.update(conn.scalars(select(event_id).where(event_id.in_(chunk)).with_for_update()))
     return found
 
 
+def _rows(
+    table: EventTable, kept: list[tuple[str, Event]], owner: Callable[[Event], tuple[int, int]]
+) -> list[dict[str, Any]]:
+    """The rows of the events kept; `owner` gives an event's (contact id, campaign id). The key
+    order is the column order of the MariaDB insert (`_insert`)."""
+    rows = []
+    for eid, e in kept:
+        contact_id, campaign_id = owner(e)
+        rows.append(
+            {
+                "event_id": eid,
+                table.target.key: e.target_id,
+                "contact_id": contact_id,
+                "campaign_id": campaign_id,
+                table.time.key: _at(e.at_ms),
+                "client": e.client,
+                "ip": e.ip or None,
+                "user_agent": e.user_agent or None,
+            }
+        )
+    return rows
+
+
 def _write(
-    conn: Connection, table: Any, rows: list[dict[str, Any]], offered: int, result: IngestResult, *, careful: bool
+    conn: Connection,
+    table: EventTable,
+    rows: list[dict[str, Any]],
+    offered: int,
+    result: IngestResult,
+    *,
+    careful: bool,
 ) -> list[dict[str, Any]]:
     """Insert the rows whose target still exists, account for every offered event, and
     return the rows inserted."""
@@ -179,20 +210,8 @@ def _store(
                 lock=careful,
             )
             kept = [(eid, e) for eid, e in opens if e.target_id in pixels]
-            rows = [
-                {
-                    "event_id": eid,
-                    "pixel_id": e.target_id,
-                    "contact_id": pixels[e.target_id][0],
-                    "campaign_id": pixels[e.target_id][1],
-                    "opened_at": _at(e.at_ms),
-                    "client": e.client,
-                    "ip": e.ip or None,
-                    "user_agent": e.user_agent or None,
-                }
-                for eid, e in kept
-            ]
-            opening_rows = _write(conn, Opening, rows, len(opens), result, careful=careful)
+            rows = _rows(OPENINGS, kept, lambda e: (pixels[e.target_id][0], pixels[e.target_id][1]))
+            opening_rows = _write(conn, OPENINGS, rows, len(opens), result, careful=careful)
             groups.update((contact, group) for contact, _campaign, group in pixels.values())
         if clicks:
             links = _lookup(
@@ -214,27 +233,14 @@ def _store(
                 and e.contact_id in contacts
                 and contacts[e.contact_id][0] == links[e.target_id][0]  # contact still in the link's campaign
             ]
-            rows = [
-                {
-                    "event_id": eid,
-                    "link_id": e.target_id,
-                    "contact_id": e.contact_id,
-                    "campaign_id": links[e.target_id][0],
-                    "clicked_at": _at(e.at_ms),
-                    "client": e.client,
-                    "ip": e.ip or None,
-                    "user_agent": e.user_agent or None,
-                }
-                for eid, e in kept
-            ]
-            click_rows = _write(conn, Click, rows, len(clicks), result, careful=careful)
+            rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0]))
+            click_rows = _write(conn, CLICKS, rows, len(clicks), result, careful=careful)
             groups.update((contact, group) for contact, (_campaign, group) in contacts.items())
         if opening_rows or click_rows:
             counters.add_events(conn, opening_rows, click_rows)
-    for row in opening_rows:
-        written[("open", row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1
-    for row in click_rows:
-        written[("click", row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1
+    for table, table_rows in ((OPENINGS, opening_rows), (CLICKS, click_rows)):
+        for row in table_rows:
+            written[(table.kind, row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1
     return result, written
 
 

@@ -23,6 +23,7 @@ from app.routing import TransactionRoute, after_commit
 from app.services import users
 from app.settings import Settings
 from tests.helpers import assert_error, count
+from tests.support.app_state import app_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +96,7 @@ def test_a_deadlock_at_the_commit_runs_the_request_again(
     half_way: tuple[TestClient, _Runs], db: Session, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, runs = half_way
-    dialect = client.app.state.engine.dialect  # type: ignore[attr-defined]
+    dialect = app_state(client).engine.dialect
     commits: list[int] = []
     real_commit = dialect.do_commit
 

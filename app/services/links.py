@@ -10,8 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.models import Campaign, Click, Contact, Link, User
-from app.services import counters
+from app.models import Campaign, Contact, Link, User
 from app.services.common import apply_changes, owned, paginate
 
 
@@ -49,11 +48,7 @@ def update_link(db: Session, link: Link, changes: dict[str, Any]) -> Link:
 
 
 def delete_link(db: Session, link: Link) -> None:
-    clickers = list(db.scalars(select(Click.contact_id).where(Click.link_id == link.id).distinct()))
-    counters.forget_hours(db, clicks=Click.link_id == link.id)
     db.delete(link)  # clicks: ON DELETE CASCADE
-    db.flush()
-    counters.refresh_contacts(db, clickers)
     db.commit()
 
 

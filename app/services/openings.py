@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.base import utcnow
-from app.services import counters
 from app.services.common import apply_changes, conflict, owned, paginate
 from app.tracking.events import manual_event_id
 
@@ -47,30 +46,16 @@ def create_opening(db: Session, pixel: Pixel, data: dict[str, Any]) -> Opening:
         pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, event_id=event_id, **data
     )
     db.add(opening)
-    db.flush()
-    _counted(db, opening)
     db.commit()
     return opening
 
 
-def _counted(db: Session, opening: Opening) -> None:
-    """Update the report counters once the opening is in its new state."""
-    counters.count_hours(db, openings=Opening.id == opening.id)
-    counters.refresh_contacts(db, [opening.contact_id])
-
-
 def update_opening(db: Session, opening: Opening, changes: dict[str, Any]) -> Opening:
-    counters.forget_hours(db, openings=Opening.id == opening.id)
     apply_changes(opening, changes)
-    db.flush()
-    _counted(db, opening)
     db.commit()
     return opening
 
 
 def delete_opening(db: Session, opening: Opening) -> None:
-    counters.forget_hours(db, openings=Opening.id == opening.id)
     db.delete(opening)
-    db.flush()
-    counters.refresh_contacts(db, [opening.contact_id])
     db.commit()

@@ -10,9 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.models import Campaign, Contact, Opening, Pixel, User
+from app.models import Campaign, Contact, Pixel, User
 from app.models.tracking import MAX_PIXEL_NUMBER
-from app.services import counters
 from app.services.common import conflict, owned, paginate
 
 
@@ -58,8 +57,6 @@ NUMBER_ATTEMPTS = 20
 def _insert(db: Session, contact_id: int, number: int) -> Pixel:
     pixel = Pixel(contact_id=contact_id, number=number, uuid=uuid.uuid4().hex)
     db.add(pixel)
-    db.flush()
-    counters.refresh_contacts(db, [contact_id])
     db.commit()
     return pixel
 
@@ -88,8 +85,5 @@ def update_pixel(db: Session, pixel: Pixel, number: int) -> Pixel:
 
 
 def delete_pixel(db: Session, pixel: Pixel) -> None:
-    counters.forget_hours(db, openings=Opening.pixel_id == pixel.id)
     db.delete(pixel)  # openings: ON DELETE CASCADE
-    db.flush()
-    counters.refresh_contacts(db, [pixel.contact_id])
     db.commit()

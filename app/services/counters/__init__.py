@@ -24,13 +24,16 @@ from app.services.counters.events import add_events
 from app.services.counters.groups import GROUP_COUNTERS
 from app.services.counters.hours import count_hours, forget_hours
 from app.services.counters.rebuild import rebuild
+from app.services.counters.session import delete_rows, install
 
 __all__ = [
     "GROUP_COUNTERS",
     "add_events",
     "count_hours",
+    "delete_rows",
     "forget_contacts",
     "forget_hours",
+    "install",
     "rebuild",
     "refresh_contacts",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, case, func, select
 
 from app.models import OPEN_COLUMNS, Click, ClientKind, Contact, ContactStats, ContactStatus, Opening, Pixel
-from app.services.counters.groups import add_groups, group_sums, minus
+from app.services.counters.groups import add_groups, group_sums, lock_groups, minus
 from app.services.sql import DB, delay_us, upsert
 
 CHUNK = 500
@@ -123,3 +123,13 @@ def forget_contacts(db: DB, contact_ids: Iterable[int]) -> None:
     for chunk in _chunks(contact_ids):
         gone = group_sums(db, STATS.c.contact_id.in_(chunk))
         add_groups(db, {key: minus({}, sums) for key, sums in gone.items()})
+
+
+def lock_contacts(db: DB, contact_ids: Iterable[int], group_ids: Iterable[int] = ()) -> None:
+    """Lock these contacts' rows, then their groups' and `group_ids`': the first locks of a change
+    that takes hours off before it recomputes its contacts, so that its locks are taken in the
+    order every writer takes them (contacts, groups, hours)."""
+    groups = set(group_ids)
+    for chunk in _chunks(contact_ids):
+        groups.update(group for _campaign, group in group_sums(db, STATS.c.contact_id.in_(chunk)))
+    lock_groups(db, groups)

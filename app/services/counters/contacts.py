@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, case, func, select
+from sqlalchemy import BigInteger, BindParameter, ColumnElement, Select, Table, bindparam, case, func, select
 
 from app.models import OPEN_COLUMNS, Click, ClientKind, Contact, ContactStats, ContactStatus, Opening, Pixel
 from app.services.counters.groups import add_groups, group_sums, lock_groups, minus
@@ -28,6 +28,12 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
     ordered = sorted(set(ids))
     for start in range(0, len(ordered), CHUNK):
         yield ordered[start : start + CHUNK]
+
+
+def _ids(chunk: list[int]) -> BindParameter[Any]:
+    """A chunk of ids as one expanding parameter: bound once, not coerced id by id (the cost of
+    building the statements of a 10,000-contact import)."""
+    return bindparam("contact_ids", value=chunk, expanding=True, type_=BigInteger())
 
 
 def open_sums() -> list[Any]:
@@ -105,15 +111,16 @@ def refresh_contacts(db: DB, contact_ids: Iterable[int]) -> None:
     changed), and their groups'. Deleted contacts have no row left (ON DELETE CASCADE): see
     `forget_contacts`."""
     for chunk in _chunks(contact_ids):
+        ids = _ids(chunk)
         rows = contact_rows(
-            Contact.id.in_(chunk),
-            Opening.contact_id.in_(chunk),
-            Click.contact_id.in_(chunk),
-            Pixel.contact_id.in_(chunk),
+            Contact.id.in_(ids),
+            Opening.contact_id.in_(ids),
+            Click.contact_id.in_(ids),
+            Pixel.contact_id.in_(ids),
         )
-        before = group_sums(db, STATS.c.contact_id.in_(chunk))
+        before = group_sums(db, STATS.c.contact_id.in_(ids))
         upsert(db, STATS, KEY, replace_all, columns=SELECTED, select=rows)
-        after = group_sums(db, STATS.c.contact_id.in_(chunk))
+        after = group_sums(db, STATS.c.contact_id.in_(ids))
         add_groups(db, {key: minus(after.get(key, {}), before.get(key, {})) for key in before | after})
 
 

@@ -221,13 +221,14 @@ def _inserted(db: DB, model: type[Any], rows: list[Mapping[str, Any]]) -> Change
     """The change of an INSERT of these rows, once they are in."""
     change = Change()
     if model is Contact:
-        by_group: dict[int, list[str]] = defaultdict(list)
+        by_group: dict[tuple[int, int], list[str]] = defaultdict(list)
         for row in rows:
-            by_group[row["group_id"]].append(row["email"])
-        for group_id, emails in by_group.items():
+            by_group[(row["campaign_id"], row["group_id"])].append(row["email"])
+        for (campaign_id, group_id), emails in by_group.items():
             for start in range(0, len(emails), CHUNK):
-                chunk = emails[start : start + CHUNK]
-                change.contacts |= _values(db, Contact.id, (Contact.group_id == group_id) & Contact.email.in_(chunk))
+                # By the unique (campaign_id, group_id, email).
+                same = (Contact.campaign_id == campaign_id) & (Contact.group_id == group_id)
+                change.contacts |= _values(db, Contact.id, same & Contact.email.in_(emails[start : start + CHUNK]))
         return change
     change.contacts = {row["contact_id"] for row in rows}
     if model is not Pixel:

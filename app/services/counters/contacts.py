@@ -1,9 +1,9 @@
 """Contact counters (`contact_stats`): one row per contact, recomputed from the source tables.
 
-`refresh_contacts`: any change other than the ingest recomputes the touched contacts' rows from
-the source tables (an INSERT ... SELECT: on MariaDB it reads the latest committed rows under
-shared locks, so it cannot miss an opening a worker commits meanwhile), and moves their groups';
-`forget_contacts` before contacts are deleted.
+`refresh_contacts`: after any change other than the ingest, the owner (session.py) recomputes
+the touched contacts' rows from the source tables (an INSERT ... SELECT: on MariaDB it reads the
+latest committed rows under shared locks, so it cannot miss an opening a worker commits
+meanwhile), and moves their groups'; `forget_contacts` before contacts are deleted.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.services.counters.session import install
+
 # Defaults of DATABASE_CONNECT/READ/WRITE_TIMEOUT_SECONDS (app/settings.py).
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -85,7 +87,9 @@ def make_engine(
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+    """The app's sessions: every write through them keeps the report counters
+    (app/services/counters/session.py)."""
+    return install(sessionmaker(bind=engine, expire_on_commit=False, autoflush=False))
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Small factory helpers that build objects straight in the database (no HTTP).
 
-Rows that the report counters depend on (contacts, pixels, openings, clicks) are added the
-way the services add them: the counters (app/services/counters/) follow in the same commit.
+Rows that the report counters depend on (contacts, pixels, openings, clicks) need nothing more:
+the app's sessions keep the counters (app/services/counters/session.py) in the same commit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from app.credentials import normalize_username
 from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
 from app.security import create_access_token, hash_password
-from app.services import counters
 from app.settings import Settings
 
 PASSWORD = "correct-horse-battery"
@@ -33,15 +32,8 @@ def _n() -> int:
     return next(_seq)
 
 
-def _save(db: Session, obj: Any, *, contact_id: int | None = None, counted: Any = None) -> Any:
-    """Add `obj`; then refresh the counters of `contact_id` and add `counted` (openings=/clicks=
-    conditions) to the hourly counters."""
+def _save(db: Session, obj: Any) -> Any:
     db.add(obj)
-    db.flush()
-    if counted is not None:
-        counters.count_hours(db, **counted(obj))
-    if contact_id is not None or isinstance(obj, Contact):
-        counters.refresh_contacts(db, [contact_id if contact_id is not None else obj.id])
     db.commit()
     return obj
 
@@ -76,7 +68,7 @@ def make_contact(db: Session, group: Group, **kw: Any) -> Contact:
 
 
 def make_pixel(db: Session, contact: Contact, number: int = 1) -> Pixel:
-    return _save(db, Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex), contact_id=contact.id)
+    return _save(db, Pixel(contact_id=contact.id, number=number, uuid=uuid.uuid4().hex))
 
 
 def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
@@ -84,12 +76,7 @@ def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
     assert contact is not None
     kw.setdefault("opened_at", datetime.now(UTC))
     kw.setdefault("event_id", uuid.uuid4().hex)
-    return _save(
-        db,
-        Opening(pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, **kw),
-        contact_id=contact.id,
-        counted=lambda o: {"openings": Opening.id == o.id},
-    )
+    return _save(db, Opening(pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, **kw))
 
 
 def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/landing") -> Link:
@@ -99,12 +86,7 @@ def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/l
 def make_click(db: Session, link: Link, contact: Contact, **kw: Any) -> Click:
     kw.setdefault("clicked_at", datetime.now(UTC))
     kw.setdefault("event_id", uuid.uuid4().hex)
-    return _save(
-        db,
-        Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw),
-        contact_id=contact.id,
-        counted=lambda c: {"clicks": Click.id == c.id},
-    )
+    return _save(db, Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw))
 
 
 def make_tree(db: Session, owner: User) -> dict[str, Any]:

@@ -10,9 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationFailed
-from app.models import Campaign, Click, Contact, Group, Opening, User
+from app.models import Campaign, Group, User
 from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
-from app.services import counters
 from app.services.common import apply_changes, conflict, get_owned, owned, paginate
 
 DATES_OUT_OF_ORDER = "ends_at must be after starts_at"
@@ -91,7 +90,5 @@ def update_group(db: Session, group: Group, patch: GroupUpdate) -> Group:
 
 
 def delete_group(db: Session, group: Group) -> None:
-    members = select(Contact.id).where(Contact.group_id == group.id)
-    counters.forget_hours(db, openings=Opening.contact_id.in_(members), clicks=Click.contact_id.in_(members))
     db.delete(group)  # contacts and everything under them: ON DELETE CASCADE
     db.flush()

@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 
 from app import cooperative
 from app.errors import Conflict, ValidationFailed
-from app.models import Campaign, Click, Contact, ContactStatus, Group, Opening, User
+from app.models import Campaign, Contact, ContactStatus, Group, User
 from app.models.base import utcnow
 from app.schemas.contact import ContactCreate, ContactUpdate
-from app.services import counters
 from app.services.common import apply_changes, conflict, get_owned, paginate
 
 CHUNK = 1000
@@ -109,7 +108,6 @@ def create_contacts(db: Session, group: Group, rows: Sequence[ContactCreate], *,
     for _, chunk in cooperative.chunks(emails):
         for contact in db.scalars(select(Contact).where(Contact.group_id == group.id, Contact.email.in_(chunk))):
             by_email[contact.email] = contact
-    counters.refresh_contacts(db, (contact.id for contact in by_email.values()))
     return [by_email[email] for email in emails]
 
 
@@ -141,12 +139,9 @@ def update_contact(db: Session, contact: Contact, patch: ContactUpdate) -> Conta
         changes["sent_at"] = utcnow()
     apply_changes(contact, _with_sent_at(changes))
     db.flush()
-    counters.refresh_contacts(db, [contact.id])  # its group, status, time to first open
     return contact
 
 
 def delete_contact(db: Session, contact: Contact) -> None:
-    counters.forget_contacts(db, [contact.id])
-    counters.forget_hours(db, openings=Opening.contact_id == contact.id, clicks=Click.contact_id == contact.id)
     db.delete(contact)  # pixels, openings, clicks, contact_stats: ON DELETE CASCADE
     db.flush()

@@ -9,9 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.models import Campaign, Click, Contact, Link, User
+from app.models import Campaign, Contact, Link, User
 from app.schemas.tracking import LinkCreate, LinkUpdate
-from app.services import counters
 from app.services.common import apply_changes, get_owned, paginate
 
 
@@ -42,11 +41,8 @@ def update_link(db: Session, link: Link, patch: LinkUpdate) -> Link:
 
 
 def delete_link(db: Session, link: Link) -> None:
-    clickers = list(db.scalars(select(Click.contact_id).where(Click.link_id == link.id).distinct()))
-    counters.forget_hours(db, clicks=Click.link_id == link.id)
     db.delete(link)  # clicks: ON DELETE CASCADE
     db.flush()
-    counters.refresh_contacts(db, clickers)
 
 
 def contact_of_link_campaign(db: Session, link: Link, contact_id: int) -> Contact:

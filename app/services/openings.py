@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from app.models import Campaign, Contact, Opening, Pixel, User
 from app.models.base import utcnow
 from app.schemas.tracking import OpeningCreate, OpeningUpdate
-from app.services import counters
 from app.services.common import apply_changes, conflict, get_owned, paginate
 from app.tracking.events import manual_event_id
 
@@ -49,26 +48,15 @@ def create_opening(db: Session, pixel: Pixel, data: OpeningCreate) -> Opening:
     )
     db.add(opening)
     db.flush()
-    _counted(db, opening)
     return opening
 
 
-def _counted(db: Session, opening: Opening) -> None:
-    """Update the report counters once the opening is in its new state."""
-    counters.count_hours(db, openings=Opening.id == opening.id)
-    counters.refresh_contacts(db, [opening.contact_id])
-
-
 def update_opening(db: Session, opening: Opening, patch: OpeningUpdate) -> Opening:
-    counters.forget_hours(db, openings=Opening.id == opening.id)
     apply_changes(opening, patch.changes())
     db.flush()
-    _counted(db, opening)
     return opening
 
 
 def delete_opening(db: Session, opening: Opening) -> None:
-    counters.forget_hours(db, openings=Opening.id == opening.id)
     db.delete(opening)
     db.flush()
-    counters.refresh_contacts(db, [opening.contact_id])

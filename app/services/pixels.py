@@ -9,9 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import Campaign, Contact, ContactStats, Opening, Pixel, User
+from app.models import Campaign, Contact, ContactStats, Pixel, User
 from app.models.tracking import MAX_PIXEL_NUMBER
-from app.services import counters
 from app.services.common import conflict, get_owned, paginate
 
 
@@ -74,7 +73,7 @@ def create_pixel(db: Session, contact: Contact, number: int | None = None) -> Pi
         _check_number_free(db, contact_id, number)
     else:
         # Automatic numbers for one contact are chosen one request at a time: its counter row
-        # (which this create updates anyway, below) is locked first. A number given explicitly
+        # (which this create's flush updates anyway) is locked first. A number given explicitly
         # by a parallel request can still win the race: choose again.
         stats = select(ContactStats.contact_id).where(
             ContactStats.campaign_id == contact.campaign_id, ContactStats.contact_id == contact_id
@@ -83,7 +82,6 @@ def create_pixel(db: Session, contact: Contact, number: int | None = None) -> Pi
     for _attempt in range(1 if number is not None else NUMBER_ATTEMPTS):
         pixel = _insert(db, contact_id, number if number is not None else _next_number(db, contact_id))
         if pixel is not None:
-            counters.refresh_contacts(db, [contact_id])
             return pixel
     raise conflict(["body", "number"], "This contact already has a pixel with this number.")
 
@@ -97,7 +95,5 @@ def update_pixel(db: Session, pixel: Pixel, number: int) -> Pixel:
 
 
 def delete_pixel(db: Session, pixel: Pixel) -> None:
-    counters.forget_hours(db, openings=Opening.pixel_id == pixel.id)
     db.delete(pixel)  # openings: ON DELETE CASCADE
     db.flush()
-    counters.refresh_contacts(db, [pixel.contact_id])

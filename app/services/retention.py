@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, func, select
 
 from app.models.tracking import EVENT_TABLES
 from app.services import counters
@@ -48,16 +48,10 @@ def purge(
         done[table] = 0
         while True:
             with engine.begin() as conn:
-                rows = conn.execute(
-                    select(model.id, model.contact_id).where(column < cutoff).order_by(model.id).limit(batch_size)
-                ).all()
-                if not rows:
+                ids = list(conn.scalars(select(model.id).where(column < cutoff).order_by(model.id).limit(batch_size)))
+                if not ids:
                     break
-                ids = [row_id for row_id, _contact in rows]
-                batch = model.id.in_(ids)
-                counters.forget_hours(conn, **{table: batch})
-                conn.execute(delete(model).where(batch))
-                counters.refresh_contacts(conn, {contact for _id, contact in rows})
+                counters.delete_rows(conn, model, model.id.in_(ids))  # the rows and their weight in the counters
             done[table] += len(ids)
             if progress is not None:
                 progress(table, done[table])

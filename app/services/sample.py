@@ -26,7 +26,7 @@ from app.schemas.campaign import CampaignCreate, GroupCreate
 from app.schemas.common import InModel
 from app.schemas.contact import ContactCreate
 from app.schemas.tracking import LinkCreate, OpeningCreate
-from app.services import campaigns, contacts, counters, links
+from app.services import campaigns, contacts, links
 
 
 def _no_duplicates(values: list[Any], what: str) -> None:
@@ -159,7 +159,5 @@ def _insert_pixels(db: Session, created: list[Contact], specs: list[SampleContac
     ]
     if opening_rows:
         db.execute(insert(Opening), opening_rows)
-        counters.count_hours(db, openings=Opening.pixel_id.in_(list(ids.values())))
-    counters.refresh_contacts(db, (contact.id for contact in created))
     result.pixels += len(pixel_rows)
     result.openings += len(opening_rows)

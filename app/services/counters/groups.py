@@ -6,6 +6,7 @@ A group's row moves by the difference between its contacts' rows after and befor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, Table, func, select
@@ -69,3 +70,11 @@ def add_groups(db: DB, deltas: dict[GroupKey, Sums]) -> None:
 
 def _add_group_counts(new: Any) -> list[tuple[str, Any]]:
     return [(name, GROUPS.c[name] + new[name]) for name in GROUP_COUNTERS]
+
+
+def lock_groups(db: DB, group_ids: Iterable[int]) -> None:
+    """Lock these groups' rows (in key order) before the change that will move them."""
+    ids = sorted(set(group_ids))
+    if ids:
+        c = GROUPS.c
+        db.execute(select(c.campaign_id, c.group_id).where(c.group_id.in_(ids)).order_by(*GROUP_KEY).with_for_update())

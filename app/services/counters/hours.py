@@ -1,7 +1,8 @@
 """Hourly counters (`campaign_hours`): opens and clicks per campaign and hour.
 
-`forget_hours` before rows are deleted, `count_hours` after rows are added by hand: the hourly
-counters move by what those rows weigh (read with a locking read); the ingest adds its batches'.
+`forget_hours` before rows are deleted or changed, `count_hours` after rows are added or changed
+(other than by the ingest, which adds its batches'): the owner (session.py) calls them, and the
+hourly counters move by what those rows weigh (read with a locking read).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, Table, create_engine, delete, func, inspect, sele
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app.db import make_engine
+from app.db import make_engine, make_sessionmaker
 from app.migrations import alembic_config, upgrade
 from app.models import Base, Campaign, Click, User
 from tests import factories
@@ -340,7 +340,7 @@ def test_counter_migrations_fill_what_the_services_keep(fresh_engine: Engine) ->
     never opening, one without a reference time)."""
     upgrade(fresh_engine)
     at = datetime(2026, 3, 2, 8, 0, 0, 250000, tzinfo=UTC)
-    with Session(fresh_engine) as db:
+    with make_sessionmaker(fresh_engine)() as db:  # the app's sessions: the counters move with the rows
         campaign = factories.make_campaign(db, factories.make_user(db))
         link = factories.make_link(db, campaign)
         for g in range(2):

@@ -57,7 +57,7 @@ def naive_app() -> FastAPI:
                     contact_id=row[1],
                     campaign_id=row[2],
                     event_id=uuid.uuid4().hex,
-                    client=classify(ua).value,
+                    client=classify(ua).client.value,
                     user_agent=ua,
                 )
             )

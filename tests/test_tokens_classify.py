@@ -157,7 +157,7 @@ UA_TABLE = [
 
 @pytest.mark.parametrize(("ua", "ip", "method", "purpose", "expected"), UA_TABLE)
 def test_classification(ua: str | None, ip: str | None, method: str, purpose: str | None, expected: ClientKind) -> None:
-    assert classify(ua, ip, method=method, purpose=purpose) is expected
+    assert classify(ua, ip, method=method, purpose=purpose).client is expected
 
 
 @pytest.mark.parametrize(

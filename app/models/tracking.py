@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from app.models.base import TABLE_ARGS, Base, BigId, utcnow
@@ -21,14 +21,25 @@ class ClientKind(enum.StrEnum):
     gmail_proxy = "gmail_proxy"
     outlook_proxy = "outlook_proxy"
     yahoo_proxy = "yahoo_proxy"
+    other_proxy = "other_proxy"  # other providers' image proxies (Seznam, Rambler, ukr.net, Fastmail, ...)
+    scanner = "scanner"  # link scanners and security gateways
     bot = "bot"
     browser = "browser"
     unknown = "unknown"
 
 
 MACHINE_CLIENTS = frozenset(
-    {ClientKind.apple_mpp, ClientKind.gmail_proxy, ClientKind.outlook_proxy, ClientKind.yahoo_proxy, ClientKind.bot}
+    {
+        ClientKind.apple_mpp,
+        ClientKind.gmail_proxy,
+        ClientKind.outlook_proxy,
+        ClientKind.yahoo_proxy,
+        ClientKind.other_proxy,
+        ClientKind.scanner,
+        ClientKind.bot,
+    }
 )
+REASON_MAX = 48  # the `reason` column: why an event got its class (app/tracking/classify.py)
 
 
 # Pixel numbers (rendering slots of one contact) run from 1 to this.
@@ -63,6 +74,7 @@ class Opening(Base):
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     client: Mapped[str] = mapped_column(String(16), default=ClientKind.unknown.value)
+    reason: Mapped[str] = mapped_column(String(REASON_MAX), default="", server_default=text("''"))
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
 
 
@@ -95,6 +107,7 @@ class Click(Base):
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     client: Mapped[str] = mapped_column(String(16), default=ClientKind.unknown.value)
+    reason: Mapped[str] = mapped_column(String(REASON_MAX), default="", server_default=text("''"))
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
 
 

@@ -24,6 +24,8 @@ _BY_CLIENT_EXAMPLE: dict[str, Any] = {
     "gmail_proxy": 0,
     "outlook_proxy": 0,
     "yahoo_proxy": 0,
+    "other_proxy": 0,
+    "scanner": 0,
     "bot": 0,
     "browser": 15,
     "unknown": 0,
@@ -51,7 +53,8 @@ class StatsFields(BaseModel):
     click_to_open_rate: float = Field(description="unique_clicks / unique_opens (0 when nobody opened).")
     human_opens: int = Field(description="Openings by a `browser` or an `unknown` client.")
     machine_opens: int = Field(
-        description="Openings by apple_mpp, gmail_proxy, outlook_proxy, yahoo_proxy or bot (prefetches, proxies)."
+        description="Openings by apple_mpp, gmail_proxy, outlook_proxy, yahoo_proxy, other_proxy, scanner or bot "
+        "(prefetches, proxies, scanners)."
     )
     opens_by_client: dict[ClientKind, int] = Field(
         description="Openings per client kind; every kind is present (0 when none).",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 from app.models.tracking import ClientKind
 
@@ -39,6 +40,11 @@ _BROWSER = re.compile(
 )
 
 
+class Verdict(NamedTuple):
+    client: ClientKind
+    reason: str  # why (≤ REASON_MAX characters), e.g. "ua:crawler-pattern", "ip:apple", "method:HEAD"
+
+
 def _is_apple_ip(ip: str | None) -> bool:
     if not ip or not ip.startswith("17."):  # cheap pre-check: this runs on every load
         return False
@@ -49,30 +55,47 @@ def _is_apple_ip(ip: str | None) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _from_agent(user_agent: str) -> ClientKind | None:
+def _from_agent(user_agent: str) -> Verdict | None:
     if "GoogleImageProxy" in user_agent:
-        return ClientKind.gmail_proxy
+        return Verdict(ClientKind.gmail_proxy, "ua:gmail-proxy")
     if "YahooMailProxy" in user_agent:
-        return ClientKind.yahoo_proxy
+        return Verdict(ClientKind.yahoo_proxy, "ua:yahoo-proxy")
     if "OutlookImageProxy" in user_agent:
-        return ClientKind.outlook_proxy
+        return Verdict(ClientKind.outlook_proxy, "ua:outlook-proxy")
     if user_agent.strip() == "Mozilla/5.0":
-        return ClientKind.apple_mpp
+        return Verdict(ClientKind.apple_mpp, "ua:apple-mpp")
     if _BOT.search(user_agent):
-        return ClientKind.bot
+        return Verdict(ClientKind.bot, "ua:bot-pattern")
     if _BROWSER.search(user_agent):
-        return ClientKind.browser
+        return Verdict(ClientKind.browser, "ua:browser")
     return None
+
+
+def _prefetch(method: str, purpose: str | None) -> str | None:
+    if method == "HEAD":
+        return "method:HEAD"
+    if purpose and "prefetch" in purpose.lower():
+        return "header:prefetch"
+    return None
+
+
+def first_pass(user_agent: str | None, *, method: str = "GET", purpose: str | None = None) -> bool:
+    """The request path's cheap split: True (machine) for HEAD, a prefetch header or a mail-proxy /
+    scanner user agent. It only chooses the dedupe slot (one machine and one human event per window)."""
+    if _prefetch(method, purpose):
+        return True
+    verdict = _from_agent(user_agent[:512]) if user_agent else None
+    return verdict is not None and verdict.client is not ClientKind.browser
 
 
 def classify(
     user_agent: str | None, ip: str | None = None, *, method: str = "GET", purpose: str | None = None
-) -> ClientKind:
-    if method == "HEAD" or (purpose and "prefetch" in purpose.lower()):
-        return ClientKind.bot
-    kind = _from_agent(user_agent[:512]) if user_agent else None
-    if kind is not None and kind is not ClientKind.browser:
-        return kind
+) -> Verdict:
+    if reason := _prefetch(method, purpose):
+        return Verdict(ClientKind.bot, reason)
+    verdict = _from_agent(user_agent[:512]) if user_agent else None
+    if verdict is not None and verdict.client is not ClientKind.browser:
+        return verdict
     if _is_apple_ip(ip):
-        return ClientKind.apple_mpp
-    return kind or ClientKind.unknown
+        return Verdict(ClientKind.apple_mpp, "ip:apple")
+    return verdict or Verdict(ClientKind.unknown, "ua:none" if not user_agent else "ua:unrecognised")

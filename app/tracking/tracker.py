@@ -201,7 +201,7 @@ class Tracker:
                 purpose = value.decode("latin-1")
             elif name in (b"dnt", b"sec-gpc") and value.strip() == b"1" and self.respect_dnt:
                 return None
-        client = classify(ua, ip, method=method, purpose=purpose).value
+        client = classify(ua, ip, method=method, purpose=purpose).client.value
         if self.anonymize_ip and ip:
             ip = anonymize_ip(ip)
         return Event(kind, target, contact, time.time_ns() // 1_000_000, client, ip, ua, new_event_id())

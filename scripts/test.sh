@@ -7,16 +7,27 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# 1. System packages (only what is missing; needs root or sudo).
-need_apt=()
-command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool + a real Prometheus for the monitoring tests
+# 1. System packages (only what is missing; needs root or sudo). Two runs at once on one machine
+# take turns (flock): the second one waits, then finds the packages installed; apt's own locks are
+# waited for too (another apt on the machine).
+missing_packages() {
+  need_apt=()
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool + a real Prometheus for the monitoring tests
+}
+missing_packages
 if [ ${#need_apt[@]} -gt 0 ]; then
-  log "apt-get install ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+  exec 9>"${TMPDIR:-/tmp}/pixeltrack-apt.lock"
+  flock -w 1800 9
+  missing_packages
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    log "apt-get install ${need_apt[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need_apt[@]}"
+  fi
+  exec 9>&-
 fi
 
 # 2. Services: start MariaDB and Redis when they are not answering.

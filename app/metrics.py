@@ -40,7 +40,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics_server
 from app.errors import Unauthorized
-from app.models import ClientKind
 from app.schemas.common import error_responses
 
 if TYPE_CHECKING:
@@ -55,9 +54,10 @@ if _multiproc_dir := os.environ.get(MULTIPROC_ENV):
 
 LOADS = Counter(
     "pixeltrack_tracking_requests_total",
-    "Pixel loads (kind=open) and clicks (kind=click) answered, by client class and result "
+    "Pixel loads (kind=open) and clicks (kind=click) answered, by the request path's first-pass split "
+    "(first_pass=machine|human; the final class is on pixeltrack_events_inserted_total) and result "
     "(recorded, deduplicated, invalid_token).",
-    ["kind", "client", "result"],
+    ["kind", "first_pass", "result"],
 )
 INSERTED = Counter(
     "pixeltrack_events_inserted_total",
@@ -116,20 +116,18 @@ RATE_LIMIT_UNSHARED = Counter(
 
 # Pre-bound children for the hot path (labels() costs a lookup and a lock per call).
 _LOAD_CHILDREN = {
-    (kind, client.value, result): LOADS.labels(kind, client.value, result)
+    (kind, machine, result): LOADS.labels(kind, "machine" if machine else "human", result)
     for kind in ("open", "click")
-    for client in ClientKind
+    for machine in (False, True)
     for result in ("recorded", "deduplicated")
 }
-_INVALID = {kind: LOADS.labels(kind, "unknown", "invalid_token") for kind in ("open", "click")}
+_INVALID = {kind: LOADS.labels(kind, "none", "invalid_token") for kind in ("open", "click")}
 _KINDS = {"o": "open", "c": "click"}
 
 
-def tracking_request(kind: str, client: str, recorded: bool) -> None:
+def tracking_request(kind: str, machine: bool, recorded: bool) -> None:
     """One pixel load or click answered (kind is the event kind, "o" or "c")."""
-    child = _LOAD_CHILDREN.get((_KINDS[kind], client, "recorded" if recorded else "deduplicated"))
-    if child is not None:
-        child.inc()
+    _LOAD_CHILDREN[_KINDS[kind], machine, "recorded" if recorded else "deduplicated"].inc()
 
 
 def invalid_token(kind: str) -> None:

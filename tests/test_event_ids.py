@@ -21,7 +21,8 @@ from app.clients import sync_redis
 from app.main import create_asgi
 from app.models import Click, Opening, User
 from app.settings import Settings
-from app.tracking.events import OPEN, SEP, Event, new_event_id
+from app.tracking.classify import classify
+from app.tracking.events import CLICK, OPEN, SEP, Event, dedupe_key, new_event_id
 from app.tracking.queue import DEDUPE_AND_ADD, STREAM
 from app.tracking.tokens import TokenCodec
 from app.tracking.worker import StreamWorker
@@ -102,14 +103,31 @@ def test_event_ids_are_96_random_bits() -> None:
 
 
 def test_encoded_events_carry_a_version_marker_and_round_trip() -> None:
-    event = Event(OPEN, 7, 0, 1_700_000_000_000, "browser", "203.0.113.7", "UA\x1fwith\x1eseps", new_event_id())
+    event = Event(OPEN, 7, 0, 1_700_000_000_000, "", "203.0.113.7", "UA\x1fwith\x1eseps", new_event_id(), True, "HEAD")
     encoded = event.encode()
-    assert encoded.split(SEP)[0] == "2"
+    assert encoded.split(SEP)[0] == "3"
     assert Event.decode(encoded) == event._replace(user_agent="UA with seps")
     assert Event.decode(encoded.encode()) == Event.decode(encoded)
-    for bad in ("2\x1fo\x1f1", "2\x1fx" + "\x1f1" * 7, "3\x1fo\x1f1\x1f0\x1f1\x1fb\x1fe\x1fip\x1fua", ""):
+    human = Event(CLICK, 8, 9, 1, "", "", "", new_event_id(), False, "GET", "prefetch\x1e")
+    assert Event.decode(human.encode()) == human._replace(purpose="prefetch ")
+    v3 = "3\x1fo\x1f1\x1f0\x1f1\x1f\x1fe\x1f"
+    for bad in (
+        "2\x1fo\x1f1",
+        "2\x1fx" + "\x1f1" * 7,
+        "2\x1fo\x1f1\x1f0\x1f1\x1f\x1fe\x1fip\x1fua",  # version 2 was always classified
+        v3 + "x\x1fGET\x1f\x1fip\x1fua",  # no such split
+        v3 + "m\x1fGET\x1fip\x1fua",  # a field short
+        "o\x1f1\x1f0\x1f1\x1fbrowser\x1fip\x1fua",  # version 1 (never released) is not read
+        "",
+    ):
         with pytest.raises(ValueError, match="malformed"):
             Event.decode(bad)
+
+
+def test_dedupe_keys_have_one_slot_per_first_pass_split() -> None:
+    keys = {dedupe_key(OPEN, 5, 0, machine) for machine in (False, True)}
+    keys |= {dedupe_key(CLICK, 5, 6, machine) for machine in (False, True)}
+    assert keys == {"pt:d:o:5:h", "pt:d:o:5:m", "pt:d:c:5:6:h", "pt:d:c:5:6:m"}
 
 
 def test_the_enqueue_script_uses_the_dedupe_keys_it_is_given(redis_client: Any) -> None:
@@ -127,27 +145,54 @@ def test_the_enqueue_script_uses_the_dedupe_keys_it_is_given(redis_client: Any) 
 def test_worker_ingests_entries_of_the_previous_format(
     engine: Engine, redis_client: Any, redis_url: str, db: Session, user: User
 ) -> None:
-    """Entries XADDed by the previous release (7 fields without an event id, 8 with one) are
-    still decoded and inserted after an upgrade."""
+    """Entries XADDed by the previous release (version 2: classified on the request path) are still
+    decoded and inserted after an upgrade, with the class decided then."""
     tree = factories.make_tree(db, user)
     pixel, link, contact = tree["pixel"], tree["link"], tree["contact"]
     worker = StreamWorker(sync_redis(redis_url), engine, consumer="upgrade", block_ms=10)
-    with_id = SEP.join(["o", str(pixel.id), "0", "1700000000000", "browser", "203.0.113.7", "UA", "0a1b.2c"])
-    without_id = SEP.join(["c", str(link.id), str(contact.id), "1700000000000", "bot", "", "crawler"])
-    redis_client.xadd(STREAM, {"e": with_id})
-    entry_without_id = redis_client.xadd(STREAM, {"e": without_id})
+    opening_v2 = SEP.join(["2", "o", str(pixel.id), "0", "1700000000000", "browser", "0a1b2c", "203.0.113.7", "UA"])
+    click_v2 = SEP.join(["2", "c", str(link.id), str(contact.id), "1700000000000", "bot", "3d4e5f", "", "crawler"])
+    redis_client.xadd(STREAM, {"e": opening_v2})
+    redis_client.xadd(STREAM, {"e": click_v2})
     assert worker.drain() == 2
     assert worker.stats.malformed == 0
     db.commit()
-    opening = db.scalars(select(Opening).where(Opening.event_id == "0a1b.2c")).one()
-    assert (opening.pixel_id, opening.client, opening.ip, opening.user_agent) == (
+    opening = db.scalars(select(Opening).where(Opening.event_id == "0a1b2c")).one()
+    assert (opening.pixel_id, opening.client, opening.reason, opening.ip, opening.user_agent) == (
         pixel.id,
         "browser",
+        "event:v2",
         "203.0.113.7",
         "UA",
     )
-    click = db.scalars(select(Click).where(Click.event_id == entry_without_id)).one()
-    assert (click.link_id, click.contact_id, click.client) == (link.id, contact.id, "bot")
+    click = db.scalars(select(Click).where(Click.event_id == "3d4e5f")).one()
+    assert (click.link_id, click.contact_id, click.client, click.reason) == (link.id, contact.id, "bot", "event:v2")
+
+
+def test_the_ingest_classifies_the_raw_facts(
+    engine: Engine, redis_client: Any, redis_url: str, db: Session, user: User
+) -> None:
+    """The request path leaves `client` empty; the worker decides the class and its reason."""
+    tree = factories.make_tree(db, user)
+    pixel, link, contact = tree["pixel"], tree["link"], tree["contact"]
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer="classify", block_ms=10)
+    facts = [
+        Event(OPEN, pixel.id, 0, 1_700_000_000_000, "", "17.58.1.2", "Mozilla/5.0", "e1"),
+        Event(OPEN, pixel.id, 0, 1_700_000_000_001, "", "203.0.113.7", "", "e2", True, "HEAD"),
+        Event(CLICK, link.id, contact.id, 1_700_000_000_002, "", "", "Mozilla/5.0 (X11; Linux) Firefox/120.0", "e3"),
+    ]
+    for event in facts:
+        redis_client.xadd(STREAM, {"e": event.encode()})
+    assert worker.drain() == 3
+    db.commit()
+    verdicts = [classify(e.user_agent, e.ip, method=e.method, purpose=e.purpose) for e in facts]
+    assert [v.client for v in verdicts] == ["apple_mpp", "bot", "browser"]
+    assert all(v.reason for v in verdicts)
+    stored = select(Opening.event_id, Opening.client, Opening.reason).where(Opening.event_id.in_(["e1", "e2"]))
+    openings = db.execute(stored.order_by(Opening.event_id)).all()
+    assert [tuple(row) for row in openings] == [("e1", *verdicts[0]), ("e2", *verdicts[1])]
+    click = db.scalars(select(Click).where(Click.event_id == "e3")).one()
+    assert (click.client, click.reason) == tuple(verdicts[2])
 
 
 def test_a_key_too_long_to_fit_with_its_pixel_scope_is_still_idempotent(

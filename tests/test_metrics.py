@@ -65,6 +65,9 @@ def test_tracking_counters_move_by_exactly_the_traffic(app_client: TestClient, d
     ua = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
     for _ in range(3):
         assert app_client.get(pixel_url, headers=ua).status_code == 200  # 1 recorded + 2 deduplicated
+    proxy = {"User-Agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}
+    for _ in range(2):  # the machine slot of the same pixel: 1 recorded + 1 deduplicated
+        assert app_client.get(pixel_url, headers=proxy).status_code == 200
     for _ in range(4):
         assert app_client.get("/o/not-a-token.gif").status_code == 404
     assert (
@@ -79,11 +82,14 @@ def test_tracking_counters_move_by_exactly_the_traffic(app_client: TestClient, d
     def delta(name: str, **labels: str) -> float:
         return sample(after, name, **labels) - sample(before, name, **labels)
 
-    assert delta("pixeltrack_tracking_requests_total", kind="open", client="browser", result="recorded") == 1
-    assert delta("pixeltrack_tracking_requests_total", kind="open", client="browser", result="deduplicated") == 2
+    assert delta("pixeltrack_tracking_requests_total", kind="open", first_pass="human", result="recorded") == 1
+    assert delta("pixeltrack_tracking_requests_total", kind="open", first_pass="human", result="deduplicated") == 2
+    assert delta("pixeltrack_tracking_requests_total", kind="open", first_pass="machine", result="recorded") == 1
+    assert delta("pixeltrack_tracking_requests_total", kind="open", first_pass="machine", result="deduplicated") == 1
     assert delta("pixeltrack_tracking_requests_total", kind="open", result="invalid_token") == 4
     assert delta("pixeltrack_tracking_requests_total", kind="click", result="recorded") == 1
     assert delta("pixeltrack_events_inserted_total", kind="open", client="browser") == 1
+    assert delta("pixeltrack_events_inserted_total", kind="open", client="gmail_proxy") == 1
     assert delta("pixeltrack_events_inserted_total", kind="click") == 1
     assert delta("pixeltrack_ingest_batch_size_count") >= 1
     # Label cardinality: no tenant, pixel, link or IP anywhere in the exposition

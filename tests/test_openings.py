@@ -58,12 +58,13 @@ def test_create_with_defaults(client, db: Session, headers: dict[str, str], cont
         "ip",
         "user_agent",
         "client",
+        "reason",
         "event_id",
     }
     assert body["pixel_id"] == pixel.id
     assert body["contact_id"] == contact.id
     assert body["campaign_id"] == contact.campaign_id
-    assert body["client"] == "unknown"
+    assert (body["client"], body["reason"]) == ("unknown", "api:manual")
     assert body["ip"] is None
     assert body["user_agent"] is None
     assert re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", body["event_id"])

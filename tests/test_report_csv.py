@@ -59,6 +59,7 @@ def expected_openings(db: Session, campaign_id: int) -> list[list[str]]:
             o.ip or "",
             o.user_agent or "",
             o.event_id,
+            o.reason,
         ]
         for o, c, g in rows
     ]
@@ -84,6 +85,7 @@ def test_openings_csv_round_trip(client: Any, db: Session, ab: dict[str, Any], h
         "ip",
         "user_agent",
         "event_id",
+        "reason",
     ]
     assert rows[1:] == expected_openings(db, ab["campaign"].id)
     assert len(rows) == 1 + 7
@@ -132,6 +134,7 @@ def test_clicks_csv_round_trip(client: Any, db: Session, ab: dict[str, Any], hea
             k.ip or "",
             k.user_agent or "",
             k.event_id,
+            k.reason,
         ]
         for k, c, g, link in clicks
     ]

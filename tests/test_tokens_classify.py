@@ -174,11 +174,11 @@ def test_anonymize_ip(ip: str, expected: str) -> None:
 
 
 def test_event_wire_form_round_trip_strips_separator() -> None:
-    event = Event(CLICK, 5, 9, 1_700_000_000_123, "browser", "203.0.113.1", "UA with \x1f separator")
+    event = Event(CLICK, 5, 9, 1_700_000_000_123, "", "203.0.113.1", "UA with \x1f separator")
     decoded = Event.decode(event.encode())
-    assert decoded == Event(CLICK, 5, 9, 1_700_000_000_123, "browser", "203.0.113.1", "UA with   separator")
-    assert Event(OPEN, 1, 0, 1, "bot", "", "").dedupe_key == "pt:d:o:1"
-    assert event.dedupe_key == "pt:d:c:5:9"
+    assert decoded == Event(CLICK, 5, 9, 1_700_000_000_123, "", "203.0.113.1", "UA with   separator")
+    assert Event(OPEN, 1, 0, 1, "", "", "", machine=True).dedupe_key == "pt:d:o:1:m"
+    assert event.dedupe_key == "pt:d:c:5:9:h"
     with pytest.raises(ValueError, match="malformed"):
         Event.decode("x\x1f1")
 

@@ -255,14 +255,14 @@ def test_redis_path_dedupes_enqueues_and_worker_inserts(
     assert [with_redis.get(url).status_code for _ in range(3)] == [200] * 3
     assert redis_client.xlen(STREAM) == 1  # two repeats acknowledged, not enqueued
     assert app_state(with_redis).tracker.queue.degraded is False
-    ttl = redis_client.ttl(f"pt:d:o:{pixel.id}")
+    ttl = redis_client.ttl(f"pt:d:o:{pixel.id}:h")
     assert settings.dedupe_window_seconds - 5 <= ttl <= settings.dedupe_window_seconds
     assert count(db, Opening, pixel_id=pixel.id) == 1  # nothing written by the request path
     assert worker.drain() == 1
     assert count(db, Opening, pixel_id=pixel.id) == 2
     assert redis_client.xlen(STREAM) == 0  # acked and trimmed
     # When the window has passed (the key expired), the next load is recorded again.
-    redis_client.delete(f"pt:d:o:{pixel.id}")
+    redis_client.delete(f"pt:d:o:{pixel.id}:h")
     assert with_redis.get(url).status_code == 200
     assert worker.drain() == 1
     assert count(db, Opening, pixel_id=pixel.id) == 3

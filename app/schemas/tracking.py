@@ -95,6 +95,12 @@ class OpeningOut(OutModel):
     ip: str | None
     user_agent: str | None
     client: ClientKind
+    reason: str = Field(
+        description="Why the opening has its client class (docs/classification.md): e.g. `ua:crawler-pattern`, "
+        "`ip:apple`, `method:HEAD`; `api:manual` when recorded or edited through the API; empty for rows "
+        "stored before reasons existed (until `pixeltrack reclassify`).",
+        examples=["ua:browser"],
+    )
     event_id: str = Field(description="A tracking id, or the idempotency key given when recorded by hand.")
 
     _event_id = field_validator("event_id")(public_event_id)

@@ -33,6 +33,7 @@ OPENINGS_CSV_COLUMNS = (
     "ip",
     "user_agent",
     "event_id",
+    "reason",
 )
 CLICKS_CSV_COLUMNS = (
     "click_id",
@@ -48,6 +49,7 @@ CLICKS_CSV_COLUMNS = (
     "ip",
     "user_agent",
     "event_id",
+    "reason",
 )
 
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection"): =, +, -, @, and tab / CR.
@@ -105,6 +107,7 @@ def _chunk(export: _Csv, campaign_id: int, after: tuple[datetime, int] | None) -
             model.ip,
             model.user_agent,
             model.event_id,
+            model.reason,
         )
         .join(Contact, Contact.id == model.contact_id)
         .join(Group, Group.id == Contact.group_id)

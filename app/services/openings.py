@@ -14,6 +14,8 @@ from app.schemas.tracking import OpeningCreate, OpeningUpdate
 from app.services.common import apply_changes, conflict, get_owned, paginate
 from app.tracking.events import manual_event_id
 
+MANUAL_REASON = "api:manual"  # the `reason` of an opening recorded, or reclassified, through the API
+
 
 def get_opening(db: Session, user: User, opening_id: int) -> Opening:
     return get_owned(db, user, Opening, opening_id, (Campaign, Campaign.id == Opening.campaign_id))
@@ -45,6 +47,7 @@ def create_opening(db: Session, pixel: Pixel, data: OpeningCreate) -> Opening:
         ip=data.ip,
         user_agent=data.user_agent,
         client=data.client,
+        reason=MANUAL_REASON,
     )
     db.add(opening)
     db.flush()
@@ -52,7 +55,10 @@ def create_opening(db: Session, pixel: Pixel, data: OpeningCreate) -> Opening:
 
 
 def update_opening(db: Session, opening: Opening, patch: OpeningUpdate) -> Opening:
-    apply_changes(opening, patch.changes())
+    changes = patch.changes()
+    if "client" in changes:
+        changes["reason"] = MANUAL_REASON
+    apply_changes(opening, changes)
     db.flush()
     return opening
 

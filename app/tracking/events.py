@@ -2,15 +2,22 @@
 
 The one definition of the tracking-event format; later versions extend it here.
 
-Wire format, version 2 (one string: a Redis stream entry's field `e`, or an entry of the
+The request path records raw facts and a cheap first-pass split (`machine` for HEAD, a prefetch
+header or a mail-proxy/scanner user agent, else `human`: app/tracking/classify.first_pass); the
+ingest (worker or in-process flusher) classifies the events in batches into a client class and
+a reason (app/tracking/classify.classify), off the hot path.
+
+Wire format, version 3 (one string: a Redis stream entry's field `e`, or an entry of the
 in-process queue), fields separated by the ASCII unit separator (\x1f), events of a batch
 by the record separator (\x1e); both are removed from free text beforehand:
 
-    "2" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id | ip | user agent
+    "3" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id
+        | split (m/h) | method | purpose | ip | user agent
 
-The leading version marker says how to read the rest. `decode` still reads version 1
-(no marker: `kind|target|contact|ms|client|ip|ua[|event id]`, 7 or 8 fields), so entries
-left in the stream by an older release are ingested after an upgrade.
+`client` is "" (the ingest classifies) unless the event was classified when it was made.
+`decode` still reads version 2 (`"2" | kind | target | contact | ms | client | event id | ip | ua`,
+classified on the request path by the previous release), so entries left in the stream by it are
+ingested after an upgrade, with their class as it was decided then.
 
 Event ids: 96 random bits from the OS CSPRNG as 24 hex digits (`new_event_id`; ~0.4 µs).
 The id of one tenant's load tells nothing about the next one, so nobody can pre-record
@@ -23,8 +30,10 @@ Manual openings (app/services/openings.py) live in their own namespace (`<pixel 
 
 Redis keys (computed here, passed to the enqueue script in KEYS, never built inside it):
 - `STREAM` (`pt:events`): the stream the worker's consumer group `GROUP` (`pt:ingest`) reads;
-- `dedupe_key`: `pt:d:o:<pixel id>` for a load, `pt:d:c:<link id>:<contact id>` for a click,
-  set with `NX EX <DEDUPE_WINDOW_SECONDS>`.
+- `dedupe_key`: `pt:d:o:<pixel id>:<split>` for a load, `pt:d:c:<link id>:<contact id>:<split>`
+  for a click, set with `NX EX <DEDUPE_WINDOW_SECONDS>`: within the window one machine and one
+  human event of each are recorded, so a proxy's prefetch never swallows the person's own open.
+  (Keys of version 2, without the split, expire within one window after an upgrade.)
 """
 
 from __future__ import annotations
@@ -36,11 +45,13 @@ import os
 from functools import lru_cache
 from typing import NamedTuple
 
-VERSION = "2"
+VERSION = "3"
+PREVIOUS = "2"  # still decoded: entries an older release left in the stream
 SEP = "\x1f"  # between the fields of one event
 RECORD_SEP = "\x1e"  # between events of a batch (app/tracking/queue.py)
 _SEPARATORS = str.maketrans({SEP: " ", RECORD_SEP: " "})
 OPEN, CLICK = "o", "c"
+MACHINE, HUMAN = "m", "h"  # the first-pass split
 UA_MAX = 512
 EVENT_ID_BYTES = 12  # 96 random bits
 
@@ -53,11 +64,13 @@ def new_event_id() -> str:
     return os.urandom(EVENT_ID_BYTES).hex()
 
 
-def dedupe_key(kind: str, target_id: int, contact_id: int) -> str:
-    """The Redis key that marks a recorded load of a pixel / click of a link by a contact."""
+def dedupe_key(kind: str, target_id: int, contact_id: int, machine: bool) -> str:
+    """The Redis key that marks a recorded load of a pixel / click of a link by a contact, one per
+    first-pass split."""
+    split = MACHINE if machine else HUMAN
     if kind == OPEN:
-        return f"pt:d:o:{target_id}"
-    return f"pt:d:c:{target_id}:{contact_id}"
+        return f"pt:d:o:{target_id}:{split}"
+    return f"pt:d:c:{target_id}:{contact_id}:{split}"
 
 
 # Manual openings (POST /api/v1/pixels/{id}/openings): the client's idempotency key is stored as
@@ -90,35 +103,43 @@ class Event(NamedTuple):
     target_id: int  # pixel id (OPEN) or link id (CLICK)
     contact_id: int  # the contact (CLICK); 0 for OPEN (the pixel knows its contact)
     at_ms: int  # epoch milliseconds, UTC
-    client: str  # ClientKind value
+    client: str  # ClientKind value, or "" until the ingest classifies the event
     ip: str
     user_agent: str
-    event_id: str = ""  # "" (events written by older versions, or by hand): the stream entry id is used
+    event_id: str = ""  # "" (events written by hand): the stream entry id is used
+    machine: bool = False  # the request path's first-pass split (the dedupe slot)
+    method: str = "GET"
+    purpose: str = ""  # the Purpose / Sec-Purpose / X-Purpose / X-Moz header
+    reason: str = ""  # why `client` (set with it by the ingest; not on the wire)
 
     @property
     def dedupe_key(self) -> str:
-        return dedupe_key(self.kind, self.target_id, self.contact_id)
+        return dedupe_key(self.kind, self.target_id, self.contact_id, self.machine)
 
     def encode(self) -> str:
-        fields = (str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, self.event_id)
-        return SEP.join((VERSION, self.kind, *fields, _clean(self.ip), _clean(self.user_agent)))
+        split = MACHINE if self.machine else HUMAN
+        fields = (str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, self.event_id, split)
+        free = (_clean(self.method), _clean(self.purpose), _clean(self.ip), _clean(self.user_agent))
+        return SEP.join((VERSION, self.kind, *fields, *free))
 
     @classmethod
     def decode(cls, data: str | bytes) -> Event:
-        """Either version; raises ValueError on anything malformed."""
+        """This version or the previous one; raises ValueError on anything malformed."""
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         if text.startswith(VERSION + SEP):
-            parts = text.split(SEP, 8)
-            if len(parts) != 9 or parts[1] not in (OPEN, CLICK):
+            parts = text.split(SEP, 11)
+            if len(parts) != 12 or parts[1] not in (OPEN, CLICK) or parts[7] not in (MACHINE, HUMAN):
                 raise ValueError("malformed event")
-            _version, kind, target, contact, at_ms, client, event_id, ip, ua = parts
-            return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id)
-        parts = text.split(SEP, 7)  # version 1
-        if len(parts) not in (7, 8) or parts[0] not in (OPEN, CLICK):
-            raise ValueError("malformed event")
-        kind, target, contact, at_ms, client, ip, ua = parts[:7]
-        event_id = parts[7] if len(parts) == 8 else ""
-        return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id)
+            _v, kind, target, contact, at_ms, client, event_id, split, method, purpose, ip, ua = parts
+            machine = split == MACHINE
+            return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id, machine, method, purpose)
+        if text.startswith(PREVIOUS + SEP):
+            parts = text.split(SEP, 8)
+            if len(parts) != 9 or parts[1] not in (OPEN, CLICK) or not parts[5]:
+                raise ValueError("malformed event")
+            _v, kind, target, contact, at_ms, client, event_id, ip, ua = parts
+            return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id, reason="event:v2")
+        raise ValueError("malformed event")
 
 
 @lru_cache(maxsize=8192)

@@ -4,7 +4,8 @@ Used by the Redis Streams worker, the in-process (embedded / degraded) flusher a
 the benchmarks. One SELECT resolves the batch's pixels (and links/contacts), one
 multi-row INSERT ... IGNORE per table writes them; `event_id` is unique, so a batch
 replayed after a crash inserts nothing twice. Events whose pixel, link or contact
-was deleted are skipped and counted. In the same transaction the report counters
+was deleted are skipped and counted. Unclassified events (the request path only notes raw
+facts) get their client class and reason here, before the transaction (`_classified`). In the same transaction the report counters
 (app/services/counters.add_events) grow by exactly the rows inserted: when the INSERT
 reports fewer rows than offered (a replay), the batch is redone in "careful" mode,
 which first drops the events already stored (a locking read, so the count is exact).
@@ -30,6 +31,7 @@ from app.db import retrying
 from app.models import Contact, Link, Pixel
 from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import counters
+from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event
 
 CHUNK = 1000
@@ -141,6 +143,7 @@ def _rows(
                 "campaign_id": campaign_id,
                 table.time.key: _at(e.at_ms),
                 "client": e.client,
+                "reason": e.reason,
                 "ip": e.ip or None,
                 "user_agent": e.user_agent or None,
             }
@@ -178,13 +181,22 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
     (stream entry id, or the in-process queue's): one load, one row, whichever path stored it.
     """
     started = time.perf_counter()
-    events = [(e.event_id or eid, e) for eid, e in events]
+    events = [(e.event_id or eid, _classified(e)) for eid, e in events]
     try:
         result, written = retrying(lambda: _store(engine, events, careful=False), what="ingest")
     except _Replayed:
         result, written = retrying(lambda: _store(engine, events, careful=True), what="ingest")
     _observe(result, written, len(events), time.perf_counter() - started)
     return result
+
+
+def _classified(e: Event) -> Event:
+    """The event with its client class and reason: decided here, in batches off the request path
+    (classify caches per distinct user agent), unless it came classified (version 2, by hand)."""
+    if e.client:
+        return e
+    verdict = classify(e.user_agent, e.ip, method=e.method, purpose=e.purpose)
+    return e._replace(client=verdict.client.value, reason=verdict.reason)
 
 
 def _store(

@@ -1,7 +1,8 @@
 """The pixel and click hot path, read top to bottom.
 
 `Tracker` turns a request into a `Reply` (status, headers, body): decode the Fernet token
-in-process, classify the client, submit the event to the queue (Redis: one
+in-process, note the raw facts and the first-pass machine/human split (the ingest classifies
+the client later, in batches), submit the event to the queue (Redis: one
 group-committed round trip for dedupe + enqueue; never the database), answer.
 It backs both the ASGI wrapper (app/tracking/asgi.py) and the documented FastAPI routes
 (app/routers/tracking.py). `LinkCache` holds the click targets.
@@ -26,7 +27,7 @@ from app import metrics
 from app.db import connect_read_only
 from app.errors import DB_RETRY_AFTER, describe_db_error
 from app.models import Link
-from app.tracking.classify import classify
+from app.tracking.classify import first_pass
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
 from app.tracking.queue import EventQueue
 from app.tracking.tokens import TokenCodec
@@ -201,16 +202,17 @@ class Tracker:
                 purpose = value.decode("latin-1")
             elif name in (b"dnt", b"sec-gpc") and value.strip() == b"1" and self.respect_dnt:
                 return None
-        client = classify(ua, ip, method=method, purpose=purpose).client.value
+        machine = first_pass(ua, method=method, purpose=purpose)
         if self.anonymize_ip and ip:
             ip = anonymize_ip(ip)
-        return Event(kind, target, contact, time.time_ns() // 1_000_000, client, ip, ua, new_event_id())
+        at_ms = time.time_ns() // 1_000_000
+        return Event(kind, target, contact, at_ms, "", ip, ua, new_event_id(), machine, method, purpose)
 
     async def _record(self, event: Event | None) -> None:
         if event is None:
             return
         recorded = await self.queue.submit(event)
-        metrics.tracking_request(event.kind, event.client, recorded)
+        metrics.tracking_request(event.kind, event.machine, recorded)
 
     async def pixel(self, token: str, headers: Any, ip: str, method: str = "GET") -> Reply:
         ref = self.codec.decode_pixel(token.removesuffix(".gif"))

@@ -253,6 +253,23 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reclassify(args: argparse.Namespace) -> int:
+    from app.db import make_sessionmaker
+    from app.services.reclassify import Reclassified, reclassify
+
+    if args.batch_size < 1:
+        print("pixeltrack: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+
+    def progress(table: str, tally: Reclassified) -> None:
+        print(f"\r  {table}: {tally.examined} examined, {tally.changed} changed", end="", file=sys.stderr, flush=True)
+
+    sessions = make_sessionmaker(_engine(_settings()))
+    done = reclassify(sessions, campaign_id=args.campaign, batch_size=args.batch_size, progress=progress)
+    print("\nreclassified: " + ", ".join(f"{t.changed} of {t.examined} {name}" for name, t in done.items()))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
@@ -333,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--batch-size", type=int, default=5000, help="rows per transaction (default 5000)")
     purge.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     purge.set_defaults(func=cmd_purge)
+
+    again = sub.add_parser("reclassify", help="re-derive the client class of stored openings and clicks, in batches")
+    again.add_argument("--campaign", type=int, metavar="ID", help="only this campaign's rows")
+    again.add_argument("--batch-size", type=int, default=1000, help="rows per transaction (default 1000)")
+    again.set_defaults(func=cmd_reclassify)
     return parser
 
 

@@ -1,0 +1,74 @@
+"""`pixeltrack reclassify`: re-derive the client class and reason of stored openings and clicks
+after a classifier or pattern-data update, and move the report counters with them.
+
+Batches by id (each its own short transaction, through the app's sessions, so the counter hooks
+of app/services/counters/session.py move the touched contacts' counters). Idempotent: a second
+run changes nothing. Rows whose class rests on a fact that is not stored are kept as they are:
+`method:*` / `header:*` (a HEAD or prefetch request: the method and headers are not kept) and
+`api:*` (set by hand through the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models.tracking import EVENT_TABLES, Click, EventTable, Opening
+from app.tracking.classify import classify
+
+KEPT_PREFIXES = ("method:", "header:", "api:")  # facts not stored with the row, or a person's choice
+
+
+@dataclass
+class Reclassified:
+    examined: int = 0
+    changed: int = 0
+
+
+def _reclassify_batch(
+    db: Session, table: EventTable, after: int, batch_size: int, campaign_id: int | None
+) -> tuple[int, int, int]:
+    """One batch of rows with ids above `after`: (rows examined, rows changed, last id seen)."""
+    model = table.model
+    query = select(model).where(model.id > after).order_by(model.id).limit(batch_size)
+    if campaign_id is not None:
+        query = query.where(model.campaign_id == campaign_id)
+    rows = cast(list[Opening | Click], list(db.scalars(query)))
+    changed = 0
+    for row in rows:
+        if row.reason.startswith(KEPT_PREFIXES):
+            continue
+        verdict = classify(row.user_agent, row.ip)
+        if (row.client, row.reason) != (verdict.client.value, verdict.reason):
+            row.client, row.reason = verdict.client.value, verdict.reason
+            changed += 1
+    db.flush()
+    return len(rows), changed, rows[-1].id if rows else after
+
+
+def reclassify(
+    sessions: sessionmaker[Session],
+    *,
+    campaign_id: int | None = None,
+    batch_size: int = 1000,
+    progress: Callable[[str, Reclassified], None] | None = None,
+) -> dict[str, Reclassified]:
+    """Reclassify every opening and click (or those of one campaign); per table, what was done."""
+    done: dict[str, Reclassified] = {}
+    for table in EVENT_TABLES:
+        tally = done[table.model.__tablename__] = Reclassified()
+        after = 0
+        while True:
+            with sessions() as db, db.begin():
+                examined, changed, after = _reclassify_batch(db, table, after, batch_size, campaign_id)
+            if not examined:
+                break
+            tally.examined += examined
+            tally.changed += changed
+            if progress is not None:
+                progress(table.model.__tablename__, tally)
+    return done

@@ -1,4 +1,5 @@
-"""The token codec and the client classification (pure logic, no database)."""
+"""The token codec and the event wire form (pure logic, no database). The client classification's
+tests are in tests/test_classify.py."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import re
 import pytest
 from cryptography.fernet import Fernet
 
-from app.models import ClientKind
-from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip
 from app.tracking.tokens import ClickRef, PixelRef, TokenCodec
 
@@ -68,96 +67,6 @@ def test_garbage_tokens_decode_to_none(garbage: str) -> None:
 
 def test_token_from_another_installation_is_rejected() -> None:
     assert TokenCodec([KEY]).decode_pixel(TokenCodec([OLD_KEY]).pixel_token(1)) is None
-
-
-# Real user-agent strings, one row per class.
-UA_TABLE = [
-    ("Mozilla/5.0", None, "GET", None, ClientKind.apple_mpp),
-    (
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15",
-        "17.58.101.12",
-        "GET",
-        None,
-        ClientKind.apple_mpp,
-    ),
-    (
-        "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
-        "66.249.84.40",
-        "GET",
-        None,
-        ClientKind.gmail_proxy,
-    ),
-    (
-        "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html",
-        "98.136.0.1",
-        "GET",
-        None,
-        ClientKind.yahoo_proxy,
-    ),
-    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", None, "GET", None, ClientKind.bot),
-    ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", None, "GET", None, ClientKind.bot),
-    ("curl/8.5.0", None, "GET", None, ClientKind.bot),
-    ("python-requests/2.32.3", None, "GET", None, ClientKind.bot),
-    ("Go-http-client/1.1", None, "GET", None, ClientKind.bot),
-    (
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
-        None,
-        "GET",
-        None,
-        ClientKind.bot,
-    ),
-    ("Barracuda Sentinel (EE)", None, "GET", None, ClientKind.bot),
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-        "203.0.113.9",
-        "HEAD",
-        None,
-        ClientKind.bot,
-    ),
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-        "203.0.113.9",
-        "GET",
-        "prefetch",
-        ClientKind.bot,
-    ),
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-        "203.0.113.9",
-        "GET",
-        None,
-        ClientKind.browser,
-    ),
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.3.0",
-        "198.51.100.4",
-        "GET",
-        None,
-        ClientKind.browser,
-    ),
-    (
-        "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)",
-        "198.51.100.5",
-        "GET",
-        None,
-        ClientKind.browser,
-    ),
-    (
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
-        "198.51.100.6",
-        "GET",
-        None,
-        ClientKind.browser,
-    ),
-    ("", "198.51.100.7", "GET", None, ClientKind.unknown),
-    (None, None, "GET", None, ClientKind.unknown),
-    ("SomethingElse/1.0", "198.51.100.8", "GET", None, ClientKind.unknown),
-]
-
-
-@pytest.mark.parametrize(("ua", "ip", "method", "purpose", "expected"), UA_TABLE)
-def test_classification(ua: str | None, ip: str | None, method: str, purpose: str | None, expected: ClientKind) -> None:
-    assert classify(ua, ip, method=method, purpose=purpose).client is expected
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,16 @@ def test_the_ingest_classifies_the_raw_facts(
     facts = [
         Event(OPEN, pixel.id, 0, 1_700_000_000_000, "", "17.58.1.2", "Mozilla/5.0", "e1"),
         Event(OPEN, pixel.id, 0, 1_700_000_000_001, "", "203.0.113.7", "", "e2", True, "HEAD"),
-        Event(CLICK, link.id, contact.id, 1_700_000_000_002, "", "", "Mozilla/5.0 (X11; Linux) Firefox/120.0", "e3"),
+        Event(
+            CLICK,
+            link.id,
+            contact.id,
+            1_700_000_000_002,
+            "",
+            "",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            "e3",
+        ),
     ]
     for event in facts:
         redis_client.xadd(STREAM, {"e": event.encode()})

@@ -195,11 +195,37 @@ def _drain(url: str, redis_url: str, consumer: str, go: Any) -> None:
     engine.dispose()
 
 
+# What the request path records (format 3: raw facts, classified by the worker): a mix of mail
+# clients, browsers, proxies and bots, from addresses of several networks (Apple's among them).
+AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.12.2",
+    "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17531; Pro)",
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html",
+    "Mozilla/5.0",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "python-requests/2.32.3",
+    "",
+]
+
+
+def _raw_event(i: int, pixel_id: int, now_ms: int) -> Event:
+    agent = AGENTS[i % len(AGENTS)]
+    ip = f"17.58.{i % 200}.{i % 250}" if i % 7 == 0 else f"203.0.{i % 250}.{i % 199}"
+    return Event(OPEN, pixel_id, 0, now_ms, "", ip, agent, f"w{i:023x}", machine=agent in AGENTS[6:10])
+
+
 def worker_rate(
-    engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int, processes: int
+    engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int, processes: int, *, classify: bool
 ) -> dict[str, Any]:
     """Openings per second that `processes` stream workers insert from a stream pre-filled with
-    `events` (no openings and zero counters before: every contact gets its first opening)."""
+    `events` (no openings and zero counters before: every contact gets its first opening). With
+    `classify`, the events are what the request path records (raw facts: the worker classifies
+    them); without, they arrive classified (the baseline: the worker's cost without classifying)."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM openings"))
         counters.rebuild(conn)
@@ -207,8 +233,8 @@ def worker_rate(
     now_ms = int(time.time() * 1000)
     pipe = redis.pipeline(transaction=False)
     for i in range(events):
-        event = Event(OPEN, pixel_ids[i % len(pixel_ids)], 0, now_ms, "browser", "203.0.113.9", "Mozilla/5.0 bench")
-        pipe.xadd(STREAM, {"e": event.encode()})
+        event = _raw_event(i, pixel_ids[i % len(pixel_ids)], now_ms)
+        pipe.xadd(STREAM, {"e": (event if classify else event._replace(client="browser")).encode()})
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
@@ -227,7 +253,61 @@ def worker_rate(
         process.join()
     seconds = time.perf_counter() - started
     rows, _ = count_openings(url)
-    return {"processes": processes, "rows": rows, "seconds": round(seconds, 3), "openings_per_s": round(rows / seconds)}
+    rate = round(rows / seconds)
+    return {
+        "processes": processes,
+        "classify": classify,
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "openings_per_s": rate,
+    }
+
+
+WORKER_PHASES: list[tuple[str | int, int, bool]] = [("preclassified_1", 1, False), (1, 1, True), (2, 2, True)]
+
+
+def worker_phases(engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int) -> dict[str | int, Any]:
+    results: dict[str | int, Any] = {}
+    for phase, processes, classify in WORKER_PHASES:
+        log(f"worker: {processes} process(es) draining {events} events ({classify=}) ...")
+        results[phase] = worker_rate(engine, redis, redis_url, pixel_ids, events, processes, classify=classify)
+    return results
+
+
+def worker_only(tokens: int, events: int) -> int:
+    """The worker phases alone (no wrk needed): the cost of classifying in the worker."""
+    url = fresh_database("pixeltrack_bench")
+    log(f"seeding {tokens} contacts and pixels ...")
+    pixel_ids = seed(url, tokens)
+    private_redis = PrivateRedis()
+    engine = make_engine(url)
+    workers = worker_phases(engine, sync_redis(private_redis.url), private_redis.url, pixel_ids, events)
+    engine.dispose()
+    private_redis.stop()
+    ratio = workers[1]["openings_per_s"] / workers["preclassified_1"]["openings_per_s"]
+    lines = [
+        "# Worker benchmark: classifying in the worker (latest run)",
+        "",
+        f"{datetime.now(UTC).isoformat(timespec='seconds')} — {platform.machine()}, {os.cpu_count()} cores; "
+        f"{events:,} events per phase over {tokens:,} pixels, {len(AGENTS)} distinct agents; "
+        f"load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| phase | processes | openings/s | rows |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {'raw facts (worker classifies)' if w['classify'] else 'preclassified (baseline)'} | {w['processes']} "
+            f"| {w['openings_per_s']:,} | {w['rows']:,} |"
+            for w in workers.values()
+        ],
+        "",
+        f"Classifying: **{ratio:.3f}x** the baseline's rate in one process; target ≥ 20,000 openings/s in one "
+        f"process: **{'met' if workers[1]['openings_per_s'] >= 20_000 else 'not met'}**.",
+        "",
+    ]
+    (RESULTS / "worker-latest.md").write_text("\n".join(lines))
+    (RESULTS / "worker-latest.json").write_text(json.dumps({str(k): v for k, v in workers.items()}, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def main() -> int:
@@ -239,7 +319,14 @@ def main() -> int:
         "--threads", type=int, default=1, help="wrk threads (default 1: leaves the other core to the server and Redis)"
     )
     parser.add_argument("--stream-events", type=int, default=200_000, help="events pre-filled for the worker rate")
+    parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="only the worker phases (classifying vs preclassified events); writes bench/results/worker-latest.*",
+    )
     opts = parser.parse_args()
+    if opts.worker_only:
+        return worker_only(opts.tokens, opts.stream_events)
     if not shutil.which("wrk"):
         log("wrk is missing: apt-get install -y wrk")
         return 2
@@ -292,10 +379,7 @@ def main() -> int:
         "ok": rows == distinct_rows == loaded == enqueued,
     }
 
-    results["worker"] = {}
-    for processes in (1, 2):
-        log(f"worker: {processes} process(es) draining a pre-filled stream of {opts.stream_events} events ...")
-        results["worker"][processes] = worker_rate(engine, redis, redis_url, pixel_ids, opts.stream_events, processes)
+    results["worker"] = worker_phases(engine, redis, redis_url, pixel_ids, opts.stream_events)
     engine.dispose()
     private_redis.stop()
 
@@ -313,6 +397,9 @@ def main() -> int:
         "ratios": {
             "vs_bare_asgi": round(real["rps"] / bare["rps"], 3),
             "vs_naive": round(real["rps"] / naive["rps"], 1),
+            "worker_classifying_vs_preclassified": round(
+                results["worker"][1]["openings_per_s"] / results["worker"]["preclassified_1"]["openings_per_s"], 3
+            ),
         },
         "row_check": check,
         "targets": {
@@ -346,11 +433,15 @@ def main() -> int:
         f"{real['non_2xx']} | **{summary['ratios']['vs_bare_asgi']}x bare, {summary['ratios']['vs_naive']}x naive** |",
         "",
         *[
-            f"Worker, {n} process{'es' if n > 1 else ''}: {w['rows']:,} openings inserted from a pre-filled stream of "
+            f"Worker, {w['processes']} process{'es' if w['processes'] > 1 else ''}, "
+            f"{'classifying raw facts' if w['classify'] else 'events already classified (baseline)'}: "
+            f"{w['rows']:,} openings inserted from a pre-filled stream of "
             f"{opts.stream_events:,} events in {w['seconds']} s = **{w['openings_per_s']:,} openings/s** "
             "(with the report counters moved in the same transactions)."
             for n, w in results["worker"].items()
         ],
+        f"Classifying in the worker: {summary['ratios']['worker_classifying_vs_preclassified']}x the baseline's rate "
+        f"({len(AGENTS)} distinct agents, one address in 7 Apple's).",
         "",
         f"Row check after the pixeltrack run: {check['enqueued']:,} events enqueued, {check['drained']:,} drained, "
         f"{check['openings_rows']:,} openings rows for {check['distinct_pixels_in_rows']:,} distinct pixels; "

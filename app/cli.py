@@ -302,6 +302,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         consumer=args.consumer,
         batch_size=args.batch_size or settings.worker_batch_size,
         claim_idle_ms=settings.worker_claim_idle_ms,
+        scanner_window_seconds=settings.scanner_window_seconds,
     )
     worker.run_forever()
     return 0

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://localhost:8000"
     """Base of pixel and click URLs in emails (`pixeltrack serve` without it: its own host:port)."""
     dedupe_window_seconds: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
-    """Repeat loads of a pixel or link within this many seconds are not recorded again."""
+    """Repeat loads of a pixel or link within this many seconds are not recorded again (one machine and one human load each)."""
+    scanner_window_seconds: int = Field(default=10, ge=0, le=3600)
+    """A click this soon after its contact's `sent_at` is a link scanner's (`scanner`, reason `timing:after-send`; 0: off)."""
     anonymize_ip: bool = False
     """Truncate IPv4 to /24 and IPv6 to /48 before anything is stored (Redis or database)."""
     worker_batch_size: int = Field(default=1000, ge=1, le=10_000)

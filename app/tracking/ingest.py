@@ -29,12 +29,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app import metrics
 from app.db import retrying
 from app.models import Contact, Link, Pixel
-from app.models.tracking import CLICKS, OPENINGS, EventTable
+from app.models.tracking import CLICKS, OPENINGS, ClientKind, EventTable
 from app.services import counters
 from app.tracking.classify import classify
 from app.tracking.events import CLICK, OPEN, Event
 
 CHUNK = 1000
+SCANNER_WINDOW_SECONDS = 10  # the default of the setting (app/settings.py)
+TIMING_REASON = "timing:after-send"
+_HUMANLIKE = (ClientKind.browser.value, ClientKind.unknown.value)
 
 
 @dataclass
@@ -58,9 +61,9 @@ def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _lookup(conn: Connection, stmt: Any, ids: list[int], *, lock: bool = False) -> dict[int, tuple[int, ...]]:
+def _lookup(conn: Connection, stmt: Any, ids: list[int], *, lock: bool = False) -> dict[int, tuple[Any, ...]]:
     """Rows by id; with `lock`, shared-locked until the commit (they cannot be deleted meanwhile)."""
-    found: dict[int, tuple[int, ...]] = {}
+    found: dict[int, tuple[Any, ...]] = {}
     for start in range(0, len(ids), CHUNK):
         query = stmt(ids[start : start + CHUNK])
         for row in conn.execute(query.with_for_update(read=True) if lock else query):
@@ -174,8 +177,14 @@ def _write(
     return rows
 
 
-def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestResult:
+def store_events(
+    engine: Engine, events: Sequence[tuple[str, Event]], *, scanner_window_s: int = SCANNER_WINDOW_SECONDS
+) -> IngestResult:
     """Insert (event_id, event) pairs in one transaction; returns what happened to them.
+
+    A click classified here as a person's (browser/unknown) that comes within `scanner_window_s`
+    of its contact's `sent_at` is a link scanner's: security gateways follow every link as the
+    message arrives (`timing:after-send`).
 
     The id the event carries (assigned when the load was answered) wins over the given one
     (stream entry id, or the in-process queue's): one load, one row, whichever path stored it.
@@ -183,9 +192,9 @@ def store_events(engine: Engine, events: Sequence[tuple[str, Event]]) -> IngestR
     started = time.perf_counter()
     events = [(e.event_id or eid, _classified(e)) for eid, e in events]
     try:
-        result, written = retrying(lambda: _store(engine, events, careful=False), what="ingest")
+        result, written = retrying(lambda: _store(engine, events, scanner_window_s, careful=False), what="ingest")
     except _Replayed:
-        result, written = retrying(lambda: _store(engine, events, careful=True), what="ingest")
+        result, written = retrying(lambda: _store(engine, events, scanner_window_s, careful=True), what="ingest")
     _observe(result, written, len(events), time.perf_counter() - started)
     return result
 
@@ -199,8 +208,18 @@ def _classified(e: Event) -> Event:
     return e._replace(client=verdict.client.value, reason=verdict.reason)
 
 
+def _after_send(e: Event, sent_at: datetime | None, window_s: int) -> Event:
+    """The click as a scanner's when it came within the window after its contact's send."""
+    if window_s <= 0 or sent_at is None or e.client not in _HUMANLIKE or e.reason in ("", "event:v2"):
+        return e  # (rows classified elsewhere keep their class)
+    sent_ms = int(sent_at.replace(tzinfo=sent_at.tzinfo or UTC).timestamp() * 1000)
+    if 0 <= e.at_ms - sent_ms < window_s * 1000:
+        return e._replace(client=ClientKind.scanner.value, reason=TIMING_REASON)
+    return e
+
+
 def _store(
-    engine: Engine, events: list[tuple[str, Event]], *, careful: bool
+    engine: Engine, events: list[tuple[str, Event]], scanner_window_s: int, *, careful: bool
 ) -> tuple[IngestResult, Counter[tuple[str, int, int, str]]]:
     result = IngestResult()
     written: Counter[tuple[str, int, int, str]] = Counter()  # (kind, campaign, group, client) → rows
@@ -234,12 +253,14 @@ def _store(
             )
             contacts = _lookup(
                 conn,
-                lambda ids: select(Contact.id, Contact.campaign_id, Contact.group_id).where(Contact.id.in_(ids)),
+                lambda ids: select(Contact.id, Contact.campaign_id, Contact.group_id, Contact.sent_at).where(
+                    Contact.id.in_(ids)
+                ),
                 sorted({e.contact_id for _, e in clicks}),
                 lock=careful,
             )
             kept = [
-                (eid, e)
+                (eid, _after_send(e, contacts[e.contact_id][2], scanner_window_s))
                 for eid, e in clicks
                 if e.target_id in links
                 and e.contact_id in contacts
@@ -247,7 +268,7 @@ def _store(
             ]
             rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0]))
             click_rows = _write(conn, CLICKS, rows, len(clicks), result, careful=careful)
-            groups.update((contact, group) for contact, (_campaign, group) in contacts.items())
+            groups.update((contact, group) for contact, (_campaign, group, _sent) in contacts.items())
         if opening_rows or click_rows:
             counters.add_events(conn, opening_rows, click_rows)
     for table, table_rows in ((OPENINGS, opening_rows), (CLICKS, click_rows)):

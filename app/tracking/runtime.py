@@ -32,7 +32,9 @@ class TrackingRuntime:
 
 
 async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
-    memory = MemoryQueue(engine, window_seconds=settings.dedupe_window_seconds)
+    memory = MemoryQueue(
+        engine, window_seconds=settings.dedupe_window_seconds, scanner_window_seconds=settings.scanner_window_seconds
+    )
     queue: EventQueue = memory
     client = None
     breaker = CircuitBreaker(timeout=settings.redis_call_timeout_seconds, open_for=settings.redis_breaker_open_seconds)

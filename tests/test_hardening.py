@@ -24,6 +24,7 @@ from app.tracking.worker import StreamWorker
 from tests import factories
 from tests.helpers import assert_error, count
 from tests.support.app_state import app_state, flush_memory
+from tests.support.cli_env import cli_environment
 
 
 def _client(settings: Settings, **overrides: Any) -> TestClient:
@@ -244,11 +245,7 @@ def test_purge_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _aged_data(db, user)
-    monkeypatch.setenv("DATABASE_URL", settings.sqlalchemy_url)
-    monkeypatch.setenv("API_SECRET_KEY", settings.secret_key())
-    monkeypatch.setenv("FERNET_KEY", settings.fernet_keys()[0])
-    get_settings.cache_clear()
-    try:
+    with cli_environment(monkeypatch, settings):
         assert cli.main(["purge", "--older-than", "nonsense"]) == 2
         assert cli.main(["purge", "--older-than", "180d", "--dry-run"]) == 0
         assert "would delete" in capsys.readouterr().out
@@ -258,8 +255,6 @@ def test_purge_cli(
         assert "deleted before" in out
         assert "7 openings" in out
         assert count(db, Opening) == before - 7
-    finally:
-        get_settings.cache_clear()
 
 
 # --- erasure (GDPR) ----------------------------------------------------------------------------

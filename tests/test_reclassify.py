@@ -14,9 +14,10 @@ from app import cli
 from app.db import make_sessionmaker
 from app.models import Click, ContactStats, Opening, User
 from app.services.reclassify import reclassify
-from app.settings import Settings, get_settings
+from app.settings import Settings
 from app.tracking.classify import classify
 from tests import factories
+from tests.support.cli_env import cli_environment
 
 CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
@@ -85,16 +86,10 @@ def test_reclassify_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     rows = _stale_rows(db, user)
-    monkeypatch.setenv("DATABASE_URL", settings.sqlalchemy_url)
-    monkeypatch.setenv("API_SECRET_KEY", settings.secret_key())
-    monkeypatch.setenv("FERNET_KEY", settings.fernet_keys()[0])
-    get_settings.cache_clear()
-    try:
+    with cli_environment(monkeypatch, settings):
         assert cli.main(["reclassify", "--batch-size", "0"]) == 2
         assert cli.main(["reclassify", "--campaign", str(rows["campaign"].id)]) == 0
         out = capsys.readouterr().out
         assert "reclassified: " in out
         assert "1 of 1 clicks" in out
-    finally:
-        get_settings.cache_clear()
     assert _state(db, Click)[rows["click"].id][0] == "bot"

@@ -274,6 +274,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
     from app.clients import sync_redis
+    from app.tracking.click_rules import ClickRules
     from app.tracking.worker import StreamWorker
 
     settings = _settings()
@@ -302,7 +303,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         consumer=args.consumer,
         batch_size=args.batch_size or settings.worker_batch_size,
         claim_idle_ms=settings.worker_claim_idle_ms,
-        scanner_window_seconds=settings.scanner_window_seconds,
+        click_rules=ClickRules.of(settings),
     )
     worker.run_forever()
     return 0

@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     """Repeat loads of a pixel or link within this many seconds are not recorded again (one machine and one human load each)."""
     scanner_window_seconds: int = Field(default=10, ge=0, le=3600)
     """A click this soon after its contact's `sent_at` is a link scanner's (`scanner`, reason `timing:after-send`; 0: off)."""
+    scanner_burst_seconds: int = Field(default=5, ge=0, le=3600)
+    """A contact following all its campaign's links (2 or more) within this many seconds is a link scanner (`timing:burst`; 0: off)."""
     anonymize_ip: bool = False
     """Truncate IPv4 to /24 and IPv6 to /48 before anything is stored (Redis or database)."""
     worker_batch_size: int = Field(default=1000, ge=1, le=10_000)

@@ -29,15 +29,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app import metrics
 from app.db import retrying
 from app.models import Contact, Link, Pixel
-from app.models.tracking import CLICKS, OPENINGS, ClientKind, EventTable
+from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import counters
+from app.tracking import click_rules
 from app.tracking.classify import classify
+from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import CLICK, OPEN, Event
 
 CHUNK = 1000
-SCANNER_WINDOW_SECONDS = 10  # the default of the setting (app/settings.py)
-TIMING_REASON = "timing:after-send"
-_HUMANLIKE = (ClientKind.browser.value, ClientKind.unknown.value)
 
 
 @dataclass
@@ -178,13 +177,12 @@ def _write(
 
 
 def store_events(
-    engine: Engine, events: Sequence[tuple[str, Event]], *, scanner_window_s: int = SCANNER_WINDOW_SECONDS
+    engine: Engine, events: Sequence[tuple[str, Event]], *, rules: ClickRules = DEFAULT_RULES
 ) -> IngestResult:
     """Insert (event_id, event) pairs in one transaction; returns what happened to them.
 
-    A click classified here as a person's (browser/unknown) that comes within `scanner_window_s`
-    of its contact's `sent_at` is a link scanner's: security gateways follow every link as the
-    message arrives (`timing:after-send`).
+    Clicks classified here as a person's go through the scanner timing rules (`rules`:
+    app/tracking/click_rules.py).
 
     The id the event carries (assigned when the load was answered) wins over the given one
     (stream entry id, or the in-process queue's): one load, one row, whichever path stored it.
@@ -192,9 +190,9 @@ def store_events(
     started = time.perf_counter()
     events = [(e.event_id or eid, _classified(e)) for eid, e in events]
     try:
-        result, written = retrying(lambda: _store(engine, events, scanner_window_s, careful=False), what="ingest")
+        result, written = retrying(lambda: _store(engine, events, rules, careful=False), what="ingest")
     except _Replayed:
-        result, written = retrying(lambda: _store(engine, events, scanner_window_s, careful=True), what="ingest")
+        result, written = retrying(lambda: _store(engine, events, rules, careful=True), what="ingest")
     _observe(result, written, len(events), time.perf_counter() - started)
     return result
 
@@ -208,18 +206,8 @@ def _classified(e: Event) -> Event:
     return e._replace(client=verdict.client.value, reason=verdict.reason)
 
 
-def _after_send(e: Event, sent_at: datetime | None, window_s: int) -> Event:
-    """The click as a scanner's when it came within the window after its contact's send."""
-    if window_s <= 0 or sent_at is None or e.client not in _HUMANLIKE or e.reason in ("", "event:v2"):
-        return e  # (rows classified elsewhere keep their class)
-    sent_ms = int(sent_at.replace(tzinfo=sent_at.tzinfo or UTC).timestamp() * 1000)
-    if 0 <= e.at_ms - sent_ms < window_s * 1000:
-        return e._replace(client=ClientKind.scanner.value, reason=TIMING_REASON)
-    return e
-
-
 def _store(
-    engine: Engine, events: list[tuple[str, Event]], scanner_window_s: int, *, careful: bool
+    engine: Engine, events: list[tuple[str, Event]], rules: ClickRules, *, careful: bool
 ) -> tuple[IngestResult, Counter[tuple[str, int, int, str]]]:
     result = IngestResult()
     written: Counter[tuple[str, int, int, str]] = Counter()  # (kind, campaign, group, client) → rows
@@ -260,17 +248,22 @@ def _store(
                 lock=careful,
             )
             kept = [
-                (eid, _after_send(e, contacts[e.contact_id][2], scanner_window_s))
+                (eid, e)
                 for eid, e in clicks
                 if e.target_id in links
                 and e.contact_id in contacts
                 and contacts[e.contact_id][0] == links[e.target_id][0]  # contact still in the link's campaign
             ]
             rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0]))
+            for row in rows:
+                click_rules.after_send(row, contacts[row["contact_id"]][2], rules)
+            rescanned = click_rules.burst(conn, rows, rules)
             click_rows = _write(conn, CLICKS, rows, len(clicks), result, careful=careful)
             groups.update((contact, group) for contact, (_campaign, group, _sent) in contacts.items())
         if opening_rows or click_rows:
             counters.add_events(conn, opening_rows, click_rows)
+        if clicks:
+            click_rules.refresh(conn, rescanned)
     for table, table_rows in ((OPENINGS, opening_rows), (CLICKS, click_rows)):
         for row in table_rows:
             written[(table.kind, row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1

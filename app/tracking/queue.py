@@ -29,8 +29,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
 from app.errors import describe_db_error
+from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import GROUP, RECORD_SEP, STREAM, Event
-from app.tracking.ingest import SCANNER_WINDOW_SECONDS, IngestResult, store_events
+from app.tracking.ingest import IngestResult, store_events
 
 log = logging.getLogger("pixeltrack.queue")
 
@@ -84,11 +85,11 @@ class MemoryQueue:
         flush_interval: float = 0.2,
         max_batch: int = 2000,
         clock: Callable[[], float] = time.monotonic,
-        scanner_window_seconds: int = SCANNER_WINDOW_SECONDS,
+        click_rules: ClickRules = DEFAULT_RULES,
     ) -> None:
         self._engine = engine
         self._window = window_seconds
-        self._scanner_window = scanner_window_seconds
+        self._click_rules = click_rules
         self._interval = flush_interval
         self._max_batch = max_batch
         self._clock = clock
@@ -137,9 +138,7 @@ class MemoryQueue:
             while self._pending:
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
                 try:
-                    result += await asyncio.to_thread(
-                        store_events, self._engine, batch, scanner_window_s=self._scanner_window
-                    )
+                    result += await asyncio.to_thread(store_events, self._engine, batch, rules=self._click_rules)
                 except Exception as exc:  # noqa: BLE001 - whatever failed, keep the events
                     # Keep the events (the database may be briefly unavailable) and retry later.
                     self._pending[:0] = batch

@@ -11,6 +11,7 @@ from app import metrics
 from app.breaker import CircuitBreaker
 from app.clients import async_redis
 from app.settings import Settings
+from app.tracking.click_rules import ClickRules
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
 from app.tracking.tokens import TokenCodec
 from app.tracking.tracker import LinkCache, Tracker
@@ -32,9 +33,7 @@ class TrackingRuntime:
 
 
 async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
-    memory = MemoryQueue(
-        engine, window_seconds=settings.dedupe_window_seconds, scanner_window_seconds=settings.scanner_window_seconds
-    )
+    memory = MemoryQueue(engine, window_seconds=settings.dedupe_window_seconds, click_rules=ClickRules.of(settings))
     queue: EventQueue = memory
     client = None
     breaker = CircuitBreaker(timeout=settings.redis_call_timeout_seconds, open_for=settings.redis_breaker_open_seconds)

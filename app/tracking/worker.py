@@ -31,8 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
 from app.db import connect_read_only
+from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import Event
-from app.tracking.ingest import SCANNER_WINDOW_SECONDS, IngestResult, store_events
+from app.tracking.ingest import IngestResult, store_events
 from app.tracking.queue import GROUP, STREAM
 
 log = logging.getLogger("pixeltrack.worker")
@@ -74,9 +75,9 @@ class StreamWorker:
         claim_idle_ms: int = 30_000,
         claim_every: int = 10,
         max_backoff: float = 30.0,
-        scanner_window_seconds: int = SCANNER_WINDOW_SECONDS,
+        click_rules: ClickRules = DEFAULT_RULES,
     ) -> None:
-        self.scanner_window_seconds = scanner_window_seconds
+        self.click_rules = click_rules
         self.redis = redis
         self.engine = engine
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -144,11 +145,7 @@ class StreamWorker:
                 events.append((entry_id, Event.decode(fields["e"])))
             except (KeyError, ValueError):
                 malformed.append(entry_id)
-        result = (
-            store_events(self.engine, events, scanner_window_s=self.scanner_window_seconds)
-            if events
-            else IngestResult()
-        )
+        result = store_events(self.engine, events, rules=self.click_rules) if events else IngestResult()
         ids = [entry_id for entry_id, _ in entries]
         if ids:
             pipe = self.redis.pipeline(transaction=False)

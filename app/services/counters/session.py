@@ -91,9 +91,14 @@ def _ids(model: type[Any], where: ColumnElement[bool] | None) -> Select[Any] | N
 
 
 def _values(db: DB, column: Any, where: ColumnElement[bool] | None) -> set[int]:
+    """The distinct values, by a locking read: on MariaDB a plain read sees the transaction's
+    snapshot, which misses a click or opening a worker committed since (a link deleted while
+    its clicks were ingested left the new click on its contact's counters); a locking read sees
+    the latest committed rows and holds them until the commit."""
     if where is None:
         return set()
-    return {int(value) for value in db.scalars(select(column).where(where).distinct()) if value is not None}
+    query = select(column).where(where).distinct().with_for_update(read=True)
+    return {int(value) for value in db.scalars(query) if value is not None}
 
 
 def before(db: DB, change: Change) -> None:

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     respect_dnt: bool = False
     """Loads sending `DNT: 1` or `Sec-GPC: 1` are answered but not recorded."""
 
+    ab_min_sample: int = Field(default=100, ge=0, le=1_000_000_000)
+    """Stats: no A/B `winner` while the control or the arm has fewer contacts (the rate's denominator) than this."""
+
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     """Failed logins per username + IP within the window before `POST /auth/token` answers 429."""
     login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)

@@ -335,9 +335,10 @@ def test_database_level_delete_cascades(
 
 
 def test_counter_migrations_fill_what_the_services_keep(fresh_engine: Engine) -> None:
-    """0003/0004 backfill the report counters of the rows already there: the same values the
-    services maintained (two groups, several pixels, every kind of opening, clicks, a contact
-    never opening, one without a reference time)."""
+    """0003/0004/0007 backfill the report counters of the rows already there: the same values the
+    services maintained (two groups, several pixels, every kind of opening, human, machine and
+    unknown clicks, a click without an opening, a contact never opening, one without a reference
+    time)."""
     upgrade(fresh_engine)
     at = datetime(2026, 3, 2, 8, 0, 0, 250000, tzinfo=UTC)
     with make_sessionmaker(fresh_engine)() as db:  # the app's sessions: the counters move with the rows
@@ -355,10 +356,19 @@ def test_counter_migrations_fill_what_the_services_keep(fresh_engine: Engine) ->
                     )
                 if c == 1:
                     factories.make_click(db, link, contact, clicked_at=at + timedelta(minutes=90))
+                for client in [("browser", "scanner"), ("browser",), ("bot", "browser", "unknown")][c][: g + 1]:
+                    factories.make_click(db, link, contact, client=client, clicked_at=at + timedelta(minutes=c))
+            inferred = factories.make_contact(db, group, status="sent", sent_at=at)  # a click, no opening
+            factories.make_click(db, link, inferred, client="browser", clicked_at=at)
     with fresh_engine.connect() as conn:
         kept = counter_snapshot(conn)
-    assert {table: len(rows) for table, rows in kept.items()} == {"contact": 6, "group": 2, "hour": 4}
+    assert {table: len(rows) for table, rows in kept.items()} == {"contact": 8, "group": 2, "hour": 4}
+    assert all(row[-5:] != (0, 0, 0, 0, 0) for row in kept["group"].values())  # human_clicks ... human_clickers
 
+    _downgrade(fresh_engine, "0006")
+    upgrade(fresh_engine)
+    with fresh_engine.connect() as conn:
+        assert snapshot_diff(kept, counter_snapshot(conn)) == []
     _downgrade(fresh_engine, "0002")
     assert not {"contact_stats", "group_counts", "campaign_hours"} & _app_tables(fresh_engine)
     upgrade(fresh_engine)

@@ -385,7 +385,8 @@ def test_every_dashboard_sql_query_returns_rows_on_mariadb(engine: Engine, db: S
 def test_ab_table_shows_what_the_stats_api_says(
     engine: Engine, db: Session, user: User, client: TestClient, settings: Settings
 ) -> None:
-    """The A/B panel (group counters) and GET /stats agree group by group, the winner on top."""
+    """The A/B panel (group counters) and GET /stats agree group by group, with the same definitions
+    (docs/api.md#what-each-figure-counts), the highest human open rate on top."""
     campaign = factories.make_campaign(db, user)
     groups = [factories.make_group(db, campaign, name=name) for name in ("A", "B", "empty")]
     link = factories.make_link(db, campaign)
@@ -395,24 +396,34 @@ def test_ab_table_shows_what_the_stats_api_says(
         for kind in ["browser", "apple_mpp", "bot"][: i % 4 if i < 5 else 0]:
             factories.make_opening(db, pixel, client=kind)
         if i == 3:
-            factories.make_click(db, link, contact)
-    [(name, sql)] = [(name, sql) for name, sql in _sql() if "A/B: unique vs total" in name]
+            factories.make_click(db, link, contact, client="browser")
+        if i == 0:
+            factories.make_click(db, link, contact, client="scanner")
+        if i == 4:
+            factories.make_click(db, link, contact, client="browser")  # no opening: an inferred open
+    factories.make_opening(db, pixel, client="unknown")  # the scheduled contact's: not human
+    [(name, sql)] = [(name, sql) for name, sql in _sql() if "A/B: human vs total" in name]
     with engine.connect() as conn:
         table = [row._asdict() for row in conn.execute(text(_expand_grafana_macros(sql, campaign.id)))]
     response = client.get(f"/api/v1/campaigns/{campaign.id}/stats", headers=factories.headers_for(settings, user))
     assert response.status_code == 200, response.text
     stats = response.json()
     api = {g["name"]: g for g in stats["groups"]}
-    assert [row["group"] for row in table] == ["B", "A", "empty"]
-    assert stats["winner"] == groups[1].id
+    assert [row["group"] for row in table] == ["B", "A", "empty"]  # human open rates 2/2, 2/3, none
+    same = {
+        "contacts": "contacts_scheduled",
+        "sent": "contacts_sent",
+        **{field: field for field in ("total_opens", "unique_opens", "human_opens", "machine_opens")},
+        **{field: field for field in ("unknown_opens", "human_unique_opens", "inferred_opens", "unique_clicks")},
+        **{field: field for field in ("human_unique_clicks", "scanner_clicks")},
+    }
+    rates = {"open_rate_pct": "open_rate", "human_open_rate_pct": "human_open_rate"}
+    rates["human_click_rate_pct"] = "human_click_through_rate"
+    assert set(table[0]) == {"group", *same, *rates}
     for row in table:
         g = api[row["group"]]
-        assert (row["contacts"], row["sent"], row["total_opens"], row["unique_opens"]) == (
-            g["contacts_scheduled"],
-            g["contacts_sent"],
-            g["total_opens"],
-            g["unique_opens"],
-        ), name
-        assert (row["machine_opens"], row["unique_clicks"]) == (g["machine_opens"], g["unique_clicks"]), name
-        rate = None if row["open_rate_pct"] is None else float(row["open_rate_pct"])
-        assert rate == (None if g["contacts_sent"] == 0 else round(100 * g["open_rate"], 1)), name
+        assert {column: row[column] for column in same} == {column: g[field] for column, field in same.items()}, name
+        for column, field in rates.items():
+            rate = None if row[column] is None else float(row[column])
+            assert rate == (None if g["contacts_sent"] == 0 else round(100 * g[field], 1)), (name, column)
+    assert (api["A"]["inferred_opens"], api["A"]["scanner_clicks"], api["B"]["unknown_opens"]) == (1, 1, 1)

@@ -40,9 +40,17 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "unique_clicks": 3,
         "click_through_rate": 0.5,  # 3 / 6
         "click_to_open_rate": 0.75,  # 3 / 4
-        "human_opens": 4,  # browser 3 + unknown 1
+        "human_opens": 3,  # browser only
         "machine_opens": 3,  # apple_mpp, gmail_proxy, bot
+        "unknown_opens": 1,
         "opens_by_client": {**ZERO_CLIENTS, "browser": 3, "apple_mpp": 1, "gmail_proxy": 1, "bot": 1, "unknown": 1},
+        "human_unique_opens": 2,  # a1, b1 (browser openings)
+        "inferred_opens": 0,  # b2's click is by an unknown client: no human click
+        "human_open_rate": 0.3333,  # 2 / 6
+        "human_clicks": 3,  # a1 twice, b1
+        "scanner_clicks": 0,
+        "human_unique_clicks": 2,
+        "human_click_through_rate": 0.3333,
         "median_seconds_to_first_open": 650.0,  # 100, 300 | 1000 | 5000 → (300 + 1000) / 2
     }
     assert body["campaign_id"] == ab["campaign"].id
@@ -63,7 +71,15 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "click_to_open_rate": 0.3333,
         "human_opens": 2,
         "machine_opens": 3,
+        "unknown_opens": 0,
         "opens_by_client": {**ZERO_CLIENTS, "browser": 2, "apple_mpp": 1, "gmail_proxy": 1, "bot": 1},
+        "human_unique_opens": 1,
+        "inferred_opens": 0,
+        "human_open_rate": 0.25,
+        "human_clicks": 2,
+        "scanner_clicks": 0,
+        "human_unique_clicks": 1,
+        "human_click_through_rate": 0.25,
         "median_seconds_to_first_open": 300.0,  # 100, 300, 5000 (a3: sent at +60, opened at +5060)
     }
     assert counters(group_of(body, ab["b"].id)) == {
@@ -78,9 +94,17 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "unique_clicks": 2,
         "click_through_rate": 1.0,
         "click_to_open_rate": 2.0,  # b2 clicked without loading images
-        "human_opens": 2,
+        "human_opens": 1,
         "machine_opens": 0,
+        "unknown_opens": 1,
         "opens_by_client": {**ZERO_CLIENTS, "unknown": 1, "browser": 1},
+        "human_unique_opens": 1,
+        "inferred_opens": 0,
+        "human_open_rate": 0.5,
+        "human_clicks": 1,
+        "scanner_clicks": 0,
+        "human_unique_clicks": 1,
+        "human_click_through_rate": 0.5,
         "median_seconds_to_first_open": 1000.0,
     }
     assert counters(group_of(body, ab["c"].id)) == {
@@ -97,16 +121,28 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "click_to_open_rate": 0.0,
         "human_opens": 0,
         "machine_opens": 0,
+        "unknown_opens": 0,
         "opens_by_client": ZERO_CLIENTS,
+        "human_unique_opens": 0,
+        "inferred_opens": 0,
+        "human_open_rate": 0.0,
+        "human_clicks": 0,
+        "scanner_clicks": 0,
+        "human_unique_clicks": 0,
+        "human_click_through_rate": 0.0,
         "median_seconds_to_first_open": None,
     }
-    assert body["winner"] == ab["a"].id  # 0.75 > 0.5
+    # A (the first group) is the control; B and C are compared with it (tests/test_report_ab.py).
+    assert (body["control_group_id"], body["winner_metric"]) == (ab["a"].id, "opens")
+    assert [g["ab"] is None for g in body["groups"]] == [True, False, False]
+    assert body["winner"] is None  # 0.5 against 0.25, but 2 and 4 contacts: far below AB_MIN_SAMPLE
 
 
 def test_campaign_totals_are_the_sums_of_the_groups(client: Any, ab: dict[str, Any], headers: dict[str, str]) -> None:
     body = stats(client, ab["campaign"].id, headers)
     additive = ["contacts_scheduled", "contacts_sent", "pixels", "total_opens", "unique_opens", "clicks"]
-    for field in [*additive, "unique_clicks", "human_opens", "machine_opens"]:
+    humans = ["human_opens", "machine_opens", "unknown_opens", "human_unique_opens", "inferred_opens"]
+    for field in [*additive, "unique_clicks", *humans, "human_clicks", "scanner_clicks", "human_unique_clicks"]:
         assert body[field] == sum(g[field] for g in body["groups"]), field
     for kind in ClientKind:
         assert body["opens_by_client"][kind.value] == sum(g["opens_by_client"][kind.value] for g in body["groups"])
@@ -181,7 +217,7 @@ def test_scheduled_only_campaign_uses_the_scheduled_basis(
     assert body["median_seconds_to_first_open"] == 60.0
     assert body["groups"][0]["open_rate_basis"] == "scheduled"
     assert body["groups"][0]["open_rate"] == 0.75
-    assert body["winner"] == group.id
+    assert (body["control_group_id"], body["groups"][0]["ab"], body["winner"]) == (group.id, None, None)
 
 
 def test_sent_at_wins_over_scheduled_at_for_the_delay(
@@ -229,9 +265,19 @@ def test_empty_campaign_is_all_zeros(client: Any, db: Session, user: User, heade
         "click_to_open_rate": 0.0,
         "human_opens": 0,
         "machine_opens": 0,
+        "unknown_opens": 0,
         "opens_by_client": ZERO_CLIENTS,
+        "human_unique_opens": 0,
+        "inferred_opens": 0,
+        "human_open_rate": 0.0,
+        "human_clicks": 0,
+        "scanner_clicks": 0,
+        "human_unique_clicks": 0,
+        "human_click_through_rate": 0.0,
         "median_seconds_to_first_open": None,
         "groups": [],
+        "control_group_id": None,
+        "winner_metric": "opens",
         "winner": None,
     }
     assert stats(client, campaign.id, headers, bucket="day")["series"] == []  # no event: no default range
@@ -255,33 +301,7 @@ def test_groups_without_opens_give_no_winner(client: Any, db: Session, user: Use
     assert body["pixels"] == 2
 
 
-def test_a_tie_goes_to_the_lowest_group_id(client: Any, db: Session, user: User, headers: dict[str, str]) -> None:
-    campaign = factories.make_campaign(db, user)
-    groups = [factories.make_group(db, campaign, name=name) for name in ("first", "second", "third")]
-    # first: 1 of 2 opened (0.5); second: 2 of 4 (0.5, more opens); third: 0 of 1.
-    for group, (n, opened) in zip(groups, [(2, 1), (4, 2), (1, 0)], strict=True):
-        for i in range(n):
-            contact = factories.make_contact(db, group, status="sent", sent_at=T0)
-            if i < opened:
-                factories.make_opening(db, factories.make_pixel(db, contact), opened_at=at(10))
-    body = stats(client, campaign.id, headers)
-    assert [g["open_rate"] for g in body["groups"]] == [0.5, 0.5, 0.0]
-    assert body["winner"] == groups[0].id
-
-
-def test_the_winner_has_the_highest_rate_not_the_most_opens(
-    client: Any, db: Session, user: User, headers: dict[str, str]
-) -> None:
-    campaign = factories.make_campaign(db, user)
-    big, small = factories.make_group(db, campaign, name="big"), factories.make_group(db, campaign, name="small")
-    for group, (n, opened) in ((big, (10, 4)), (small, (2, 1))):
-        for i in range(n):
-            contact = factories.make_contact(db, group, status="sent", sent_at=T0)
-            if i < opened:
-                factories.make_opening(db, factories.make_pixel(db, contact), opened_at=at(10))
-    body = stats(client, campaign.id, headers)
-    assert [g["unique_opens"] for g in body["groups"]] == [4, 1]
-    assert body["winner"] == small.id  # 0.5 > 0.4
+# What decides `winner` (significance against the control, AB_MIN_SAMPLE): tests/test_report_ab.py.
 
 
 def test_stats_are_per_campaign(
@@ -300,7 +320,8 @@ def test_unrecognised_client_values_count_as_unknown(
     factories.make_opening(db, tree["pixel"], client="future_kind")
     body = stats(client, tree["campaign"].id, headers)
     assert body["opens_by_client"] == {**ZERO_CLIENTS, "unknown": 2}
-    assert (body["human_opens"], body["machine_opens"]) == (2, 0)
+    assert (body["human_opens"], body["machine_opens"], body["unknown_opens"]) == (0, 0, 2)
+    assert (body["human_unique_opens"], body["human_open_rate"]) == (0, 0.0)
 
 
 # Authorization.

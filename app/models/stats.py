@@ -65,7 +65,9 @@ class ContactStats(Base):
     first_opened_at: Mapped[datetime | None]
     # first_opened_at - ref_at in microseconds, negative clamped to 0; NULL without either.
     first_open_delay_us: Mapped[int | None] = mapped_column(BigInteger)
-    clicks: Mapped[int] = _counter()
+    clicks: Mapped[int] = _counter()  # every click, whatever its client
+    human_clicks: Mapped[int] = _counter()  # clicks by a `browser` client
+    machine_clicks: Mapped[int] = _counter()  # clicks by a MACHINE_CLIENTS class (scanners, bots, proxies)
     first_clicked_at: Mapped[datetime | None]
 
 
@@ -96,6 +98,12 @@ class GroupCounts(Base):
     timed_openers: Mapped[int] = _counter()  # contacts with a first_open_delay_us (the medians' population)
     clicks: Mapped[int] = _counter()
     clickers: Mapped[int] = _counter()  # contacts with a first_clicked_at
+    human_clicks: Mapped[int] = _counter()
+    machine_clicks: Mapped[int] = _counter()
+    # Contacts with opens_browser > 0 or human_clicks > 0 (a human click implies an open).
+    human_openers: Mapped[int] = _counter()
+    inferred_openers: Mapped[int] = _counter()  # human_clicks > 0 and opens_browser = 0
+    human_clickers: Mapped[int] = _counter()  # human_clicks > 0
 
 
 class CampaignHour(Base):

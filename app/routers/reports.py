@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
-from app.deps import CurrentUser, IdPath, SessionDep
+from app.deps import CurrentUser, IdPath, SessionDep, SettingsDep
 from app.routing import TransactionRoute
-from app.schemas.common import UtcDatetime, error_responses
-from app.schemas.reports import Bucket, CampaignStats
+from app.schemas.common import Id, UtcDatetime, error_responses
+from app.schemas.reports import ABMetric, Bucket, CampaignStats
 from app.services import campaigns, export, stats
 
 router = APIRouter(
@@ -18,11 +19,21 @@ router = APIRouter(
 )
 
 
+def _no_conversions_yet(value: Any) -> Any:
+    if value == "conversions":
+        raise ValueError("conversions are not recorded yet: the winner is decided on opens or clicks")
+    return value
+
+
+Metric = Annotated[ABMetric, BeforeValidator(_no_conversions_yet)]
+
+
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats, response_model_exclude_unset=True)
 def campaign_stats(
     campaign_id: IdPath,
     user: CurrentUser,
     db: SessionDep,
+    settings: SettingsDep,
     bucket: Annotated[
         Bucket | None, Query(description="Add `series`: opens, unique opens and clicks per hour or per day (UTC).")
     ] = None,
@@ -42,16 +53,42 @@ def campaign_stats(
             "bucket of the last opening or click. At most 10,000 buckets from `from` to `to`.",
         ),
     ] = None,
+    control: Annotated[
+        Id | None,
+        Query(
+            description="The group the others are compared with (a group of this campaign, else 422). Default: "
+            "the campaign's first group (lowest id)."
+        ),
+    ] = None,
+    metric: Annotated[
+        Metric,
+        Query(
+            description="The rate `winner` is decided on: `opens` (human_open_rate) or `clicks` "
+            "(human_click_through_rate). `conversions` are not recorded yet (422)."
+        ),
+    ] = ABMetric.opens,
 ) -> CampaignStats:
-    """Opens, clicks and rates of the campaign and of each group (A/B arm), with the winning group.
+    """Opens, clicks and rates of the campaign and of each group (A/B arm), each group against the control.
 
-    Machine opens (Apple Mail Privacy Protection, Gmail/Yahoo/Outlook proxies, bots) are counted
-    in `total_opens` and split out in `machine_opens`/`opens_by_client`. Rates are over the sent
-    contacts, or over all contacts while none is marked sent (`open_rate_basis`). `winner` is the
-    group with the highest open rate; a tie goes to the lowest group id; null when nobody opened.
+    Every opening and click is counted in the raw totals, and split by client: human (a `browser`
+    client), machine (Apple Mail Privacy Protection, mail proxies, scanners, bots) and unknown.
+    `human_unique_opens` also counts contacts known to have opened only by a human click. Rates
+    are over the sent contacts, or over all contacts while none is marked sent (`open_rate_basis`).
+    Each group's `ab` compares its human open and click rates with the control's (difference, 95 %
+    interval, p-value, Holm-adjusted across groups); `winner` is the group significantly better
+    than the control on `metric`, null below AB_MIN_SAMPLE contacts per group (docs/api.md).
     """
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    return stats.campaign_stats(db, campaign, bucket=bucket, start=start, end=end)
+    return stats.campaign_stats(
+        db,
+        campaign,
+        bucket=bucket,
+        start=start,
+        end=end,
+        control=control,
+        metric=metric,
+        min_sample=settings.ab_min_sample,
+    )
 
 
 _CSV_DOC = (

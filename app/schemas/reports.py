@@ -18,6 +18,14 @@ class Bucket(enum.StrEnum):
 
 BUCKET_SECONDS = {Bucket.hour: 3600, Bucket.day: 86400}
 
+
+class ABMetric(enum.StrEnum):
+    """The rate an A/B winner is decided on."""
+
+    opens = "opens"  # human_open_rate
+    clicks = "clicks"  # human_click_through_rate
+
+
 # Examples: the report of the first campaign of sample.json (`pixeltrack load-sample`).
 _BY_CLIENT_EXAMPLE: dict[str, Any] = {
     "apple_mpp": 5,
@@ -51,15 +59,34 @@ class StatsFields(BaseModel):
     unique_clicks: int = Field(description="Contacts with at least one click.")
     click_through_rate: float = Field(description="unique_clicks / the same denominator as open_rate.")
     click_to_open_rate: float = Field(description="unique_clicks / unique_opens (0 when nobody opened).")
-    human_opens: int = Field(description="Openings by a `browser` or an `unknown` client.")
+    human_opens: int = Field(description="Openings by a `browser` client (a person's mail client or browser).")
     machine_opens: int = Field(
         description="Openings by apple_mpp, gmail_proxy, outlook_proxy, yahoo_proxy, other_proxy, scanner or bot "
         "(prefetches, proxies, scanners)."
+    )
+    unknown_opens: int = Field(
+        description="Openings by a client that could not be classed (`unknown`): in neither human_opens nor "
+        "machine_opens. total_opens = human_opens + machine_opens + unknown_opens."
     )
     opens_by_client: dict[ClientKind, int] = Field(
         description="Openings per client kind; every kind is present (0 when none).",
         examples=[_BY_CLIENT_EXAMPLE],
     )
+    human_unique_opens: int = Field(
+        description="Contacts who opened as a person: a `browser` opening, or a human click (a click implies an "
+        "open: images off). Includes inferred_opens."
+    )
+    inferred_opens: int = Field(
+        description="Contacts with a human click and no `browser` opening: counted in human_unique_opens."
+    )
+    human_open_rate: float = Field(description="human_unique_opens / the same denominator as open_rate.")
+    human_clicks: int = Field(description="Clicks by a `browser` client.")
+    scanner_clicks: int = Field(
+        description="Clicks by a machine: link scanners and security gateways, bots, mail proxies (every class but "
+        "browser and unknown). clicks = human_clicks + scanner_clicks + clicks by an `unknown` client."
+    )
+    human_unique_clicks: int = Field(description="Contacts with at least one human click.")
+    human_click_through_rate: float = Field(description="human_unique_clicks / the same denominator as open_rate.")
     median_seconds_to_first_open: float | None = Field(
         description="Median over the opened contacts of (first opening - sent_at, or scheduled_at when sent_at is "
         "null); contacts with neither are left out, negative delays count as 0. Null without data."
@@ -71,8 +98,33 @@ class _GroupKey(BaseModel):
     name: str
 
 
+class ABComparison(BaseModel):
+    """One group against the control on one rate (app/services/abtest.py; docs/api.md#ab-confidence)."""
+
+    difference: float | None = Field(
+        description="Group rate - control rate, in rate points (0.02: 2 points better); null when either group "
+        "has no contacts. Rounded to 4 decimals."
+    )
+    ci_low: float | None = Field(description="Lower end of the 95 % confidence interval of the difference (Newcombe).")
+    ci_high: float | None = Field(description="Upper end of the 95 % confidence interval of the difference.")
+    p_value: float = Field(
+        description="Two-sided p-value of 'no difference' (1.0 when it cannot be tested). 4 significant digits."
+    )
+    p_adjusted: float = Field(
+        description="p_value corrected by Holm across the groups compared with the control (= p_value with one)."
+    )
+    test: Literal["z", "fisher"] = Field(
+        description="`z`: two-proportion z-test; `fisher`: Fisher's exact test, when an expected count is below 5."
+    )
+
+
+class GroupAB(BaseModel):
+    opens: ABComparison = Field(description="On human_open_rate.")
+    clicks: ABComparison = Field(description="On human_click_through_rate.")
+
+
 class GroupStats(StatsFields, _GroupKey):  # fields of the last base come first: group_id, name, ...
-    pass
+    ab: GroupAB | None = Field(description="This group against the control group; null for the control itself.")
 
 
 class SeriesPoint(BaseModel):
@@ -101,8 +153,17 @@ _GROUP_EXAMPLE: dict[str, Any] = {
     "click_to_open_rate": 0.0,
     "human_opens": 14,
     "machine_opens": 2,
+    "unknown_opens": 0,
     "opens_by_client": {**_BY_CLIENT_EXAMPLE, "apple_mpp": 2, "browser": 14},
+    "human_unique_opens": 8,
+    "inferred_opens": 0,
+    "human_open_rate": 0.5714,
+    "human_clicks": 0,
+    "scanner_clicks": 0,
+    "human_unique_clicks": 0,
+    "human_click_through_rate": 0.0,
     "median_seconds_to_first_open": 34971.5,
+    "ab": None,  # the control
 }
 
 
@@ -114,9 +175,15 @@ class CampaignStats(StatsFields, _CampaignKey):
     """A campaign's report; `series` only when `bucket` is given."""
 
     groups: list[GroupStats] = Field(description="Every group of the campaign (also those without contacts or opens).")
+    control_group_id: int | None = Field(
+        description="The group the others are compared with (`ab`): ?control, else the campaign's first group "
+        "(lowest id); null without groups."
+    )
+    winner_metric: ABMetric = Field(description="The rate `winner` is decided on (?metric).")
     winner: int | None = Field(
-        description="group_id with the highest open_rate; null when no group has an opening; "
-        "a tie goes to the lowest group_id."
+        description="The group that beats the control on winner_metric: significantly better (p_adjusted < 0.05), "
+        "the best rate among such groups; null when none does, or while the control or the group has fewer than "
+        "AB_MIN_SAMPLE contacts. Never the control."
     )
     series: list[SeriesPoint] | None = Field(
         default=None,
@@ -140,7 +207,15 @@ class CampaignStats(StatsFields, _CampaignKey):
                 "click_to_open_rate": 0.0,
                 "human_opens": 15,
                 "machine_opens": 5,
+                "unknown_opens": 0,
                 "opens_by_client": _BY_CLIENT_EXAMPLE,
+                "human_unique_opens": 9,
+                "inferred_opens": 0,
+                "human_open_rate": 0.3214,
+                "human_clicks": 0,
+                "scanner_clicks": 0,
+                "human_unique_clicks": 0,
+                "human_click_through_rate": 0.0,
                 "median_seconds_to_first_open": 40415.0,
                 "groups": [
                     _GROUP_EXAMPLE,
@@ -154,10 +229,33 @@ class CampaignStats(StatsFields, _CampaignKey):
                         "human_opens": 1,
                         "machine_opens": 3,
                         "opens_by_client": {**_BY_CLIENT_EXAMPLE, "apple_mpp": 3, "browser": 1},
+                        "human_unique_opens": 1,
+                        "human_open_rate": 0.0714,
                         "median_seconds_to_first_open": 79579.0,
+                        "ab": {
+                            # 1 of 14 against 8 of 14: significantly worse (Fisher: small counts).
+                            "opens": {
+                                "difference": -0.5,
+                                "ci_low": -0.7226,
+                                "ci_high": -0.1544,
+                                "p_value": 0.01275,
+                                "p_adjusted": 0.01275,
+                                "test": "fisher",
+                            },
+                            "clicks": {
+                                "difference": 0.0,
+                                "ci_low": -0.2153,
+                                "ci_high": 0.2153,
+                                "p_value": 1.0,
+                                "p_adjusted": 1.0,
+                                "test": "fisher",
+                            },
+                        },
                     },
                 ],
-                "winner": 1,
+                "control_group_id": 1,
+                "winner_metric": "opens",
+                "winner": None,  # B is worse than the control A, and 14 contacts are below AB_MIN_SAMPLE
                 "series": [
                     {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 10, "first_opens": 6, "clicks": 0},
                     {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 10, "first_opens": 4, "clicks": 0},

@@ -12,6 +12,17 @@ from tests import factories
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ZERO_CLIENTS = {kind.value: 0 for kind in ClientKind}
+NOT_COUNTERS = (
+    "campaign_id",
+    "group_id",
+    "name",
+    "groups",
+    "ab",
+    "control_group_id",
+    "winner_metric",
+    "winner",
+    "series",
+)
 
 
 def at(seconds: float) -> datetime:
@@ -32,7 +43,7 @@ def group_of(body: dict[str, Any], group_id: int) -> dict[str, Any]:
 
 def counters(body: dict[str, Any]) -> dict[str, Any]:
     """The fields shared by the campaign and its groups."""
-    return {k: v for k, v in body.items() if k not in ("campaign_id", "group_id", "name", "groups", "winner", "series")}
+    return {k: v for k, v in body.items() if k not in NOT_COUNTERS}
 
 
 def make_ab(db: Session, user: User) -> dict[str, Any]:

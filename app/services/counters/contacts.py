@@ -13,7 +13,17 @@ from typing import Any
 
 from sqlalchemy import BigInteger, BindParameter, ColumnElement, Select, Table, bindparam, case, func, select
 
-from app.models import OPEN_COLUMNS, Click, ClientKind, Contact, ContactStats, ContactStatus, Opening, Pixel
+from app.models import (
+    MACHINE_CLIENTS,
+    OPEN_COLUMNS,
+    Click,
+    ClientKind,
+    Contact,
+    ContactStats,
+    ContactStatus,
+    Opening,
+    Pixel,
+)
 from app.services.counters.groups import add_groups, group_sums, lock_groups, minus
 from app.services.sql import DB, delay_us, upsert
 
@@ -22,6 +32,7 @@ STATS: Table = ContactStats.__table__  # type: ignore[assignment]
 KEY = ("campaign_id", "contact_id")
 COLUMNS = [column.name for column in STATS.columns]
 _KNOWN = [kind.value for kind in ClientKind if kind is not ClientKind.unknown]
+_MACHINE = sorted(kind.value for kind in MACHINE_CLIENTS)
 
 
 def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
@@ -45,6 +56,16 @@ def open_sums() -> list[Any]:
     return sums
 
 
+def click_sums() -> list[Any]:
+    """The number of clicks, of human clicks (a `browser` client) and of machine clicks (a
+    MACHINE_CLIENTS class); the rest (`unknown`, unrecognised values) is in neither."""
+    return [
+        func.count().label("clicks"),
+        func.sum(case((Click.client == ClientKind.browser.value, 1), else_=0)).label("human_clicks"),
+        func.sum(case((Click.client.in_(_MACHINE), 1), else_=0)).label("machine_clicks"),
+    ]
+
+
 def contact_rows(
     contacts: ColumnElement[bool], openings: ColumnElement[bool], clicks: ColumnElement[bool], pixels: Any
 ) -> Select[Any]:
@@ -55,7 +76,7 @@ def contact_rows(
         .subquery("o")
     )
     k = (
-        select(Click.contact_id.label("cid"), func.count().label("n"), func.min(Click.clicked_at).label("first"))
+        select(Click.contact_id.label("cid"), *click_sums(), func.min(Click.clicked_at).label("first"))
         .where(clicks)
         .group_by(Click.contact_id)
         .subquery("k")
@@ -74,7 +95,9 @@ def contact_rows(
             *(func.coalesce(o.c[name], 0) for name in OPEN_COLUMNS.values()),
             o.c.first,
             case((o.c.first.is_(None), None), else_=delay_us(ref, o.c.first)),
-            func.coalesce(k.c.n, 0),
+            func.coalesce(k.c.clicks, 0),
+            func.coalesce(k.c.human_clicks, 0),
+            func.coalesce(k.c.machine_clicks, 0),
             k.c.first,
         )
         .select_from(Contact)
@@ -97,6 +120,8 @@ SELECTED = [
     "first_opened_at",
     "first_open_delay_us",
     "clicks",
+    "human_clicks",
+    "machine_clicks",
     "first_clicked_at",
 ]
 assert sorted(SELECTED) == sorted(COLUMNS), "contact_stats columns and their recompute disagree"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
 from app.models import OPEN_COLUMNS, Click, Contact, Opening
-from app.services.counters.contacts import KEY, STATS, open_sums, refresh_contacts
+from app.services.counters.contacts import KEY, STATS, click_sums, open_sums, refresh_contacts
 from app.services.counters.groups import add_groups, group_sums, minus
 from app.services.counters.hours import add_hours, epoch_hour
 from app.services.sql import DB, delay_us, earlier_of, upsert
@@ -67,7 +67,7 @@ def add_events(db: DB, openings: Sequence[dict[str, Any]], clicks: Sequence[dict
 # the locks of rows another worker is inserting (and deadlock with it).
 _BY_EVENT_ID = "FORCE INDEX (uq_{table}_event_id)"
 _OPENED = ["campaign_id", "contact_id", "group_id", *OPEN_COLUMNS.values(), "first_opened_at"]
-_CLICKED = ["campaign_id", "contact_id", "group_id", "clicks", "first_clicked_at"]
+_CLICKED = ["campaign_id", "contact_id", "group_id", "clicks", "human_clicks", "machine_clicks", "first_clicked_at"]
 
 
 def _opened(*where: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
@@ -87,7 +87,7 @@ def _clicked(*where: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
     """Per contact, the increments (_CLICKED) of the clicks matching `where`."""
     hint = _BY_EVENT_ID.format(table="clicks")
     return (
-        select(Click.campaign_id, Click.contact_id, Contact.group_id, func.count(), func.min(Click.clicked_at))
+        select(Click.campaign_id, Click.contact_id, Contact.group_id, *click_sums(), func.min(Click.clicked_at))
         .join(Contact, Contact.id == Click.contact_id)
         .where(*where)
         .group_by(Click.campaign_id, Click.contact_id, Contact.group_id)
@@ -103,7 +103,7 @@ def _add_counts(new: Any) -> list[tuple[str, Any]]:
     first = earlier_of(c.first_opened_at, new.first_opened_at)
     return [
         *((name, c[name] + new[name]) for name in OPEN_COLUMNS.values()),
-        ("clicks", c.clicks + new.clicks),
+        *((name, c[name] + new[name]) for name in ("clicks", "human_clicks", "machine_clicks")),
         ("first_opened_at", first),
         ("first_open_delay_us", delay_us(c.ref_at, first)),
         ("first_clicked_at", earlier_of(c.first_clicked_at, new.first_clicked_at)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, Table, func, select
+from sqlalchemy import ColumnElement, Integer, Select, Table, and_, case, func, or_, select
 
 from app.models import OPEN_COLUMNS, ContactStats, GroupCounts
 from app.services.sql import DB, upsert
@@ -34,6 +34,12 @@ def group_sums_query(where: ColumnElement[bool]) -> Select[Any]:
         "timed_openers": func.count(c.first_open_delay_us),
         "clicks": func.sum(c.clicks),
         "clickers": func.count(c.first_clicked_at),
+        "human_clicks": func.sum(c.human_clicks),
+        "machine_clicks": func.sum(c.machine_clicks),
+        # A human click implies an open: the person saw the email with images off.
+        "human_openers": _contacts(or_(c.opens_browser > 0, c.human_clicks > 0)),
+        "inferred_openers": _contacts(and_(c.human_clicks > 0, c.opens_browser == 0)),
+        "human_clickers": _contacts(c.human_clicks > 0),
     }
     assert list(sums) == GROUP_COUNTERS, "group_counts columns and their sums disagree"
     return (
@@ -41,6 +47,11 @@ def group_sums_query(where: ColumnElement[bool]) -> Select[Any]:
         .where(where)
         .group_by(c.campaign_id, c.group_id)
     )
+
+
+def _contacts(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """The number of contact_stats rows matching `condition` (an aggregate; 0, never NULL)."""
+    return func.count(case((condition, 1)))
 
 
 def minus(a: Sums, b: Sums) -> Sums:

@@ -43,6 +43,7 @@ from app.tracking.tokens import TokenCodec
 from tests import factories
 from tests.live import live_server
 from tests.support.processes import free_port
+from tests.support.reports import make_arm
 
 pytestmark = pytest.mark.processes  # starts real processes or servers: not in the fast loop
 
@@ -373,6 +374,7 @@ def _expand_grafana_macros(sql: str, campaign_id: int) -> str:
 def test_every_dashboard_sql_query_returns_rows_on_mariadb(engine: Engine, db: Session, user: User) -> None:
     tree = factories.make_tree(db, user)  # a campaign with a group, a contact and an opening now
     factories.make_click(db, tree["link"], tree["contact"])
+    factories.make_contact(db, factories.make_group(db, tree["campaign"], name="B"))  # an arm to compare
     queries = _sql()
     assert len(queries) >= 3
     for name, sql in queries:
@@ -427,3 +429,26 @@ def test_ab_table_shows_what_the_stats_api_says(
             rate = None if row[column] is None else float(row[column])
             assert rate == (None if g["contacts_sent"] == 0 else round(100 * g[field], 1)), (name, column)
     assert (api["A"]["inferred_opens"], api["A"]["scanner_clicks"], api["B"]["unknown_opens"]) == (1, 1, 1)
+
+
+@pytest.mark.mysql_only
+def test_ab_confidence_panel_agrees_with_the_stats_api(
+    engine: Engine, db: Session, user: User, client: TestClient, settings: Settings
+) -> None:
+    """With one arm and counts large enough for the z-test, the panel's difference and p-value are
+    the API's (`ab`): the same counts, the same test, the normal tail to better than 1e-7."""
+    campaign = factories.make_campaign(db, user)
+    control = make_arm(db, campaign, "A", 40, opened=10, clicked=5)
+    arm = make_arm(db, campaign, "B", 40, opened=16, clicked=22)
+    [(_, opens_sql), (_, clicks_sql)] = [(n, sql) for n, sql in _sql() if "A/B confidence" in n]
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/stats", headers=factories.headers_for(settings, user))
+    assert response.status_code == 200, response.text
+    [ab] = [g["ab"] for g in response.json()["groups"] if g["group_id"] == arm.id]
+    for sql, metric in ((opens_sql, "opens"), (clicks_sql, "clicks")):
+        with engine.connect() as conn:
+            [row] = [r._asdict() for r in conn.execute(text(_expand_grafana_macros(sql, campaign.id)))]
+        assert (row["group"], row["control"], row["contacts"]) == ("B", "A", 40)
+        assert ab[metric]["test"] == "z"
+        assert float(row["difference_pct_points"]) == pytest.approx(100 * ab[metric]["difference"], abs=0.006)
+        assert float(row["p_value"]) == pytest.approx(ab[metric]["p_value"], rel=1e-3)
+    assert control.id < arm.id  # (the control is the first group)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.models import ClientKind, User
+from app.models import Campaign, Click, ClientKind, Contact, Group, Link, Opening, Pixel, User
 from tests import factories
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -93,3 +94,47 @@ def make_ab(db: Session, user: User) -> dict[str, Any]:
         "pixels": {"a1p1": a1p1, "a1p2": a1p2},
         "link": link,
     }
+
+
+def make_arm(
+    db: Session, campaign: Campaign, name: str, n: int, opened: int = 0, clicked: int = 0, status: str = "sent"
+) -> Group:
+    """A group of `n` contacts: the first `opened` load the pixel in a browser, the first `clicked`
+    click in a browser (those past `opened`: a click without an opening, an inferred open). One
+    flush for the contacts, one for the rest: the counters follow both."""
+    group = factories.make_group(db, campaign, name=name)
+    link = db.query(Link).filter_by(campaign_id=campaign.id).first() or factories.make_link(db, campaign)
+    contacts = [
+        Contact(campaign_id=campaign.id, group_id=group.id, email=f"{name}-{i}@example.com", status=status, sent_at=T0)
+        for i in range(n)
+    ]
+    db.add_all(contacts)
+    db.flush()
+    pixels = [Pixel(contact_id=contact.id, number=1, uuid=uuid.uuid4().hex) for contact in contacts]
+    db.add_all(pixels)
+    db.flush()
+    ids = {"campaign_id": campaign.id}
+    for contact, pixel in zip(contacts[:opened], pixels, strict=False):
+        db.add(
+            Opening(
+                pixel_id=pixel.id,
+                contact_id=contact.id,
+                **ids,
+                opened_at=at(60),
+                client="browser",
+                event_id=uuid.uuid4().hex,
+            )
+        )
+    for contact in contacts[:clicked]:
+        db.add(
+            Click(
+                link_id=link.id,
+                contact_id=contact.id,
+                **ids,
+                clicked_at=at(90),
+                client="browser",
+                event_id=uuid.uuid4().hex,
+            )
+        )
+    db.commit()
+    return group

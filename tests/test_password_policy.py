@@ -110,3 +110,17 @@ def test_normalize_username_is_idempotent() -> None:
         once = normalize_username(raw)
         assert normalize_username(once) == once
     assert normalize_username("Stra\u00dfe") == normalize_username("STRASSE") == "strasse"
+
+
+def test_a_password_is_taken_exactly_as_typed(client: TestClient, admin_headers: dict[str, str]) -> None:
+    """Spaces around a password are part of it: the login form (never stripped) checks what was
+    set. A password of 10 characters that would be 3 once stripped is accepted as the 10 it is."""
+    password = "  spaced out  "
+    body = {"username": "  Spacey ", "email": " spacey@example.com ", "password": password}
+    created = client.post("/api/v1/users", json=body, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    assert (created.json()["username"], created.json()["email"]) == ("spacey", "spacey@example.com")
+    assert client.post("/auth/token", data={"username": "spacey", "password": password}).status_code == 200
+    assert client.post("/auth/token", data={"username": "spacey", "password": password.strip()}).status_code == 401
+    short = {"username": "tabby", "email": "tabby@example.com", "password": "abc" + "\u3000" * 7}
+    assert client.post("/api/v1/users", json=short, headers=admin_headers).status_code == 201

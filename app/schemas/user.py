@@ -3,10 +3,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import AfterValidator, EmailStr, Field, SecretStr, StrictBool, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    StrictBool,
+    ValidationError,
+)
 
 from app.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, normalize_username, password_problem
 from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
+
+
+def _stripped(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
 
 
 def _acceptable_password(value: SecretStr) -> SecretStr:
@@ -16,8 +29,8 @@ def _acceptable_password(value: SecretStr) -> SecretStr:
     return value
 
 
-# Stripped (as every InModel string), checked, then stored in the one normal form
-# (app/credentials.py): lower case, so usernames are unique case-insensitively.
+# Stripped, checked, then stored in the one normal form (app/credentials.py): lower case, so
+# usernames are unique case-insensitively.
 Username = Annotated[
     str,
     Field(
@@ -27,6 +40,7 @@ Username = Annotated[
         examples=["marketing"],
         description="Letters, digits, `_ . @ -`; stored in lower case (unique case-insensitively).",
     ),
+    BeforeValidator(_stripped),
     AfterValidator(normalize_username),
 ]
 Password = Annotated[
@@ -39,10 +53,16 @@ Password = Annotated[
     ),
     AfterValidator(_acceptable_password),
 ]
-Email = Annotated[EmailStr, Field(max_length=254, examples=["ana@example.com"])]
+Email = Annotated[EmailStr, Field(max_length=254, examples=["ana@example.com"]), BeforeValidator(_stripped)]
+# Passwords are taken exactly as typed: the user models do not strip strings (InModel does), so a
+# password with spaces around it is the one the login form (never stripped) checks; the other
+# fields strip themselves (`_stripped`).
+_AS_TYPED = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 class UserCreate(InModel):
+    model_config = _AS_TYPED
+
     username: Username
     email: Email
     password: Password
@@ -50,6 +70,7 @@ class UserCreate(InModel):
 
 
 class UserUpdate(PatchModel):
+    model_config = _AS_TYPED
     required_if_sent = frozenset({"username", "email", "password", "is_admin", "is_active"})
 
     username: Username | None = None

@@ -111,6 +111,12 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
+def _validation_response(errors: Any) -> JSONResponse:
+    """The 422 of a request that failed validation. Its items are plain strings and integers
+    already: no jsonable_encoder, which costs ~0.3 s of CPU on the 10,000 items of a 1 MB body."""
+    return JSONResponse(error_body(_clean_validation_errors(errors), "validation_error"), status_code=422)
+
+
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -163,7 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _response(422, _clean_validation_errors(exc.errors()), "validation_error")
+        return _validation_response(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -15,6 +15,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,12 +47,44 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"database leg: {config.getoption('--db')}"
 
 
+# Modules whose tests are all slow and whose collection alone is slow too (schemathesis builds
+# its cases while collecting: ~20 s of CPU): a run that deselects `slow` (the fast loop) does not
+# collect them at all. pytest_collection_modifyitems checks that their tests are all slow.
+SLOW_MODULES = frozenset({"test_fuzz.py"})
+
+
+def _deselects_slow(config: pytest.Config) -> bool:
+    """Whether `-m` deselects every slow test, whatever its other markers."""
+    from _pytest.mark.expression import Expression  # what `-m` itself evaluates
+
+    markexpr: str = config.getoption("markexpr")
+    if not markexpr:
+        return False
+    expression = Expression.compile(markexpr)
+
+    def slow_alone(name: str, /, **_kw: object) -> bool:
+        return name == "slow"
+
+    def slow_with_any_other(_name: str, /, **_kw: object) -> bool:
+        return True
+
+    return not expression.evaluate(slow_alone) and not expression.evaluate(slow_with_any_other)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name in SLOW_MODULES and _deselects_slow(config):
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     leg = config.getoption("--db")
     for item in items:
         # The fast loop (`-m "not slow"`) leaves out whatever starts processes.
         if item.get_closest_marker("processes") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        if item.path.name in SLOW_MODULES and not item.get_closest_marker("slow"):
+            raise pytest.UsageError(f"{item.nodeid} is not marked slow, but its module is in SLOW_MODULES")
         if leg == "sqlite" and item.get_closest_marker("mysql_only"):
             item.add_marker(pytest.mark.skip(reason="MariaDB leg only"))
         if leg == "mysql" and item.get_closest_marker("sqlite_only"):

@@ -42,7 +42,6 @@ def _flush(client: TestClient) -> None:
 # --- failed-login throttling and per-user rate limit --------------------------------------------
 
 
-@pytest.mark.slow  # ~2 s of password hashing: out of the fast loop
 def test_login_brute_force_is_throttled_per_username_and_ip(settings: Settings, engine: Engine, db: Session) -> None:
     factories.make_user(db, username="victim")
     factories.make_user(db, username="bystander")
@@ -56,7 +55,6 @@ def test_login_brute_force_is_throttled_per_username_and_ip(settings: Settings, 
         assert _login(client, "bystander").status_code == 200
 
 
-@pytest.mark.slow  # ~3 s of password hashing: out of the fast loop
 def test_successful_login_clears_the_failure_count(settings: Settings, engine: Engine, db: Session) -> None:
     factories.make_user(db, username="forgetful")
     with _client(settings, login_max_failures=3) as client:

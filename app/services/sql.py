@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Float, Integer, Table, case, func, literal_column
@@ -129,6 +130,35 @@ def dialect_name(db: DB) -> str:
     return bind.dialect.name
 
 
+def upsert_statement(
+    dialect: str,
+    table: Table,
+    key: Sequence[str],
+    updates: Callable[[Any], list[tuple[str, Any]]],
+    *,
+    columns: Sequence[str] = (),
+    select: Any = None,
+) -> Executable:
+    """The statement of `upsert` for this dialect (see there), to build once and run many times."""
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(table)
+        if select is not None:
+            my = my.from_select(columns, select)
+        return my.on_duplicate_key_update(updates(my.inserted))
+    lite = sqlite.insert(table)
+    if select is not None:
+        lite = lite.from_select(columns, select)
+    return lite.on_conflict_do_update(index_elements=list(key), set_=dict(updates(lite.excluded)))
+
+
+@cache
+def _rows_upsert(
+    dialect: str, table: Table, key: tuple[str, ...], updates: Callable[[Any], list[tuple[str, Any]]]
+) -> Executable:
+    # Built once: building the statement costs more than running it on a few rows.
+    return upsert_statement(dialect, table, key, updates)
+
+
 def upsert(
     db: DB,
     table: Table,
@@ -141,19 +171,10 @@ def upsert(
 ) -> None:
     """INSERT rows (or the result of `select` into `columns`); on a duplicate `key`, apply
     `updates(new)`, where `new.<column>` is the value that was to be inserted. The updates are
-    applied in the order given (MySQL evaluates them left to right)."""
-    if dialect_name(db) in ("mysql", "mariadb"):
-        my = mysql.insert(table)
-        if select is not None:
-            my = my.from_select(columns, select)
-        stmt: Executable = my.on_duplicate_key_update(updates(my.inserted))
-    else:
-        lite = sqlite.insert(table)
-        if select is not None:
-            lite = lite.from_select(columns, select)
-        stmt = lite.on_conflict_do_update(index_elements=list(key), set_=dict(updates(lite.excluded)))
+    applied in the order given (MySQL evaluates them left to right). `updates` is a module-level
+    function: the statement for `rows` is built once per table, key and function."""
     if rows is not None:
         if rows:
-            db.execute(stmt, rows)
-    else:
-        db.execute(stmt)
+            db.execute(_rows_upsert(dialect_name(db), table, tuple(key), updates), rows)
+        return
+    db.execute(upsert_statement(dialect_name(db), table, key, updates, columns=columns, select=select))

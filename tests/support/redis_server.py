@@ -33,6 +33,21 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start the server and wait until it answers, checking that the answer comes from our
+        process: `free_port` is free only when asked, and another run (or xdist worker) may
+        take the port meanwhile. On the first start, a server that could not listen (the port
+        was taken) starts again on another free port; a restart keeps its port (fault tests)."""
+        attempts = 3 if self.proc is None else 1
+        for attempt in range(attempts):
+            if self._start_once():
+                return
+            if attempt < attempts - 1:
+                self.port = free_port()
+        assert self.proc is not None
+        raise AssertionError(f"redis-server exited ({self.proc.returncode}); see {self.dir / 'redis.log'}")
+
+    def _start_once(self) -> bool:
+        """True once our server answers; False if it exited first."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed")
@@ -60,16 +75,17 @@ class PrivateRedis:
         probe = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
         proc = self.proc
 
-        def up() -> bool:
+        def up() -> str | None:
             if proc.poll() is not None:
-                raise AssertionError(f"redis-server exited ({proc.returncode}); see {self.dir / 'redis.log'}")
+                return "exited"
             try:
-                return bool(probe.ping())
+                # Ours (not a server someone else started on this port), and done loading.
+                return "up" if probe.info("server")["process_id"] == proc.pid and probe.ping() else None
             except redis.RedisError:  # refused, or LOADING the append-only file
-                return False
+                return None
 
         try:
-            wait_until(up, "the private redis-server to answer PING", timeout=20)
+            return wait_until(up, "the private redis-server to answer PING", timeout=20) == "up"
         finally:
             probe.close()
 

@@ -9,9 +9,10 @@ meanwhile), and moves their groups'; `forget_contacts` before contacts are delet
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, BindParameter, ColumnElement, Select, Table, bindparam, case, func, select
+from sqlalchemy import BigInteger, ColumnElement, Executable, Select, Table, bindparam, case, func, select
 
 from app.models import (
     MACHINE_CLIENTS,
@@ -24,10 +25,11 @@ from app.models import (
     Opening,
     Pixel,
 )
-from app.services.counters.groups import add_groups, group_sums, lock_groups, minus
-from app.services.sql import DB, delay_us, upsert
+from app.services.counters.groups import add_groups, group_sums, group_sums_query, lock_groups, minus, read_group_sums
+from app.services.sql import DB, delay_us, dialect_name, upsert_statement
 
 CHUNK = 500
+CONTACT_IDS = "contact_ids"  # the expanding parameter of _refresh_statements: a chunk of ids
 STATS: Table = ContactStats.__table__  # type: ignore[assignment]
 KEY = ("campaign_id", "contact_id")
 COLUMNS = [column.name for column in STATS.columns]
@@ -39,12 +41,6 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
     ordered = sorted(set(ids))
     for start in range(0, len(ordered), CHUNK):
         yield ordered[start : start + CHUNK]
-
-
-def _ids(chunk: list[int]) -> BindParameter[Any]:
-    """A chunk of ids as one expanding parameter: bound once, not coerced id by id (the cost of
-    building the statements of a 10,000-contact import)."""
-    return bindparam("contact_ids", value=chunk, expanding=True, type_=BigInteger())
 
 
 def open_sums() -> list[Any]:
@@ -135,18 +131,29 @@ def refresh_contacts(db: DB, contact_ids: Iterable[int]) -> None:
     """Recompute the rows of these contacts (created, edited, or whose pixels/openings/clicks
     changed), and their groups'. Deleted contacts have no row left (ON DELETE CASCADE): see
     `forget_contacts`."""
+    recompute, sums = _refresh_statements(dialect_name(db))
     for chunk in _chunks(contact_ids):
-        ids = _ids(chunk)
-        rows = contact_rows(
-            Contact.id.in_(ids),
-            Opening.contact_id.in_(ids),
-            Click.contact_id.in_(ids),
-            Pixel.contact_id.in_(ids),
-        )
-        before = group_sums(db, STATS.c.contact_id.in_(ids))
-        upsert(db, STATS, KEY, replace_all, columns=SELECTED, select=rows)
-        after = group_sums(db, STATS.c.contact_id.in_(ids))
+        params = {CONTACT_IDS: chunk}
+        before = read_group_sums(db, sums, params)
+        db.execute(recompute, params)
+        after = read_group_sums(db, sums, params)
         add_groups(db, {key: minus(after.get(key, {}), before.get(key, {})) for key in before | after})
+
+
+@cache
+def _refresh_statements(dialect: str) -> tuple[Executable, Select[Any]]:
+    """The recompute of a chunk of contacts' rows and the (locking) sums of their groups, built
+    once per dialect: building them costs several times what running them does (every flush
+    that touches a contact runs them); the chunk is bound when they run (CONTACT_IDS)."""
+    ids = bindparam(CONTACT_IDS, expanding=True, type_=BigInteger())
+    rows = contact_rows(
+        Contact.id.in_(ids),
+        Opening.contact_id.in_(ids),
+        Click.contact_id.in_(ids),
+        Pixel.contact_id.in_(ids),
+    )
+    recompute = upsert_statement(dialect, STATS, KEY, replace_all, columns=SELECTED, select=rows)
+    return recompute, group_sums_query(STATS.c.contact_id.in_(ids)).with_for_update()
 
 
 def forget_contacts(db: DB, contact_ids: Iterable[int]) -> None:

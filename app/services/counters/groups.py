@@ -6,7 +6,7 @@ A group's row moves by the difference between its contacts' rows after and befor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, Table, and_, case, func, or_, select
@@ -61,8 +61,13 @@ def minus(a: Sums, b: Sums) -> Sums:
 def group_sums(db: DB, where: ColumnElement[bool]) -> dict[GroupKey, Sums]:
     """The sums, read with a locking read: the latest committed rows and our own (a plain read
     on MariaDB would see the transaction's snapshot), and no one else's change until we commit."""
+    return read_group_sums(db, group_sums_query(where).with_for_update())
+
+
+def read_group_sums(db: DB, query: Select[Any], params: Mapping[str, Any] | None = None) -> dict[GroupKey, Sums]:
+    """The sums of a `group_sums_query(...).with_for_update()` built beforehand, run with `params`."""
     found: dict[GroupKey, Sums] = {}
-    for campaign_id, group_id, *values in db.execute(group_sums_query(where).with_for_update()):
+    for campaign_id, group_id, *values in db.execute(query, params):
         found[(int(campaign_id), int(group_id))] = {
             name: int(v or 0) for name, v in zip(GROUP_COUNTERS, values, strict=True)
         }

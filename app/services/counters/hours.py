@@ -8,10 +8,11 @@ hourly counters move by what those rows weigh (read with a locking read).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, select
+from sqlalchemy import ColumnElement, Select, Table, func, select
 
 from app.models import CampaignHour, Click, Opening
 from app.services.sql import DB, epoch_bucket, upsert
@@ -25,14 +26,32 @@ def hour_rows(
     db: DB, openings: ColumnElement[bool] | None, clicks: ColumnElement[bool] | None
 ) -> dict[tuple[int, int], list[int]]:
     """(campaign, hour) → [opens, clicks] of the matching rows, read with a locking read."""
-    weights: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    return read_hours(db, hour_queries(openings, clicks))
+
+
+def hour_queries(
+    openings: ColumnElement[bool] | None, clicks: ColumnElement[bool] | None
+) -> list[tuple[int, Select[*tuple[Any, ...]]]]:
+    """The locking reads of `hour_rows`: (0 for openings, 1 for clicks; its query)."""
+    queries: list[tuple[int, Select[*tuple[Any, ...]]]] = []
     sources = ((Opening.campaign_id, Opening.opened_at, openings), (Click.campaign_id, Click.clicked_at, clicks))
     for index, (campaign, column, where) in enumerate(sources):
         if where is None:
             continue
         hour = epoch_bucket(column, HOUR)
-        stmt = select(campaign, hour, func.count()).where(where).group_by(campaign, hour)
-        for campaign_id, at, n in db.execute(stmt.with_for_update()):
+        queries.append(
+            (index, select(campaign, hour, func.count()).where(where).group_by(campaign, hour).with_for_update())
+        )
+    return queries
+
+
+def read_hours(
+    db: DB, queries: list[tuple[int, Select[*tuple[Any, ...]]]], params: Mapping[str, Any] | None = None
+) -> dict[tuple[int, int], list[int]]:
+    """`hour_rows` of queries built beforehand (`hour_queries`), run with `params`."""
+    weights: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for index, query in queries:
+        for campaign_id, at, n in db.execute(query, params):
             weights[(int(campaign_id), int(at))][index] += int(n)
     return weights
 

@@ -396,6 +396,7 @@ def _corpora() -> dict[str, list[str]]:
     return {corpus.name: corpus.agents for corpus in load_corpora()}
 
 
+@pytest.mark.slow  # every agent of each corpus (tens of thousands): seconds
 @pytest.mark.parametrize(
     ("corpus", "kind"),
     [

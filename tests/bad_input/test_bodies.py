@@ -204,6 +204,7 @@ def test_bad_field_is_rejected(
     assert len(json.dumps(body)) < 10_000
 
 
+@pytest.mark.slow  # 1 MB bodies: ~0.3 s each, one per route
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
 def test_huge_body_of_many_fields_is_rejected(client, engine: Engine, ctx: Ctx, route: Route) -> None:
     fields = {f"f{i}": "x" * 100 for i in range(10_000)}

@@ -16,6 +16,33 @@ from tests import factories
 from tests.helpers import assert_error, count
 from tests.support.reports import T0, ZERO_CLIENTS, at, counters, group_of, make_ab, stats
 
+# A group (or campaign) with nothing counted: every figure 0, no median.
+ZERO_COUNTERS: dict[str, Any] = {
+    "contacts_scheduled": 0,
+    "contacts_sent": 0,
+    "pixels": 0,
+    "total_opens": 0,
+    "unique_opens": 0,
+    "open_rate": 0.0,
+    "open_rate_basis": "sent",
+    "clicks": 0,
+    "unique_clicks": 0,
+    "click_through_rate": 0.0,
+    "click_to_open_rate": 0.0,
+    "human_opens": 0,
+    "machine_opens": 0,
+    "unknown_opens": 0,
+    "opens_by_client": ZERO_CLIENTS,
+    "human_unique_opens": 0,
+    "inferred_opens": 0,
+    "human_open_rate": 0.0,
+    "human_clicks": 0,
+    "scanner_clicks": 0,
+    "human_unique_clicks": 0,
+    "human_click_through_rate": 0.0,
+    "median_seconds_to_first_open": None,
+}
+
 
 @pytest.fixture
 def ab(db: Session, user: User) -> dict[str, Any]:
@@ -107,31 +134,7 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "human_click_through_rate": 0.5,
         "median_seconds_to_first_open": 1000.0,
     }
-    assert counters(group_of(body, ab["c"].id)) == {
-        "contacts_scheduled": 0,
-        "contacts_sent": 0,
-        "pixels": 0,
-        "total_opens": 0,
-        "unique_opens": 0,
-        "open_rate": 0.0,
-        "open_rate_basis": "sent",
-        "clicks": 0,
-        "unique_clicks": 0,
-        "click_through_rate": 0.0,
-        "click_to_open_rate": 0.0,
-        "human_opens": 0,
-        "machine_opens": 0,
-        "unknown_opens": 0,
-        "opens_by_client": ZERO_CLIENTS,
-        "human_unique_opens": 0,
-        "inferred_opens": 0,
-        "human_open_rate": 0.0,
-        "human_clicks": 0,
-        "scanner_clicks": 0,
-        "human_unique_clicks": 0,
-        "human_click_through_rate": 0.0,
-        "median_seconds_to_first_open": None,
-    }
+    assert counters(group_of(body, ab["c"].id)) == ZERO_COUNTERS
     # A (the first group) is the control; B and C are compared with it (tests/test_report_ab.py).
     assert (body["control_group_id"], body["winner_metric"]) == (ab["a"].id, "opens")
     assert [g["ab"] is None for g in body["groups"]] == [True, False, False]
@@ -252,29 +255,8 @@ def test_empty_campaign_is_all_zeros(client: Any, db: Session, user: User, heade
     body = stats(client, campaign.id, headers)
     assert body == {
         "campaign_id": campaign.id,
-        "contacts_scheduled": 0,
-        "contacts_sent": 0,
-        "pixels": 0,
-        "total_opens": 0,
-        "unique_opens": 0,
-        "open_rate": 0.0,
+        **ZERO_COUNTERS,
         "open_rate_basis": "scheduled",
-        "clicks": 0,
-        "unique_clicks": 0,
-        "click_through_rate": 0.0,
-        "click_to_open_rate": 0.0,
-        "human_opens": 0,
-        "machine_opens": 0,
-        "unknown_opens": 0,
-        "opens_by_client": ZERO_CLIENTS,
-        "human_unique_opens": 0,
-        "inferred_opens": 0,
-        "human_open_rate": 0.0,
-        "human_clicks": 0,
-        "scanner_clicks": 0,
-        "human_unique_clicks": 0,
-        "human_click_through_rate": 0.0,
-        "median_seconds_to_first_open": None,
         "groups": [],
         "control_group_id": None,
         "winner_metric": "opens",

@@ -136,10 +136,10 @@ def test_shutdown_waits_for_the_batch_being_written(engine: Engine, monkeypatch:
     entered, release = threading.Event(), threading.Event()
     real_store = store_events  # what app.tracking.queue calls
 
-    def slow_store(*args: Any) -> Any:
+    def slow_store(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(10)
-        return real_store(*args)
+        return real_store(*args, **kwargs)
 
     monkeypatch.setattr(queue_module, "store_events", slow_store)
 

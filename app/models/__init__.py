@@ -1,7 +1,8 @@
 """All tables; importing this package registers them on `Base.metadata`."""
 
+from app.models.apikey import ApiKey
 from app.models.base import Base
-from app.models.campaign import Campaign, Contact, ContactStatus, Group
+from app.models.campaign import Campaign, Contact, ContactStatus, Group, Tracking
 from app.models.stats import OPEN_COLUMNS, CampaignHour, ContactStats, GroupCounts
 from app.models.tracking import MACHINE_CLIENTS, Click, ClientKind, Link, Opening, Pixel
 from app.models.user import User
@@ -9,6 +10,7 @@ from app.models.user import User
 __all__ = [
     "MACHINE_CLIENTS",
     "OPEN_COLUMNS",
+    "ApiKey",
     "Base",
     "Campaign",
     "CampaignHour",
@@ -22,5 +24,6 @@ __all__ = [
     "Link",
     "Opening",
     "Pixel",
+    "Tracking",
     "User",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import TABLE_ARGS, Base, BigId, utcnow
@@ -17,9 +17,24 @@ class ContactStatus(enum.StrEnum):
     failed = "failed"
 
 
+class Tracking(enum.StrEnum):
+    """A contact's tracking consent (docs/consent.md): what render inserts and what is recorded."""
+
+    full = "full"  # opens and clicks recorded with IP and user agent
+    anonymous = "anonymous"  # counted in aggregates; no IP/UA stored, never listed per contact
+    off = "off"  # nothing inserted, nothing recorded (existing URLs still answer)
+
+
+TRACKING_CHECK = "{} IN ('full', 'anonymous', 'off')"
+
+
 class Campaign(Base):
     __tablename__ = "campaigns"
-    __table_args__ = (Index(None, "owner_id", "id"), TABLE_ARGS)
+    __table_args__ = (
+        Index(None, "owner_id", "id"),
+        CheckConstraint(TRACKING_CHECK.format("tracking_default"), name="tracking_default"),
+        TABLE_ARGS,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     owner_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
@@ -27,6 +42,10 @@ class Campaign(Base):
     description: Mapped[str | None] = mapped_column(String(2000))
     starts_at: Mapped[datetime | None]
     ends_at: Mapped[datetime | None]
+    # The consent level of contacts created without one.
+    tracking_default: Mapped[str] = mapped_column(
+        String(16), default=Tracking.full.value, server_default=text("'full'")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -53,6 +72,7 @@ class Contact(Base):
         UniqueConstraint("campaign_id", "group_id", "email"),
         ForeignKeyConstraint(["group_id", "campaign_id"], ["groups.id", "groups.campaign_id"], ondelete="CASCADE"),
         CheckConstraint("status IN ('scheduled', 'sent', 'failed')", name="status"),
+        CheckConstraint(TRACKING_CHECK.format("tracking"), name="tracking"),
         Index(None, "group_id", "status"),
         Index(None, "group_id", "scheduled_at"),
         Index(None, "campaign_id", "status"),
@@ -67,5 +87,6 @@ class Contact(Base):
     scheduled_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default=ContactStatus.scheduled.value)
     sent_at: Mapped[datetime | None]
+    tracking: Mapped[str] = mapped_column(String(16), default=Tracking.full.value, server_default=text("'full'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
 from app.models.base import TABLE_ARGS, Base, BigId, utcnow
@@ -87,6 +87,9 @@ class Link(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(String(2048))
     uuid: Mapped[str] = mapped_column(String(32), unique=True)
+    # The campaign's hidden trap link (render's `trap_link`): only machines follow it, so its
+    # clicks are `scanner` (reason `trap:link`).
+    trap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

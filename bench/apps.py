@@ -2,6 +2,10 @@
 
 - `bare_app`: a raw ASGI app that only answers the GIF (the ceiling for Python + uvicorn).
 - `naive_app()`: the naive design, a FastAPI route doing SELECT + INSERT per load.
+
+And the send-time benchmark's baseline:
+- `stream_app`: a raw ASGI app that streams STREAM_LINES NDJSON lines of STREAM_LINE_BYTES bytes
+  (what reading a render stream of that size costs the client and the loopback, with no work behind it).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def naive_app() -> FastAPI:
     engine = make_engine(os.environ["DATABASE_URL"])
     sessions = make_sessionmaker(engine)
     codec = TokenCodec([os.environ["FERNET_KEY"]])
+    classify("warm-up")  # loads the pattern data once, before the first request (seconds on first use)
     app = FastAPI()
 
     @app.get("/healthz")
@@ -65,3 +70,18 @@ def naive_app() -> FastAPI:
         return Response(content=GIF, media_type="image/gif")
 
     return app
+
+
+async def stream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/healthz":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    lines, size = int(os.environ["STREAM_LINES"]), int(os.environ["STREAM_LINE_BYTES"])
+    line = b'{"contact_id": 1, "html": "' + b"x" * max(0, size - 30) + b'"}\n'
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]})
+    for start in range(0, lines, 100):
+        await send({"type": "http.response.body", "body": line * min(100, lines - start), "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

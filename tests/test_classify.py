@@ -18,7 +18,7 @@ import pytest
 
 from app.models import ClientKind
 from app.models.tracking import MACHINE_CLIENTS, REASON_MAX
-from app.tracking.classify import REASONS, UA_MAX, Verdict, classify, classify_by_class, first_pass, ip_class
+from app.tracking.classify import REASONS, UA_MAX, Verdict, classify, classify_by_class, first_pass, ip_class, networks
 from app.tracking.classify.networks import parse_ip, parse_ranges, scanner_ranges
 from app.tracking.classify.patterns import data_versions, matchers
 
@@ -242,6 +242,20 @@ def test_reasons_are_listed_short_and_documented() -> None:
 )
 def test_ip_class(ip: str | None, expected: str) -> None:
     assert ip_class(ip) == expected
+
+
+def test_the_ipv4_fast_path_agrees_with_the_full_parse() -> None:
+    """`ip_class` answers dotted IPv4 outside both ranges from the integer alone: for addresses in
+    and around every range (and odd spellings), the answer is the full parse's."""
+    rng = random.Random(12)
+    samples = ["17.0.0.0", "16.255.255.255", "17.255.255.255", "18.0.0.0", "017.1.2.3", "17.1.2.03", "0.0.0.0"]  # noqa: S104 (an input, not a bind)
+    for start, end in zip(scanner_ranges()[4].starts, scanner_ranges()[4].ends, strict=True):
+        for number in (start - 1, start, (start + end) // 2, end, end + 1):
+            if 0 <= number < 2**32:
+                samples.append(".".join(str(number >> shift & 255) for shift in (24, 16, 8, 0)))
+    samples += [".".join(str(rng.randrange(256)) for _ in range(4)) for _ in range(2000)]
+    for ip in samples:
+        assert ip_class(ip) == networks._ip_class(ip), ip
 
 
 def test_parse_ip_unwraps_mapped_and_rejects_other_types() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import socket
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -87,10 +88,29 @@ def parse_ip(ip: object) -> IPAddress | None:
     return address
 
 
-@lru_cache(maxsize=65536)
+_APPLE_FIRST, _APPLE_LAST = int(APPLE_NETWORK.network_address), int(APPLE_NETWORK.broadcast_address)
+
+
 def ip_class(ip: str | None) -> str:
     """The address's class, "apple", "scanner" or "" (none): all that classification reads from it.
-    Callers that cache verdicts can key them on this instead of the address."""
+    Callers that cache verdicts can key them on this instead of the address.
+
+    Most addresses are dotted IPv4 in neither range: those are answered from the integer alone
+    (`inet_pton`, two comparisons and a binary search: about 1 µs, where parsing with `ipaddress`
+    and asking `is_global` costs ten times that). Everything else takes the full path."""
+    if isinstance(ip, str):
+        try:
+            number = int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+        except (OSError, ValueError):  # ValueError: an embedded NUL
+            pass  # not dotted IPv4: IPv6, a mapped address, a zone suffix, garbage
+        else:
+            if not _APPLE_FIRST <= number <= _APPLE_LAST and number not in scanner_ranges()[4]:
+                return ""
+    return _ip_class(ip)
+
+
+@lru_cache(maxsize=65536)
+def _ip_class(ip: str | None) -> str:
     address = parse_ip(ip)
     if address is None or not address.is_global:
         return ""

@@ -24,6 +24,7 @@ CONTACT_FIELDS = {
     "scheduled_at",
     "status",
     "sent_at",
+    "tracking",
     "created_at",
     "updated_at",
 }

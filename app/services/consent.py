@@ -40,7 +40,7 @@ def withdraws(before: str, after: str) -> bool:
 def erase_identifying(db: Session, contact_ids: Iterable[int]) -> None:
     """Set the IP and user agent of these contacts' openings and clicks to NULL (by the contact_id
     indexes; only the rows that still hold one are written). Nothing the report counters read
-    changes: app/services/counters/session.py lets UPDATEs of other columns through untouched."""
+    changes: app/services/counters/session.py lets an UPDATE of other columns through untouched."""
     ordered = sorted(set(contact_ids))
     for model in (Opening, Click):
         for start in range(0, len(ordered), CHUNK):

@@ -251,6 +251,18 @@ def test_status_and_time_updates_through_a_plain_session_keep_the_counters(
     assert (timed, sent) == (3, 0)  # ids[2] has no reference time left
 
 
+def test_an_update_chosen_by_the_status_it_changes_keeps_the_counters(
+    engine: Engine, db: Session, arm: dict[str, Any]
+) -> None:
+    """The condition no longer finds the contacts after the UPDATE: they are found before."""
+    with make_sessionmaker(engine)() as plain:
+        plain.execute(update(Contact).where(Contact.status == "scheduled").values(status="sent", sent_at=T0))
+        plain.commit()
+    assert_no_drift(engine)
+    db.commit()
+    assert db.scalar(select(GroupCounts.sent).where(GroupCounts.group_id == arm["a"].id)) == 4
+
+
 def test_a_contact_without_its_counter_row_is_recomputed(engine: Engine, db: Session, arm: dict[str, Any]) -> None:
     ids = [c.id for c in arm["contacts"]]
     with engine.begin() as conn:  # (as a contact written to the database by hand is left)

@@ -33,8 +33,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Select, Update, delete, event, inspect, or_, select, true
+from sqlalchemy import Column, ColumnElement, Delete, Select, Update, delete, event, inspect, or_, select, true
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
+from sqlalchemy.sql import visitors
 
 from app.models import Click, Contact, Group, Link, Opening, Pixel
 from app.services.counters.contacts import forget_contacts, lock_contacts, move_reference, refresh_contacts
@@ -257,6 +258,11 @@ def _set_columns(state: ORMExecuteState) -> set[str]:
     return names or set(_UNKNOWN)
 
 
+def _reads(where: ColumnElement[bool], names: set[str]) -> bool:
+    """Whether a condition reads a column with one of these names (in any table: conservative)."""
+    return any(isinstance(element, Column) and element.key in names for element in visitors.iterate(where))
+
+
 def _sets_counted(state: ORMExecuteState, model: type[Any]) -> bool:
     """Whether an UPDATE may set a column the counters depend on (`_COUNTED`)."""
     return bool(_set_columns(state) & {*_COUNTED[model], *_UNKNOWN})
@@ -290,8 +296,10 @@ def _on_execute(state: ORMExecuteState) -> Any:
     else:
         update: Update = state.statement  # type: ignore[assignment]
         where = update.whereclause if update.whereclause is not None else true()
-        if model is Contact and not state.is_executemany and not _set_columns(state) & _MOVES_CONTACT:
-            # Status and send times only (a bulk "mark sent"): set-based, no recompute.
+        sets = _set_columns(state)
+        if model is Contact and not state.is_executemany and not sets & _MOVES_CONTACT and not _reads(where, sets):
+            # Status and send times only (a bulk "mark sent"), chosen by a condition the change
+            # leaves as it was (it still finds the same contacts after): set-based, no recompute.
             with state.session.no_autoflush:
                 result = state.invoke_statement()
                 matched = getattr(result, "rowcount", -1)

@@ -66,7 +66,8 @@ INSERTED = Counter(
 )
 SKIPPED = Counter(
     "pixeltrack_events_skipped_total",
-    "Events not written: reason=missing (pixel/link/contact deleted) or duplicate (event already stored).",
+    "Events not written: reason=missing (pixel/link/contact deleted), duplicate (event already stored) or "
+    "consent (the contact's tracking is off).",
     ["kind", "reason"],
 )
 BATCH_SIZE = Histogram(

@@ -39,7 +39,17 @@ def test_create_campaign_returns_201_and_stores_utc(client, db: Session, user: U
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "owner_id", "name", "description", "starts_at", "ends_at", "created_at", "updated_at"}
+    assert set(body) == {
+        "id",
+        "owner_id",
+        "name",
+        "description",
+        "starts_at",
+        "ends_at",
+        "tracking_default",
+        "created_at",
+        "updated_at",
+    }
     assert body["owner_id"] == user.id
     assert body["name"] == "Spring sale"
     assert body["description"] == "Offers"

@@ -24,6 +24,7 @@ CONTACT_FIELDS = {
     "scheduled_at",
     "status",
     "sent_at",
+    "tracking",
     "created_at",
     "updated_at",
 }
@@ -56,9 +57,10 @@ ROUTES = routes_matching(
 
 def _call(client, method: str, path: str, headers: dict[str, str] | None, body: Any = None):
     if method in ("POST", "PATCH"):
-        return client.request(
-            method, path, headers=headers, json=body if body is not None else {"email": "n@example.com"}
-        )
+        if body is None:  # a valid body for the route
+            bulk_patch = method == "PATCH" and path.endswith("/contacts")
+            body = {"ids": [987654], "status": "sent"} if bulk_patch else {"email": "n@example.com"}
+        return client.request(method, path, headers=headers, json=body)
     return client.request(method, path, headers=headers)
 
 

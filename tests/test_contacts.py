@@ -26,6 +26,7 @@ CONTACT_FIELDS = {
     "scheduled_at",
     "status",
     "sent_at",
+    "tracking",
     "created_at",
     "updated_at",
 }

@@ -45,7 +45,7 @@ def ids_of(tree: dict[str, Any]) -> dict[str, int]:
 
 
 def call(client: Any, route: ApiCall, ids: dict[str, int], headers: dict[str, str]) -> Any:
-    method, template, body = route.method, route.path, route.body
+    method, template, body = route.method, route.path, route.body_for(ids)
     kwargs: dict[str, Any] = {"headers": headers}
     if body is not None:
         kwargs["json"] = body

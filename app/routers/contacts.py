@@ -13,9 +13,17 @@ from app import cooperative
 from app.deps import CurrentUser, IdPath, PageDep, SessionDep
 from app.models import ContactStatus
 from app.routing import TransactionRoute
-from app.schemas.common import Page, UtcDatetime, error_responses, page_of
-from app.schemas.contact import MAX_BULK_CONTACTS, ContactBulkOut, ContactCreate, ContactOut, ContactUpdate
-from app.services import campaigns, contacts
+from app.schemas.common import ErrorOut, Page, UtcDatetime, error_responses, page_of
+from app.schemas.contact import (
+    MAX_BULK_CONTACTS,
+    ContactBatchUpdate,
+    ContactBatchUpdated,
+    ContactBulkOut,
+    ContactCreate,
+    ContactOut,
+    ContactUpdate,
+)
+from app.services import campaigns, contacts, contacts_bulk
 
 router = APIRouter(
     prefix="/api/v1",
@@ -195,6 +203,63 @@ async def create_contacts(request: Request, group_id: IdPath, user: CurrentUser,
         )
 
     return await run_in_threadpool(_create)
+
+
+_BATCH_404: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ErrorOut,
+        "description": "The group is not yours (`Group not found.`), or some ids are not contacts of this group: "
+        "nothing is changed, and `detail` locates every such id (`loc`: `body`, `ids`, its index in `ids`).",
+        "content": {
+            "application/json": {
+                "example": {
+                    "detail": [
+                        {"loc": ["body", "ids", 2], "msg": "No contact 7 in this group.", "type": "not_found"},
+                        {"loc": ["body", "ids", 5], "msg": "No contact 9 in this group.", "type": "not_found"},
+                    ],
+                    "code": "not_found",
+                }
+            }
+        },
+    }
+}
+
+
+@router.patch(
+    "/groups/{group_id}/contacts",
+    response_model=ContactBatchUpdated,
+    responses=_BATCH_404,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "sent": {
+                            "summary": "Mark contacts sent (sent_at: now, unless they have one)",
+                            "value": {"ids": [101, 102, 103], "status": "sent"},
+                        },
+                        "consent": {
+                            "summary": "Withdraw tracking consent",
+                            "value": {"ids": [104], "tracking": "off"},
+                        },
+                    }
+                }
+            }
+        }
+    },
+)
+def update_group_contacts(
+    group_id: IdPath, body: ContactBatchUpdate, user: CurrentUser, db: SessionDep
+) -> ContactBatchUpdated:
+    """Set the status (with `sent_at`) and/or the tracking consent of up to 10,000 contacts of the group.
+
+    All or nothing: an id that is not a contact of this group (missing, elsewhere, someone
+    else's) answers 404 locating every such id (`detail[].loc`: `["body", "ids", index]`), and
+    nothing changes. Repeated ids count
+    once. The reports move with the contacts, as for a single PATCH.
+    """
+    group = campaigns.get_group(db, user, group_id)
+    return ContactBatchUpdated(updated=contacts_bulk.update_group_contacts(db, group, body))
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut)

@@ -18,6 +18,8 @@ router = APIRouter(
 
 @router.get("/pixels/{pixel_id}/openings", response_model=Page[OpeningOut])
 def list_openings(pixel_id: IdPath, user: CurrentUser, db: SessionDep, page: PageDep) -> Page[OpeningOut]:
+    """The pixel's openings; none when its contact's tracking consent is not `full` (they are
+    counted in the stats, never listed: docs/consent.md)."""
     pixel = pixels.get_pixel(db, user, pixel_id)
     items, total = openings.list_openings(db, pixel, limit=page.limit, offset=page.offset)
     return page_of(OpeningOut, items, total, limit=page.limit, offset=page.offset)
@@ -25,13 +27,17 @@ def list_openings(pixel_id: IdPath, user: CurrentUser, db: SessionDep, page: Pag
 
 @router.post("/pixels/{pixel_id}/openings", response_model=OpeningOut, status_code=201, responses=error_responses(409))
 def create_opening(pixel_id: IdPath, body: OpeningCreate, user: CurrentUser, db: SessionDep) -> OpeningOut:
-    """Record an opening by hand (imports, corrections). `event_id` makes it idempotent."""
+    """Record an opening by hand (imports, corrections). `event_id` makes it idempotent.
+
+    For a contact whose tracking is `off`: 409 `tracking_off`; `anonymous`: stored without the
+    IP and user agent."""
     pixel = pixels.get_pixel(db, user, pixel_id)
     return OpeningOut.model_validate(openings.create_opening(db, pixel, body))
 
 
 @router.get("/openings/{opening_id}", response_model=OpeningOut)
 def get_opening(opening_id: IdPath, user: CurrentUser, db: SessionDep) -> OpeningOut:
+    """One opening of a contact whose tracking consent is `full` (the others': 404)."""
     return OpeningOut.model_validate(openings.get_opening(db, user, opening_id))
 
 

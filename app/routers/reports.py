@@ -124,7 +124,8 @@ def _csv_doc(columns: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
     responses=_csv_doc(export.OPENINGS_CSV_COLUMNS),
 )
 def openings_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
-    """Every opening of the campaign, with its contact, group and pixel."""
+    """Every opening of the campaign, with its contact, group and pixel (contacts whose tracking
+    consent is `full`: the others' openings count in the stats only)."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
     rows = export.export_openings_csv(request.app.state.session_factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-openings.csv")
@@ -136,7 +137,8 @@ def openings_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request
     responses=_csv_doc(export.CLICKS_CSV_COLUMNS),
 )
 def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
-    """Every click of the campaign, with its contact, group and link."""
+    """Every click of the campaign, with its contact, group and link (contacts whose tracking
+    consent is `full`: the others' clicks count in the stats only)."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
     rows = export.export_clicks_csv(request.app.state.session_factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-clicks.csv")

@@ -4,10 +4,15 @@ from typing import Annotated
 
 from pydantic import Field
 
+from app.models import Tracking
 from app.schemas.common import Id, InModel, OutModel, PatchModel, UtcDatetime
 
 Name = Annotated[str, Field(min_length=1, max_length=200, examples=["Spring sale"])]
 Description = Annotated[str, Field(max_length=2000, examples=["Newsletter with the spring offers"])]
+TrackingDefault = Annotated[
+    Tracking,
+    Field(description="The tracking consent (docs/consent.md) of contacts created without one: full, anonymous, off."),
+]
 
 
 class CampaignCreate(InModel):
@@ -15,15 +20,17 @@ class CampaignCreate(InModel):
     description: Description | None = None
     starts_at: UtcDatetime | None = None
     ends_at: UtcDatetime | None = None
+    tracking_default: TrackingDefault = Tracking.full
 
 
 class CampaignUpdate(PatchModel):
-    required_if_sent = frozenset({"name"})
+    required_if_sent = frozenset({"name", "tracking_default"})
 
     name: Name | None = None
     description: Description | None = None
     starts_at: UtcDatetime | None = None
     ends_at: UtcDatetime | None = None
+    tracking_default: TrackingDefault | None = None
 
 
 class CampaignOut(OutModel):
@@ -33,6 +40,7 @@ class CampaignOut(OutModel):
     description: str | None
     starts_at: UtcDatetime | None
     ends_at: UtcDatetime | None
+    tracking_default: TrackingDefault
     created_at: UtcDatetime
     updated_at: UtcDatetime
 

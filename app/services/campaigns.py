@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationFailed
-from app.models import Campaign, Group, User
+from app.models import Campaign, Group, Tracking, User
 from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
 from app.services.common import apply_changes, conflict, get_owned, owned, paginate
 
@@ -35,7 +35,12 @@ def create_campaign(db: Session, user: User, data: CampaignCreate) -> Campaign:
         # moved here: same loc, msg and type).
         raise ValidationFailed([{"loc": ["body"], "msg": f"Value error, {DATES_OUT_OF_ORDER}", "type": "value_error"}])
     campaign = Campaign(
-        owner_id=user.id, name=data.name, description=data.description, starts_at=data.starts_at, ends_at=data.ends_at
+        owner_id=user.id,
+        name=data.name,
+        description=data.description,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        tracking_default=Tracking(data.tracking_default).value,
     )
     db.add(campaign)
     db.flush()
@@ -47,6 +52,8 @@ def update_campaign(db: Session, campaign: Campaign, patch: CampaignUpdate) -> C
     if not _dates_in_order(changes.get("starts_at", campaign.starts_at), changes.get("ends_at", campaign.ends_at)):
         # Checked against the stored values too: located at ends_at, whichever date was sent.
         raise ValidationFailed([{"loc": ["body", "ends_at"], "msg": DATES_OUT_OF_ORDER, "type": "value_error"}])
+    if "tracking_default" in changes:  # (for contacts created from now on: existing ones keep theirs)
+        changes["tracking_default"] = Tracking(changes["tracking_default"]).value
     apply_changes(campaign, changes)
     db.flush()
     return campaign

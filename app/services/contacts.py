@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from app import cooperative
 from app.errors import Conflict, ValidationFailed
-from app.models import Campaign, Contact, ContactStatus, Group, User
+from app.models import Campaign, Contact, ContactStatus, Group, Tracking, User
 from app.models.base import utcnow
 from app.schemas.contact import ContactCreate, ContactUpdate
+from app.services import consent
 from app.services.common import apply_changes, conflict, get_owned, paginate
+from app.services.consent import FULL
 
 CHUNK = 1000
 MAX_REPORTED_ERRORS = 100
@@ -90,10 +92,13 @@ def create_contacts(db: Session, group: Group, rows: Sequence[ContactCreate], *,
         errors.sort(key=lambda e: e["loc"][1] if isinstance(e["loc"][1], int) else 0)
         raise Conflict(errors[:MAX_REPORTED_ERRORS])
     now = utcnow()
+    # Contacts sent without a consent level take their campaign's (docs/consent.md).
+    default = db.scalar(select(Campaign.tracking_default).where(Campaign.id == group.campaign_id)) or FULL
     values = [
         _with_sent_at(
             {
                 **row.model_dump(include=_CREATED_FIELDS),
+                "tracking": Tracking(row.tracking or default).value,
                 "campaign_id": group.campaign_id,
                 "group_id": group.id,
                 "created_at": now,
@@ -137,8 +142,13 @@ def update_contact(db: Session, contact: Contact, patch: ContactUpdate) -> Conta
     status = changes.get("status", contact.status)
     if status == ContactStatus.sent and changes.get("sent_at", contact.sent_at) is None:
         changes["sent_at"] = utcnow()
+    before = contact.tracking
+    if "tracking" in changes:
+        changes["tracking"] = Tracking(changes["tracking"]).value
     apply_changes(contact, _with_sent_at(changes))
     db.flush()
+    if consent.withdraws(before, contact.tracking):
+        consent.erase_identifying(db, [contact.id])
     return contact
 
 

@@ -1,4 +1,5 @@
-"""Campaign CSV exports: the openings and the clicks, streamed in keyset chunks."""
+"""Campaign CSV exports: the openings and the clicks, streamed in keyset chunks (those of contacts
+whose tracking consent is `full`: docs/consent.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from app.db import read_only
 from app.models import Click, Contact, Group, Link
 from app.models.tracking import CLICKS, OPENINGS, EventTable
+from app.services import consent
 
 CSV_CHUNK_ROWS = 5_000
 
@@ -114,8 +116,9 @@ def _chunk(export: _Csv, campaign_id: int, after: tuple[datetime, int] | None) -
     )
     for entity, on in export.joins:
         stmt = stmt.join(entity, on)
-    # The index (campaign_id, opened_at / clicked_at) + the row id.
-    stmt = stmt.where(model.campaign_id == campaign_id).order_by(table.time, model.id)
+    # The index (campaign_id, opened_at / clicked_at) + the row id. Only the events of contacts
+    # whose consent is `full` are listed (docs/consent.md): the others count in the stats only.
+    stmt = stmt.where(model.campaign_id == campaign_id, consent.listed()).order_by(table.time, model.id)
     if after is not None:
         at, last_id = after
         stmt = stmt.where(or_(table.time > at, and_(table.time == at, model.id > last_id)))

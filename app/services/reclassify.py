@@ -5,7 +5,8 @@ Batches by id (each its own short transaction, through the app's sessions, so th
 of app/services/counters/session.py move the touched contacts' counters). Idempotent: a second
 run changes nothing. Rows whose class rests on a fact that is not stored are kept as they are:
 `method:*` / `header:*` (a HEAD or prefetch request: the method and headers are not kept) and
-`api:*` (set by hand through the API).
+`api:*` (set by hand through the API); and every row of a contact whose tracking consent is not
+`full` (docs/consent.md): its IP and user agent were never stored, or were erased.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models import Contact
 from app.models.tracking import EVENT_TABLES, Click, EventTable, Opening
+from app.services import consent
 from app.tracking.classify import classify
 
 KEPT_PREFIXES = ("method:", "header:", "api:")  # facts not stored with the row, or a person's choice
@@ -34,20 +37,26 @@ def _reclassify_batch(
 ) -> tuple[int, int, int]:
     """One batch of rows with ids above `after`: (rows examined, rows changed, last id seen)."""
     model = table.model
-    query = select(model).where(model.id > after).order_by(model.id).limit(batch_size)
+    query = (
+        select(model, Contact.tracking)
+        .join(Contact, Contact.id == model.contact_id)
+        .where(model.id > after)
+        .order_by(model.id)
+        .limit(batch_size)
+    )
     if campaign_id is not None:
         query = query.where(model.campaign_id == campaign_id)
-    rows = cast(list[Opening | Click], list(db.scalars(query)))
+    found = cast(list[tuple[Opening | Click, str]], db.execute(query).all())
     changed = 0
-    for row in rows:
-        if row.reason.startswith(KEPT_PREFIXES):
+    for row, tracking in found:
+        if row.reason.startswith(KEPT_PREFIXES) or tracking != consent.FULL:
             continue
         verdict = classify(row.user_agent, row.ip)
         if (row.client, row.reason) != (verdict.client.value, verdict.reason):
             row.client, row.reason = verdict.client.value, verdict.reason
             changed += 1
     db.flush()
-    return len(rows), changed, rows[-1].id if rows else after
+    return len(found), changed, found[-1][0].id if found else after
 
 
 def reclassify(

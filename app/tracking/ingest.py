@@ -4,7 +4,10 @@ Used by the Redis Streams worker, the in-process (embedded / degraded) flusher a
 the benchmarks. One SELECT resolves the batch's pixels (and links/contacts), one
 multi-row INSERT ... IGNORE per table writes them; `event_id` is unique, so a batch
 replayed after a crash inserts nothing twice. Events whose pixel, link or contact
-was deleted are skipped and counted. Unclassified events (the request path only notes raw
+was deleted are skipped and counted. Tracking consent (docs/consent.md) is applied here, from
+the contact's level read with the batch's pixels/contacts: events of `off` contacts are skipped
+and counted (`skipped_consent`), those of `anonymous` contacts are stored without IP and user
+agent (after classification, which used them). Unclassified events (the request path only notes raw
 facts) get their client class and reason here, before the transaction (`_classified`). In the same transaction the report counters
 (app/services/counters.add_events) grow by exactly the rows inserted: when the INSERT
 reports fewer rows than offered (a replay), the batch is redone in "careful" mode,
@@ -28,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app import metrics
 from app.db import retrying
-from app.models import Contact, Link, Pixel
+from app.models import Contact, Link, Pixel, Tracking
 from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import counters
 from app.tracking import click_rules
@@ -37,6 +40,7 @@ from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import CLICK, OPEN, Event
 
 CHUNK = 1000
+FULL, OFF = Tracking.full.value, Tracking.off.value  # a contact's consent (docs/consent.md)
 
 
 @dataclass
@@ -44,11 +48,13 @@ class IngestResult:
     inserted: int = 0
     skipped_missing: int = 0
     duplicates: int = 0
+    skipped_consent: int = 0  # events of contacts whose tracking is `off` (docs/consent.md)
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.inserted += other.inserted
         self.skipped_missing += other.skipped_missing
         self.duplicates += other.duplicates
+        self.skipped_consent += other.skipped_consent
         return self
 
 
@@ -129,14 +135,34 @@ def _stored_already(conn: Connection, table: EventTable, rows: list[dict[str, An
     return found
 
 
+def _owner(pixel: tuple[Any, ...]) -> tuple[int, int, str]:
+    """An opening's (contact id, campaign id, consent) from its pixel's row (contact id,
+    campaign id, group id, consent)."""
+    contact_id, campaign_id, _group_id, tracking = pixel
+    return contact_id, campaign_id, tracking
+
+
+def _consented(
+    kept: list[tuple[str, Event]], tracking: Callable[[Event], str], result: IngestResult
+) -> tuple[list[tuple[str, Event]], int]:
+    """The events whose contact's consent lets them be recorded (`tracking`: the contact's level),
+    and how many were not: those of `off` contacts, counted as skipped."""
+    allowed = [(eid, e) for eid, e in kept if tracking(e) != OFF]
+    refused = len(kept) - len(allowed)
+    result.skipped_consent += refused
+    return allowed, refused
+
+
 def _rows(
-    table: EventTable, kept: list[tuple[str, Event]], owner: Callable[[Event], tuple[int, int]]
+    table: EventTable, kept: list[tuple[str, Event]], owner: Callable[[Event], tuple[int, int, str]]
 ) -> list[dict[str, Any]]:
-    """The rows of the events kept; `owner` gives an event's (contact id, campaign id). The key
-    order is the column order of the MariaDB insert (`_insert`)."""
+    """The rows of the events kept; `owner` gives an event's (contact id, campaign id, consent).
+    An `anonymous` contact's rows keep the class decided from the IP and user agent, not those.
+    The key order is the column order of the MariaDB insert (`_insert`)."""
     rows = []
     for eid, e in kept:
-        contact_id, campaign_id = owner(e)
+        contact_id, campaign_id, tracking = owner(e)
+        identified = tracking == FULL
         rows.append(
             {
                 "event_id": eid,
@@ -146,8 +172,8 @@ def _rows(
                 table.time.key: _at(e.at_ms),
                 "client": e.client,
                 "reason": e.reason,
-                "ip": e.ip or None,
-                "user_agent": e.user_agent or None,
+                "ip": (e.ip or None) if identified else None,
+                "user_agent": (e.user_agent or None) if identified else None,
             }
         )
     return rows
@@ -217,21 +243,25 @@ def _store(
     opening_rows: list[dict[str, Any]] = []
     click_rows: list[dict[str, Any]] = []
     with _connect(engine) as conn, conn.begin():
+        # The contacts are read with shared locks (and so at their latest committed consent): a
+        # PATCH withdrawing consent meanwhile either waits for this batch (and then erases what
+        # it stored) or is seen by it.
         if opens:
             pixels = _lookup(
                 conn,
                 lambda ids: (
-                    select(Pixel.id, Contact.id, Contact.campaign_id, Contact.group_id)
+                    select(Pixel.id, Contact.id, Contact.campaign_id, Contact.group_id, Contact.tracking)
                     .join(Contact, Contact.id == Pixel.contact_id)
                     .where(Pixel.id.in_(ids))
                 ),
                 sorted({e.target_id for _, e in opens}),
-                lock=careful,
+                lock=True,
             )
             kept = [(eid, e) for eid, e in opens if e.target_id in pixels]
-            rows = _rows(OPENINGS, kept, lambda e: (pixels[e.target_id][0], pixels[e.target_id][1]))
-            opening_rows = _write(conn, OPENINGS, rows, len(opens), result, careful=careful)
-            groups.update((contact, group) for contact, _campaign, group in pixels.values())
+            kept, refused = _consented(kept, lambda e: pixels[e.target_id][3], result)
+            rows = _rows(OPENINGS, kept, lambda e: _owner(pixels[e.target_id]))
+            opening_rows = _write(conn, OPENINGS, rows, len(opens) - refused, result, careful=careful)
+            groups.update((contact, group) for contact, _campaign, group, _tracking in pixels.values())
         if clicks:
             links = _lookup(
                 conn,
@@ -241,11 +271,11 @@ def _store(
             )
             contacts = _lookup(
                 conn,
-                lambda ids: select(Contact.id, Contact.campaign_id, Contact.group_id, Contact.sent_at).where(
-                    Contact.id.in_(ids)
-                ),
+                lambda ids: select(
+                    Contact.id, Contact.campaign_id, Contact.group_id, Contact.sent_at, Contact.tracking
+                ).where(Contact.id.in_(ids)),
                 sorted({e.contact_id for _, e in clicks}),
-                lock=careful,
+                lock=True,
             )
             kept = [
                 (eid, e)
@@ -254,12 +284,13 @@ def _store(
                 and e.contact_id in contacts
                 and contacts[e.contact_id][0] == links[e.target_id][0]  # contact still in the link's campaign
             ]
-            rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0]))
+            kept, refused = _consented(kept, lambda e: contacts[e.contact_id][3], result)
+            rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0], contacts[e.contact_id][3]))
             for row in rows:
                 click_rules.after_send(row, contacts[row["contact_id"]][2], rules)
             rescanned = click_rules.burst(conn, rows, rules)
-            click_rows = _write(conn, CLICKS, rows, len(clicks), result, careful=careful)
-            groups.update((contact, group) for contact, (_campaign, group, _sent) in contacts.items())
+            click_rows = _write(conn, CLICKS, rows, len(clicks) - refused, result, careful=careful)
+            groups.update((contact, group) for contact, (_campaign, group, _sent, _tracking) in contacts.items())
         if opening_rows or click_rows:
             counters.add_events(conn, opening_rows, click_rows)
         if clicks:
@@ -283,3 +314,5 @@ def _observe(result: IngestResult, written: Counter[tuple[str, int, int, str]], 
         metrics.SKIPPED.labels("event", "missing").inc(result.skipped_missing)
     if result.duplicates:
         metrics.SKIPPED.labels("event", "duplicate").inc(result.duplicates)
+    if result.skipped_consent:
+        metrics.SKIPPED.labels("event", "consent").inc(result.skipped_consent)

@@ -47,6 +47,7 @@ class WorkerStats:
     inserted: int = 0
     duplicates: int = 0
     skipped_missing: int = 0
+    skipped_consent: int = 0
     malformed: int = 0
     reclaimed: int = 0
     db_errors: int = 0
@@ -158,6 +159,7 @@ class StreamWorker:
         self.stats.inserted += result.inserted
         self.stats.duplicates += result.duplicates
         self.stats.skipped_missing += result.skipped_missing
+        self.stats.skipped_consent += result.skipped_consent
         self.stats.malformed += len(malformed)
         return result
 

@@ -1,7 +1,8 @@
 """The one table of the API's routes, for the tests that call every route.
 
 Each entry is one call the owner of a full tree (tests/factories.make_tree) can make with
-success: method, path template, JSON body (None: no body) and the owner's status. A route may
+success: method, path template, JSON body (None: no body; a `"{kind}"` string in it stands for
+that id: `body_for`) and the owner's status. A route may
 have several calls (a list body, a query string). Placeholders name the object kind
 (`{campaign}`, `{user}`...) and are filled from a tree's ids; the app's own templates say
 `{campaign_id}`. tests/test_route_table.py checks the table against the app's routes: every
@@ -40,6 +41,21 @@ class ApiCall(NamedTuple):
     def admin_only(self) -> bool:
         return self.template.startswith(API_PREFIX + "users")
 
+    def body_for(self, ids: dict[str, int]) -> Any:
+        """The JSON body with each `"{kind}"` string in it replaced by that kind's id."""
+        return _fill(self.body, ids)
+
+
+def _fill(value: Any, ids: dict[str, int]) -> Any:
+    if isinstance(value, str):
+        match = re.fullmatch(r"{(\w+)}", value)
+        return ids[match.group(1)] if match else value
+    if isinstance(value, list):
+        return [_fill(item, ids) for item in value]
+    if isinstance(value, dict):
+        return {key: _fill(item, ids) for key, item in value.items()}
+    return value
+
 
 API_CALLS: list[ApiCall] = [
     # Users (admins only).
@@ -70,6 +86,7 @@ API_CALLS: list[ApiCall] = [
     ApiCall("GET", "/api/v1/groups/{group}/contacts", None, 200, paged=True),
     ApiCall("POST", "/api/v1/groups/{group}/contacts", {"email": "new@example.com"}, 201),
     ApiCall("POST", "/api/v1/groups/{group}/contacts", [{"email": "b1@example.com"}, {"email": "b2@example.com"}], 201),
+    ApiCall("PATCH", "/api/v1/groups/{group}/contacts", {"ids": ["{contact}"], "status": "sent"}, 200),
     # Contacts.
     ApiCall("GET", "/api/v1/contacts/{contact}", None, 200),
     ApiCall("PATCH", "/api/v1/contacts/{contact}", {"name": "Renamed contact"}, 200),

@@ -12,7 +12,21 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Executable, Select, Table, bindparam, case, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Executable,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    select,
+    update,
+)
 
 from app.models import (
     MACHINE_CLIENTS,
@@ -154,6 +168,49 @@ def _refresh_statements(dialect: str) -> tuple[Executable, Select[Any]]:
     )
     recompute = upsert_statement(dialect, STATS, KEY, replace_all, columns=SELECTED, select=rows)
     return recompute, group_sums_query(STATS.c.contact_id.in_(ids)).with_for_update()
+
+
+def move_reference(db: DB, where: ColumnElement[bool], matched: int) -> bool:
+    """After an UPDATE of the contacts matching `where` (on `contacts`) that changed nothing but
+    their status, sent_at or scheduled_at (`matched`: the rows it matched): move what depends on
+    those, the contacts' `sent`, `ref_at` and delay to their first opening, and their groups'
+    `sent` and `timed_openers`, in set-based statements (a bulk "mark sent" of 10,000 contacts
+    recomputes no aggregate over their openings, clicks and pixels).
+
+    The groups move by the difference read, with a locking read, from the contacts' old rows
+    and new values; then the rows are updated. False (nothing done) when some contact has no
+    row (written by hand): the caller recomputes them instead (`refresh_contacts`)."""
+    s = STATS.c
+    joined = and_(s.campaign_id == Contact.campaign_id, s.contact_id == Contact.id)
+    sent = case((Contact.status == ContactStatus.sent.value, 1), else_=0)
+    ref = func.coalesce(Contact.sent_at, Contact.scheduled_at)
+    delay = case((s.first_opened_at.is_(None), None), else_=delay_us(ref, s.first_opened_at))
+    deltas = (
+        select(
+            s.campaign_id,
+            s.group_id,
+            func.count().label("contacts"),
+            func.sum(sent - cast(s.sent, Integer)).label("sent"),
+            (func.count(delay) - func.count(s.first_open_delay_us)).label("timed_openers"),
+        )
+        .select_from(STATS.join(Contact, joined))
+        .where(where)
+        .group_by(s.campaign_id, s.group_id)
+        .with_for_update()
+    )
+    moved: dict[tuple[int, int], dict[str, int]] = {}
+    with_rows = 0
+    for campaign_id, group_id, contacts, sent_delta, timed_delta in db.execute(deltas):
+        moved[(int(campaign_id), int(group_id))] = {
+            "sent": int(sent_delta or 0),
+            "timed_openers": int(timed_delta or 0),
+        }
+        with_rows += int(contacts)
+    if with_rows < matched:
+        return False
+    db.execute(update(STATS).where(joined, where).values(sent=sent, ref_at=ref, first_open_delay_us=delay))
+    add_groups(db, moved)
+    return True
 
 
 def forget_contacts(db: DB, contact_ids: Iterable[int]) -> None:

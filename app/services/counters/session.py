@@ -33,11 +33,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Select, Update, delete, event, inspect, or_, select, true
+from sqlalchemy import Column, ColumnElement, Delete, Select, Update, delete, event, inspect, or_, select, true
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
+from sqlalchemy.sql import visitors
 
 from app.models import Click, Contact, Group, Link, Opening, Pixel
-from app.services.counters.contacts import forget_contacts, lock_contacts, refresh_contacts
+from app.services.counters.contacts import forget_contacts, lock_contacts, move_reference, refresh_contacts
 from app.services.counters.hours import count_hours, forget_hours
 from app.services.sql import DB, dialect_name
 
@@ -51,6 +52,10 @@ _COUNTED: dict[type[Any], tuple[str, ...]] = {
     Opening: ("contact_id", "campaign_id", "opened_at", "client"),
     Click: ("contact_id", "campaign_id", "clicked_at", "client"),
 }
+# An UPDATE of contacts that sets none of these moves only what depends on their status and send
+# times (counters/contacts.move_reference); `_UNKNOWN` stands for the columns of one that does not say.
+_UNKNOWN = ("?",)
+_MOVES_CONTACT = {"campaign_id", "group_id", *_UNKNOWN}
 _DELETED = (Contact, Pixel, Opening, Click, Link, Group)  # (campaigns and users: by foreign key)
 _OWNED = (Pixel, Opening, Click)  # rows of one contact
 
@@ -243,6 +248,26 @@ def _inserted(db: DB, model: type[Any], rows: list[Mapping[str, Any]]) -> Change
     return change
 
 
+def _set_columns(state: ORMExecuteState) -> set[str]:
+    """The columns an UPDATE sets: those of its VALUES, or of its rows when it is a bulk UPDATE
+    by primary key; `_UNKNOWN` when it says neither."""
+    update: Update = state.statement  # type: ignore[assignment]
+    names: set[str] = {str(getattr(column, "key", column)) for column in (update._values or ())}
+    for row in _rows(state):
+        names.update(str(name) for name in row)
+    return names or set(_UNKNOWN)
+
+
+def _reads(where: ColumnElement[bool], names: set[str]) -> bool:
+    """Whether a condition reads a column with one of these names (in any table: conservative)."""
+    return any(isinstance(element, Column) and element.key in names for element in visitors.iterate(where))
+
+
+def _sets_counted(state: ORMExecuteState, model: type[Any]) -> bool:
+    """Whether an UPDATE may set a column the counters depend on (`_COUNTED`)."""
+    return bool(_set_columns(state) & {*_COUNTED[model], *_UNKNOWN})
+
+
 def _on_execute(state: ORMExecuteState) -> Any:
     """ORM INSERT/UPDATE/DELETE statements run through the session: the counters move around
     the statement itself."""
@@ -251,6 +276,8 @@ def _on_execute(state: ORMExecuteState) -> Any:
     model = state.bind_mapper.class_
     if model not in _DELETED or (state.is_update and model not in _COUNTED):
         return None  # campaigns, users (their counters go by foreign key); a link's or group's name
+    if state.is_update and not _sets_counted(state, model):
+        return None  # a contact's consent, an opening's IP or user agent: no counter reads them
     db = state.session.connection()
     rows = _rows(state)
     if state.is_insert:
@@ -269,6 +296,16 @@ def _on_execute(state: ORMExecuteState) -> Any:
     else:
         update: Update = state.statement  # type: ignore[assignment]
         where = update.whereclause if update.whereclause is not None else true()
+        sets = _set_columns(state)
+        if model is Contact and not state.is_executemany and not sets & _MOVES_CONTACT and not _reads(where, sets):
+            # Status and send times only (a bulk "mark sent"), chosen by a condition the change
+            # leaves as it was (it still finds the same contacts after): set-based, no recompute.
+            with state.session.no_autoflush:
+                result = state.invoke_statement()
+                matched = getattr(result, "rowcount", -1)
+                if matched < 0 or not move_reference(db, where, matched):
+                    refresh_contacts(db, _values(db, Contact.id, where))
+            return result
         ids = {row["id"] for row in rows} if state.is_executemany else _values(db, model.id, where)
         if model is Contact:
             change.contacts = ids

@@ -5,7 +5,8 @@ Batches by id (each its own short transaction, through the app's sessions, so th
 of app/services/counters/session.py move the touched contacts' counters). Idempotent: a second
 run changes nothing. Rows whose class rests on a fact that is not stored are kept as they are:
 `method:*` / `header:*` (a HEAD or prefetch request: the method and headers are not kept) and
-`api:*` (set by hand through the API).
+`api:*` (set by hand through the API); `trap:link` (a click on the campaign's trap link: a
+machine's whatever its agent, app/tracking/click_rules.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.models.tracking import EVENT_TABLES, Click, EventTable, Opening
 from app.tracking.classify import classify
 
-KEPT_PREFIXES = ("method:", "header:", "api:")  # facts not stored with the row, or a person's choice
+# Facts not stored with the row, a person's choice, or a rule the agent cannot overturn (the trap link).
+KEPT_PREFIXES = ("method:", "header:", "api:", "trap:")
 
 
 @dataclass

@@ -235,7 +235,7 @@ def _store(
         if clicks:
             links = _lookup(
                 conn,
-                lambda ids: select(Link.id, Link.campaign_id).where(Link.id.in_(ids)),
+                lambda ids: select(Link.id, Link.campaign_id, Link.trap).where(Link.id.in_(ids)),
                 sorted({e.target_id for _, e in clicks}),
                 lock=careful,
             )
@@ -256,6 +256,7 @@ def _store(
             ]
             rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0]))
             for row in rows:
+                click_rules.trap(row, bool(links[row["link_id"]][1]))
                 click_rules.after_send(row, contacts[row["contact_id"]][2], rules)
             rescanned = click_rules.burst(conn, rows, rules)
             click_rows = _write(conn, CLICKS, rows, len(clicks), result, careful=careful)

@@ -18,9 +18,8 @@ index), so the HTML and the text part share one link per URL.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.rendering.destinations import (
     BadDestination,
@@ -69,10 +68,13 @@ class Destinations:
 
 @dataclass(frozen=True)
 class Compiled:
-    """`pieces[0] slot[0] pieces[1] … slot[k-1] pieces[k]`: a slot is a destination index or PIXEL."""
+    """`pieces[0] slot[0] pieces[1] … slot[k-1] pieces[k]`: a slot is a destination index or PIXEL;
+    `originals[i]` is the input's text that slot `i` stands for (an href's raw value, "" for the
+    pixel): `source()` puts them back."""
 
     pieces: tuple[str, ...]
     slots: tuple[int, ...]
+    originals: tuple[str, ...] = ()
 
     def fill(self, values: Sequence[str], pixel: str) -> str:
         """The text with each destination slot `i` replaced by `values[i]` and the pixel slot by `pixel`."""
@@ -82,8 +84,15 @@ class Compiled:
             parts.append(piece)
         return "".join(parts)
 
-    def map_pieces(self, transform: Any) -> Compiled:
-        return Compiled(tuple(transform(piece) for piece in self.pieces), self.slots)
+    def source(self) -> str:
+        """The input again (but for the `data-pt-notrack` attributes removed)."""
+        parts = [self.pieces[0]]
+        for original, piece in zip(self.originals, self.pieces[1:], strict=True):
+            parts += (original, piece)
+        return "".join(parts)
+
+    def map_pieces(self, transform: Callable[[str], str]) -> Compiled:
+        return Compiled(tuple(transform(piece) for piece in self.pieces), self.slots, self.originals)
 
 
 def _line(source: str, offset: int) -> int:
@@ -94,6 +103,7 @@ def _splice(source: str, edits: list[tuple[int, int, int | None]]) -> Compiled:
     """Cut `source` at the edits (start, end, slot or None for a removal), in order."""
     pieces: list[str] = []
     slots: list[int] = []
+    originals: list[str] = []
     current: list[str] = []
     at = 0
     for start, end, slot in edits:
@@ -102,10 +112,11 @@ def _splice(source: str, edits: list[tuple[int, int, int | None]]) -> Compiled:
         if slot is not None:
             pieces.append("".join(current))
             slots.append(slot)
+            originals.append(source[start:end])
             current = []
     current.append(source[at:])
     pieces.append("".join(current))
-    return Compiled(tuple(pieces), tuple(slots))
+    return Compiled(tuple(pieces), tuple(slots), tuple(originals))
 
 
 def _link_tag(tag: StartTag, in_conditional: bool) -> bool:

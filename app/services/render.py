@@ -85,7 +85,7 @@ class Renderer:
         except BadTemplate as exc:
             raise _invalid("html", exc.problems) from None
         text = compile_text(body.text, destinations) if body.text is not None else None
-        self.codec = urls.codec
+        self.codec = urls.codec.minter()  # (one per request: the stream runs one chunk at a time)
         self.track_opens, self.trap = body.track_opens, body.trap_link
         self.links = Links(
             urls=destinations.urls if destinations is not None else [],

@@ -7,11 +7,12 @@ committed before the chunk is streamed, so that every URL a client has received 
 broken stream resumes with `after_contact_id` without creating anything twice.
 
 - Pixels: a contact that has none gets pixel number 1, all of the chunk's in one INSERT ... IGNORE
-  through the session (so the report counters move with it, app/services/counters/). Its counter
-  rows are locked first, in contact-id order, as `pixels.create_pixel` locks its one row: two
-  renders, or a render and a single create, take their turns instead of deadlocking; a pixel
-  another transaction inserted first is kept (IGNORE), and read back by a locking read (on
-  MariaDB a plain read would see this transaction's older snapshot).
+  in contact-id order, through the session (so the report counters move with it,
+  app/services/counters/). Two renders of the same contacts meet on the first row both insert:
+  the second waits for the first to commit, keeps its pixels (IGNORE) and reads them back by a
+  locking read (on MariaDB a plain read would see its own older snapshot). A render and a
+  single pixel create for the same contact (which locks the contact's counter row first) may
+  deadlock: MariaDB rolls one back, and it runs again (`app.db.retrying`, TransactionRoute).
 - Links: one per distinct destination URL in the campaign, an existing one with that URL (not the
   trap link) reused. There is no unique index on a 2,048-character URL, so the campaign's row is
   locked first (`FOR UPDATE`; SQLite writers hold the database's lock anyway): concurrent renders
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import retrying, session_scope
 from app.errors import NotFound
-from app.models import Campaign, Contact, ContactStats, ContactStatus, Group, Link, Pixel, Tracking
+from app.models import Campaign, Contact, ContactStatus, Group, Link, Pixel, Tracking
 from app.models.base import utcnow
 from app.services.contacts import filter_contacts
 
@@ -128,41 +130,31 @@ def _ignore(stmt: Insert) -> Insert:
     return stmt.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
 
 
-def _first_pixels(db: Session, contact_ids: Sequence[int]) -> dict[int, int]:
-    """contact id → the id of its lowest-numbered pixel (a locking read: the latest committed rows)."""
+def _first_pixels(db: Session, contact_ids: Sequence[int], *, latest: bool) -> dict[int, int]:
+    """contact id → the id of its lowest-numbered pixel; `latest`: by a locking read, which sees
+    the rows committed since this transaction's snapshot (MariaDB's REPEATABLE READ)."""
     found: dict[int, int] = {}
     for start in range(0, len(contact_ids), _LOOKUP):
-        rows = db.execute(
+        query = (
             select(Pixel.contact_id, Pixel.id)
             .where(Pixel.contact_id.in_(contact_ids[start : start + _LOOKUP]))
             .order_by(Pixel.contact_id, Pixel.number)
-            .with_for_update(read=True)
         )
-        for contact_id, pixel_id in rows:
+        for contact_id, pixel_id in db.execute(query.with_for_update(read=True) if latest else query):
             found.setdefault(contact_id, pixel_id)
     return found
 
 
-def ensure_pixels(db: Session, campaign_id: int, contact_ids: Sequence[int]) -> dict[int, int]:
-    """contact id → its pixel (the lowest-numbered), pixel number 1 created for those without one.
-    A contact deleted meanwhile has none."""
-    found = _first_pixels(db, contact_ids)
+def ensure_pixels(db: Session, contact_ids: Sequence[int]) -> dict[int, int]:
+    """contact id → its pixel (the lowest-numbered), pixel number 1 created for those without one
+    (`contact_ids` in ascending order). A contact deleted meanwhile has none."""
+    found = _first_pixels(db, contact_ids, latest=False)
     missing = [contact_id for contact_id in contact_ids if contact_id not in found]
     if missing:
-        for start in range(0, len(missing), _LOOKUP):
-            db.execute(
-                select(ContactStats.contact_id)
-                .where(
-                    ContactStats.campaign_id == campaign_id,
-                    ContactStats.contact_id.in_(missing[start : start + _LOOKUP]),
-                )
-                .order_by(ContactStats.contact_id)
-                .with_for_update()
-            )
         now = utcnow()
         rows = [{"contact_id": c, "number": 1, "uuid": uuid.uuid4().hex, "created_at": now} for c in missing]
         db.execute(_ignore(insert(Pixel)), rows)
-        found.update(_first_pixels(db, missing))
+        found.update(_first_pixels(db, missing, latest=True))
     return found
 
 
@@ -236,6 +228,11 @@ def _id_slices(selection: Selection, size: int) -> Iterator[Sequence[int] | None
         yield ids[start : start + size]
 
 
+# A prepared chunk: (its recipients, the rows read, the last id read), or None: the campaign is gone.
+_Prepared = tuple[list[Recipient], int, int] | None
+_END: Any = object()
+
+
 @dataclass(frozen=True)
 class _Chunk:
     """One chunk's preparation, a whole transaction (run again on a deadlock)."""
@@ -248,7 +245,7 @@ class _Chunk:
     pixels: bool
     links: Links | None
 
-    def __call__(self) -> tuple[list[Recipient], int, int] | None:
+    def __call__(self) -> _Prepared:
         """(the recipients, rows read, the last id read), or None when the campaign is gone."""
         links = self.links
         resolved: tuple[list[int] | None, int | None] = (
@@ -261,7 +258,7 @@ class _Chunk:
                 unresolved = links is not None and links.ids is None and tracked
                 if unresolved and links is not None and not links.resolve(db, self.selection.campaign_id):
                     return None
-                made = ensure_pixels(db, self.selection.campaign_id, tracked) if self.pixels and tracked else {}
+                made = ensure_pixels(db, tracked) if self.pixels and tracked else {}
         except BaseException:
             if links is not None:
                 links.ids, links.trap_id = resolved  # (what a rolled-back run resolved is gone)
@@ -280,18 +277,33 @@ def recipients(
     *,
     pixels: bool,
     links: Links | None = None,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
 ) -> Iterator[list[Recipient]]:
     """The selected contacts in contact-id order, a committed chunk at a time: with `pixels`, each
     tracked contact (not `off`) with its pixel, created when missing; `links`, resolved in the
-    first chunk that has a tracked contact. Stops if the campaign is deleted meanwhile."""
-    after = selection.after_contact_id
-    for ids in _id_slices(selection, chunk):
-        result = retrying(_Chunk(factory, selection, after, ids, chunk, pixels, links), what="send preparation chunk")
-        if result is None:
-            return
-        out, read, after = result
-        if out:
-            yield out
-        if ids is None and read < chunk:
-            return
+    first chunk that has a tracked contact. Stops if the campaign is deleted meanwhile.
+
+    The next chunk is prepared in a thread of its own while the caller works on this one (the
+    database's time overlaps the render's); at most one chunk ahead, so memory stays bounded.
+    A caller that stops early waits for that chunk's transaction to end."""
+    size = chunk or CHUNK
+    slices = _id_slices(selection, size)
+
+    def prepare(pool: ThreadPoolExecutor, after: int) -> tuple[bool, Future[_Prepared]] | None:
+        ids = next(slices, _END)
+        if ids is _END:
+            return None
+        work = _Chunk(factory, selection, after, ids, size, pixels, links)
+        return ids is None, pool.submit(retrying, work, what="send preparation chunk")
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendprep") as pool:
+        pending = prepare(pool, selection.after_contact_id)
+        while pending is not None:
+            by_keyset, future = pending
+            result = future.result()
+            if result is None:
+                return
+            out, read, last = result
+            pending = None if by_keyset and read < size else prepare(pool, last)
+            if out:
+                yield out

@@ -22,6 +22,7 @@ from app.schemas.render import SheetFormat
 from app.services import sendprep
 from app.services.export import csv_cell
 from app.services.sendprep import Recipient, Selection
+from app.tracking.tokens import TokenMinter
 from app.tracking.urls import TrackingUrls
 
 COLUMNS = ("contact_id", "email", "name", "scheduled_at", "status", "pixel_url", "pixel_html")
@@ -38,12 +39,13 @@ def header(link_ids: Sequence[int]) -> list[str]:
     return [*COLUMNS, *(f"link_{link_id}" for link_id in link_ids)]
 
 
-def _cells(contact: Recipient, link_ids: Sequence[int], urls: TrackingUrls) -> list[Any]:
+def _cells(contact: Recipient, link_ids: Sequence[int], urls: TrackingUrls, minter: TokenMinter) -> list[Any]:
     cells: list[Any] = [contact.id, contact.email, contact.name, contact.scheduled_at, contact.status]
     if contact.tracking == Tracking.off.value or contact.pixel_id is None:
         return cells + [None] * (2 + len(link_ids))
-    pixel = urls.pixel(contact.pixel_id)
-    return [*cells, pixel, urls.img_tag(pixel), *(urls.click(link_id, contact.id) for link_id in link_ids)]
+    pixel = urls.pixel_of(minter.pixel_token(contact.pixel_id))
+    clicks = (urls.click_of(minter.click_token(link_id, contact.id)) for link_id in link_ids)
+    return [*cells, pixel, urls.img_tag(pixel), *clicks]
 
 
 def _csv(rows: list[list[Any]]) -> bytes:
@@ -65,11 +67,12 @@ def sheet(
 ) -> Iterator[bytes]:
     """The sheet in `fmt`, a chunk of contacts at a time (CSV: the header row first)."""
     names = header(link_ids)
+    minter = urls.codec.minter()
     pending = (
         _csv([names]) if fmt is SheetFormat.csv else b""
     )  # (sent with the first chunk: see PrimedStreamingResponse)
     for chunk in sendprep.recipients(factory, selection, pixels=True):
-        rows = [_cells(contact, link_ids, urls) for contact in chunk]
+        rows = [_cells(contact, link_ids, urls, minter) for contact in chunk]
         if fmt is SheetFormat.csv:
             piece = _csv(rows)
         else:

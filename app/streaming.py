@@ -12,7 +12,7 @@ before it is complete and committed (resume with `after_contact_id`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import StreamingResponse
@@ -20,8 +20,14 @@ from starlette.types import Receive, Scope, Send
 
 
 class PrimedStreamingResponse(StreamingResponse):
-    def __init__(self, content: Iterator[bytes], **kwargs: object) -> None:
-        super().__init__(content, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        content: Iterator[bytes],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers, media_type)
         self._source = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

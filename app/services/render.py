@@ -163,23 +163,22 @@ def plan(db: Session, campaign: Campaign, body: RenderRequest, urls: TrackingUrl
     return RenderPlan(selection, renderer)
 
 
-def _lines(factory: sessionmaker[Session], plan: RenderPlan) -> Iterator[list[str]]:
-    """The contacts' lines, a prepared chunk at a time."""
+def _lines(factory: sessionmaker[Session], plan: RenderPlan) -> Iterator[Iterator[str]]:
+    """The contacts' lines, a prepared chunk at a time (rendered as they are consumed)."""
     renderer = plan.renderer
     for chunk in sendprep.recipients(factory, plan.selection, pixels=renderer.track_opens, links=renderer.links):
-        yield [renderer.line(contact) for contact in chunk]
+        yield (renderer.line(contact) for contact in chunk)
 
 
 def render_lines(factory: sessionmaker[Session], plan: RenderPlan) -> Iterator[bytes]:
     """The NDJSON answer: the contacts' lines in contact-id order, in pieces of about BUFFER_BYTES."""
-    renderer = plan.renderer
-    for chunk in sendprep.recipients(factory, plan.selection, pixels=renderer.track_opens, links=renderer.links):
+    for lines in _lines(factory, plan):
         buffer: list[bytes] = []
         size = 0
-        for contact in chunk:
-            line = renderer.line(contact).encode("utf-8")
-            buffer.append(line)
-            size += len(line)
+        for line in lines:
+            encoded = line.encode("utf-8")
+            buffer.append(encoded)
+            size += len(encoded)
             if size >= BUFFER_BYTES:
                 yield b"".join(buffer)
                 buffer, size = [], 0

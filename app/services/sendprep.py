@@ -23,6 +23,7 @@ broken stream resumes with `after_contact_id` without creating anything twice.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -288,22 +289,31 @@ def recipients(
     A caller that stops early waits for that chunk's transaction to end."""
     size = chunk or CHUNK
     slices = _id_slices(selection, size)
+    workers: set[int] = set()  # the thread ident of the pool's worker
 
-    def prepare(pool: ThreadPoolExecutor, after: int) -> tuple[bool, Future[_Prepared]] | None:
+    def run(work: _Chunk) -> _Prepared:
+        workers.add(threading.get_ident())
+        return retrying(work, what="send preparation chunk")
+
+    def prepare(after: int) -> tuple[bool, Future[_Prepared]] | None:
         ids = next(slices, _END)
         if ids is _END:
             return None
-        work = _Chunk(factory, selection, after, ids, size, pixels, links)
-        return ids is None, pool.submit(retrying, work, what="send preparation chunk")
+        return ids is None, pool.submit(run, _Chunk(factory, selection, after, ids, size, pixels, links))
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendprep") as pool:
-        pending = prepare(pool, selection.after_contact_id)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendprep")
+    try:
+        pending = prepare(selection.after_contact_id)
         while pending is not None:
             by_keyset, future = pending
             result = future.result()
             if result is None:
                 return
             out, read, last = result
-            pending = None if by_keyset and read < size else prepare(pool, last)
+            pending = None if by_keyset and read < size else prepare(last)
             if out:
                 yield out
+    finally:
+        # Let the chunk under way commit (or fail) before returning; but an abandoned generator
+        # may be collected by the garbage collector in the worker itself, which cannot wait for itself.
+        pool.shutdown(wait=threading.get_ident() not in workers)

@@ -45,7 +45,7 @@ def template() -> str:
     """A 30 KB newsletter: a table layout with inline styles, 10 tracked links, entities, an Outlook conditional."""
     story = (
         '<tr><td style="padding:12px 24px;font-family:Arial,Helvetica,sans-serif;font-size:15px;line-height:22px;'
-        'color:#333333;">Story {i}: caf&eacute; &amp; more, everything you need this week. '
+        'color:#333333;">Story {i}: r&eacute;sum&eacute; &amp; more, everything you need this week. '
         '<a href="https://shop.example.com/stories/{i}?ref=newsletter&amp;lang=en" target="_blank" '
         'style="color:#0b5cad;text-decoration:underline;">Read story {i}</a></td></tr>\n'
     )

@@ -32,7 +32,7 @@ from tests.helpers import assert_error, count
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 OUTLOOK = (FIXTURES / "outlook_newsletter.html").read_text(encoding="utf-8")
 MJML = (FIXTURES / "mjml_template.html").read_text(encoding="utf-8")
-TEXT = "Hallo,\n\ndie neue Kollektion: https://www.gruen-und-co.example/kollektion (oder https://e.com/b).\n"
+TEXT = "Hello,\n\nthe new collection: https://www.gruen-und-co.example/kollektion (or https://e.com/b).\n"
 SIMPLE = '<html><body><p>Hi <a href="https://shop.example.com/a">A</a> <a href="https://shop.example.com/b">B</a></p></body></html>'
 TRAP = re.compile(r'<a href="([^"]+)" style="display:none" aria-hidden="true" tabindex="-1"></a>')
 
@@ -138,7 +138,7 @@ def test_real_world_html_is_returned_byte_for_byte(
         assert pixels_of(db, contact.id) == [(ref.pixel_id, 1)]
         text_clicks = re.findall(re.escape(settings.public_base_url) + r"/c/[A-Za-z0-9_-]+", line["text"])
         assert re.sub(r"http://track\.test/c/[A-Za-z0-9_-]+", "URL", line["text"]) == (
-            "Hallo,\n\ndie neue Kollektion: URL (oder URL).\n"
+            "Hello,\n\nthe new collection: URL (or URL).\n"
         )
         assert len(text_clicks) == 2
     normal = sorted(link.url for link in links.values() if not link.trap)

@@ -344,6 +344,34 @@ def test_json_answer_for_small_selections(
         headers={**headers, "Accept": "application/x-ndjson, application/json"},
     )
     assert len(ndjson.text.splitlines()) == 3
+    none = client.post(
+        render_path(campaign),
+        json={"html": SIMPLE, "after_contact_id": contacts[-1].id},
+        headers={**headers, "Accept": "application/json"},
+    )
+    assert none.json() == {"items": []}
+
+
+def test_a_json_answer_spans_many_buffers(
+    client: Any, db: Session, campaign: Campaign, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(render_service, "BUFFER_BYTES", 1)  # a buffer per line
+    monkeypatch.setattr(sendprep, "CHUNK", 2)
+    contacts = make_contacts(db, campaign, 5)
+    response = client.post(
+        render_path(campaign), json={"html": SIMPLE}, headers={**headers, "Accept": "application/json"}
+    )
+    assert [item["contact_id"] for item in response.json()["items"]] == [c.id for c in contacts]
+
+
+def test_too_many_distinct_destinations_are_a_422(
+    client: Any, db: Session, campaign: Campaign, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(render_service, "MAX_DESTINATIONS", 2)
+    make_contacts(db, campaign, 1)
+    assert len(rendered(client, campaign, headers, html=SIMPLE + '<a href="https://shop.example.com/a">again</a>')) == 1
+    response = client.post(render_path(campaign), json={"html": SIMPLE, "text": "https://e.com/3"}, headers=headers)
+    assert "more than 2 distinct link destinations" in assert_error(response, 422)["detail"][0]["msg"]
 
 
 # Bad input: a clear 4xx in the one error shape, nothing created.

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from app.tracking.tokens import TokenCodec
 from app.tracking.urls import TrackingUrls
 from tests import factories
 from tests.helpers import assert_error, count
+from tests.test_render_html import HTMLISH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 OUTLOOK = (FIXTURES / "outlook_newsletter.html").read_text(encoding="utf-8")
@@ -508,3 +510,22 @@ def test_concurrent_renders_create_one_link_per_url_and_one_pixel_per_contact(
     assert count(db, Link, campaign_id=campaign.id) == 21  # 20 URLs and the trap link, whoever came first
     per_contact = db.execute(select(Pixel.contact_id, func.count()).group_by(Pixel.contact_id)).all()
     assert sorted(per_contact) == [(c.id, 1) for c in contacts]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(source=HTMLISH)
+def test_odd_html_is_rendered_or_refused_never_a_500(
+    client: Any, db: Session, user: User, headers: dict[str, str], source: str
+) -> None:
+    campaign = db.scalar(select(Campaign).where(Campaign.owner_id == user.id)) or factories.make_campaign(db, user)
+    if not count(db, Contact, campaign_id=campaign.id):
+        make_contacts(db, campaign, 1)
+    response = client.post(render_path(campaign), json={"html": source, "text": source}, headers=headers)
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert_error(response, 422, "validation_error")
+    else:
+        (line,) = [json.loads(line) for line in response.text.splitlines()]
+        assert line["pixel_url"] is not None

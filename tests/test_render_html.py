@@ -359,4 +359,4 @@ def test_any_input_compiles_or_is_refused_and_the_splice_is_lossless(source: str
     if "data-pt-notrack" not in source.lower():
         _check_lossless(compiled, source, destinations)
     else:
-        assert len(compiled.source()) < len(source)
+        assert len(compiled.source()) <= len(source)  # (less when a real tag lost the attribute)

@@ -529,3 +529,18 @@ def test_odd_html_is_rendered_or_refused_never_a_500(
     else:
         (line,) = [json.loads(line) for line in response.text.splitlines()]
         assert line["pixel_url"] is not None
+
+
+def test_line_breaks_of_other_kinds_never_split_a_line(
+    client: Any, db: Session, campaign: Campaign, headers: dict[str, str]
+) -> None:
+    odd = "a\u2028b\u2029c\x85d\x1ce\rf"
+    make_contacts(db, campaign, 1, name=odd)
+    response = client.post(render_path(campaign), json={"html": f"<p>{odd}</p>", "text": odd}, headers=headers)
+    (line,) = response.text.splitlines()  # as Python's splitlines and httpx's iter_lines cut lines
+    parsed = json.loads(line)
+    assert (parsed["name"], parsed["text"]) == (odd, odd)
+    assert parsed["html"].startswith(f"<p>{odd}</p>")
+    sheet = client.get(f"/api/v1/campaigns/{campaign.id}/sendsheet?format=ndjson", headers=headers)
+    (row,) = sheet.text.splitlines()
+    assert json.loads(row)["name"] == odd

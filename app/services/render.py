@@ -17,7 +17,6 @@ before they are rendered; the lines go out in buffers of about `BUFFER_BYTES`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ValidationFailed
 from app.models import Campaign, Tracking
+from app.rendering import ndjson
 from app.rendering.template import BadTemplate, Compiled, Destinations, compile_html, compile_text
 from app.rendering.tokenizer import tokens
 from app.schemas.render import MAX_JSON_CONTACTS, RenderRequest
@@ -39,9 +39,7 @@ TRAP_ATTRIBUTES = ' style="display:none" aria-hidden="true" tabindex="-1"></a>'
 _SENTINEL = "\x00"
 
 
-def _json(text: str) -> str:
-    """`text` as the inside of a JSON string."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+_json = ndjson.inside  # `text` as the inside of a JSON string
 
 
 def _invalid(field: str, messages: list[str]) -> ValidationFailed:
@@ -112,8 +110,8 @@ class Renderer:
     def line(self, contact: Recipient) -> str:
         """The contact's JSON line (with its newline)."""
         head = (
-            f'{{"contact_id":{contact.id},"email":{json.dumps(contact.email, ensure_ascii=False)},'
-            f'"name":{json.dumps(contact.name, ensure_ascii=False)},"html":'
+            f'{{"contact_id":{contact.id},"email":{ndjson.dumps(contact.email)},'
+            f'"name":{ndjson.dumps(contact.name)},"html":'
         )
         if contact.tracking == Tracking.off.value:
             return f'{head}{self.raw_html},"text":{self.raw_text},"pixel_url":null}}\n'

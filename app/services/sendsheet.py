@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Campaign, Link, Tracking
+from app.rendering import ndjson
 from app.schemas.render import SheetFormat
 from app.services import sendprep
 from app.services.export import csv_cell
@@ -76,9 +76,7 @@ def sheet(
         if fmt is SheetFormat.csv:
             piece = _csv(rows)
         else:
-            lines = (
-                json.dumps(dict(zip(names, map(_json_value, row), strict=True)), ensure_ascii=False) for row in rows
-            )
+            lines = (ndjson.dumps(dict(zip(names, map(_json_value, row), strict=True))) for row in rows)
             piece = ("\n".join(lines) + "\n").encode("utf-8")
         yield pending + piece
         pending = b""

@@ -404,7 +404,9 @@ def main() -> int:
             return 2
     else:
         url = fresh_database()
-        engine = make_engine(url)
+        # Seeding runs statements over a million rows: no client-side read timeout (the app's
+        # is meant for requests, and a busy machine takes minutes here).
+        engine = make_engine(url, read_timeout=None, write_timeout=None)
         upgrade(engine)
         log(f"seeding {opts.contacts:,} contacts, {opts.openings:,} openings, {opts.clicks:,} clicks ...")
         started = time.perf_counter()

@@ -136,3 +136,5 @@ def test_no_service_or_router_ends_a_transaction() -> None:
 def test_the_documented_exceptions_still_own_their_transactions() -> None:
     assert "engine.begin()" in (ROOT / "app/services/retention.py").read_text(encoding="utf-8")
     assert "conn.begin()" in (ROOT / "app/tracking/ingest.py").read_text(encoding="utf-8")
+    # The render and the send sheet: one transaction per chunk of contacts, committed before it streams.
+    assert "with session_scope(self.factory) as db:" in (ROOT / "app/services/sendprep.py").read_text(encoding="utf-8")

@@ -33,6 +33,10 @@ def _stale_rows(db: Session, user: User) -> dict[str, Any]:
         "head": factories.make_opening(db, pixel, user_agent=FIREFOX, client="bot", reason="method:HEAD"),
         "manual": factories.make_opening(db, pixel, user_agent=CRAWLER, client="browser", reason="api:manual"),
         "click": factories.make_click(db, link, contact, user_agent=CRAWLER, client="browser"),
+        # A browser's click within seconds of the send: a scanner by timing, whatever its agent says.
+        "timed": factories.make_click(
+            db, link, contact, user_agent=FIREFOX, client="scanner", reason="timing:after-send"
+        ),
     }
     return {**tree, **rows}
 
@@ -58,6 +62,7 @@ def test_reclassify_applies_the_current_classifier_and_keeps_unstored_facts(
     assert openings[rows["head"].id] == ("bot", "method:HEAD")
     assert openings[rows["manual"].id] == ("browser", "api:manual")
     assert _state(db, Click)[rows["click"].id][0] == "bot"
+    assert _state(db, Click)[rows["timed"].id] == ("scanner", "timing:after-send")
     assert done["openings"].examined == 5  # the tree's own opening too
     assert done["openings"].changed >= 2
     assert done["clicks"].changed == 1
@@ -91,5 +96,6 @@ def test_reclassify_cli(
         assert cli.main(["reclassify", "--campaign", str(rows["campaign"].id)]) == 0
         out = capsys.readouterr().out
         assert "reclassified: " in out
-        assert "1 of 1 clicks" in out
+        assert "1 of 2 clicks" in out
     assert _state(db, Click)[rows["click"].id][0] == "bot"
+    assert _state(db, Click)[rows["timed"].id] == ("scanner", "timing:after-send")

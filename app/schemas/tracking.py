@@ -137,6 +137,10 @@ class LinkOut(OutModel):
     name: str | None
     url: str
     uuid: str
+    trap: bool = Field(
+        description="The campaign's hidden trap link (render's `trap_link`): its clicks are `scanner`, reason "
+        "`trap:link`; not a column of the send sheet."
+    )
     created_at: UtcDatetime
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from app import cooperative
@@ -19,6 +19,7 @@ from app.services.common import apply_changes, conflict, get_owned, paginate
 from app.services.consent import FULL
 
 CHUNK = 1000
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 MAX_REPORTED_ERRORS = 100
 # The columns a new contact's row takes from its `ContactCreate` (a sample file's contact, a
 # subclass, carries more).
@@ -39,14 +40,31 @@ def list_contacts(
     scheduled_before: datetime | None = None,
     scheduled_after: datetime | None = None,
 ) -> tuple[Sequence[Contact], int]:
-    stmt = select(Contact).where(Contact.group_id == group.id)
+    stmt = filter_contacts(
+        select(Contact).where(Contact.group_id == group.id),
+        status=status,
+        scheduled_before=scheduled_before,
+        scheduled_after=scheduled_after,
+    )
+    return paginate(db, stmt.order_by(Contact.id), limit=limit, offset=offset)
+
+
+def filter_contacts(
+    stmt: S,
+    *,
+    status: ContactStatus | None = None,
+    scheduled_before: datetime | None = None,
+    scheduled_after: datetime | None = None,
+) -> S:
+    """The contact list's filters (also the render's and the send sheet's): a status, scheduled
+    strictly before, scheduled at or after."""
     if status is not None:
         stmt = stmt.where(Contact.status == status.value)
     if scheduled_before is not None:
         stmt = stmt.where(Contact.scheduled_at < scheduled_before)
     if scheduled_after is not None:
         stmt = stmt.where(Contact.scheduled_at >= scheduled_after)
-    return paginate(db, stmt.order_by(Contact.id), limit=limit, offset=offset)
+    return stmt
 
 
 def _with_sent_at(data: dict[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,11 @@ Batches by id (each its own short transaction, through the app's sessions, so th
 of app/services/counters/session.py move the touched contacts' counters). Idempotent: a second
 run changes nothing. Rows whose class rests on a fact that is not stored are kept as they are:
 `method:*` / `header:*` (a HEAD or prefetch request: the method and headers are not kept) and
-`api:*` (set by hand through the API); and every row of a contact whose tracking consent is not
-`full` (docs/consent.md): its IP and user agent were never stored, or were erased.
+`api:*` (set by hand through the API); `trap:link` (a click on the campaign's trap link: a
+machine's whatever its agent, app/tracking/click_rules.py); `timing:*` (a click's timing
+against the send or the contact's other clicks: not a matter of agent or address either); and
+every row of a contact whose tracking consent is not `full` (docs/consent.md): its IP and user
+agent were never stored, or were erased.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from app.models.tracking import EVENT_TABLES, Click, EventTable, Opening
 from app.services import consent
 from app.tracking.classify import classify
 
-KEPT_PREFIXES = ("method:", "header:", "api:")  # facts not stored with the row, or a person's choice
+# Facts not stored with the row, a person's choice, or rules the agent cannot overturn (the trap
+# link, the click timing rules of app/tracking/click_rules.py).
+KEPT_PREFIXES = ("method:", "header:", "api:", "trap:", "timing:")
 
 
 @dataclass

@@ -7,6 +7,10 @@ Defender Safe Links and Barracuda follow every link of a message as it arrives).
 - **Burst** (`timing:burst`): the contact followed every link of its campaign (at least 2) within
   `SCANNER_BURST_SECONDS` (default 5) of each other: every person-like click of that span, stored
   earlier or arriving now, becomes `scanner`, and the counters of those contacts are recomputed.
+  (The trap link is not one of "every link", and its clicks are not counted in a span.)
+- **Trap link** (`trap:link`): a click on the campaign's hidden trap link (`links.trap`, inserted
+  by the render with `trap_link: true`, invisible and out of the tab order: people never see it)
+  is a machine's, whatever its agent: `scanner`.
 
 Only clicks classified by the ingest are judged (their reason is a classifier's: not `api:*`,
 `event:v2` or empty). Both rules run inside the batch's transaction (app/tracking/ingest.py).
@@ -27,7 +31,7 @@ from app.services import counters
 if TYPE_CHECKING:
     from app.settings import Settings
 
-AFTER_SEND, BURST = "timing:after-send", "timing:burst"
+AFTER_SEND, BURST, TRAP = "timing:after-send", "timing:burst", "trap:link"
 _HUMANLIKE = (ClientKind.browser.value, ClientKind.unknown.value)
 _NOT_JUDGED = ("", "event:v2", "api:manual")
 SCANNER = ClientKind.scanner.value
@@ -52,6 +56,13 @@ def _judged(client: str, reason: str) -> bool:
 
 def _seconds(at: datetime) -> float:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
+def trap(row: dict[str, Any], on_trap_link: bool) -> None:
+    """Mark the click row a scanner's when it followed the campaign's trap link (any class the
+    ingest gave it; a click recorded by hand keeps its own)."""
+    if on_trap_link and row["reason"] not in _NOT_JUDGED:
+        row["client"], row["reason"] = SCANNER, TRAP
 
 
 def after_send(row: dict[str, Any], sent_at: datetime | None, rules: ClickRules) -> None:
@@ -86,11 +97,11 @@ def burst(conn: Connection, rows: list[dict[str, Any]], rules: ClickRules) -> se
     link_counts = dict(
         conn.execute(
             select(Link.campaign_id, func.count())
-            .where(Link.campaign_id.in_(sorted(campaigns)))
+            .where(Link.campaign_id.in_(sorted(campaigns)), Link.trap.is_(False))
             .group_by(Link.campaign_id)
         ).all()
     )
-    rows = [row for row in rows if link_counts.get(row["campaign_id"], 0) >= 2]
+    rows = [row for row in rows if link_counts.get(row["campaign_id"], 0) >= 2 and row["reason"] != TRAP]
     if not rows:
         return set()
     times = [_seconds(row["clicked_at"]) for row in rows]
@@ -107,7 +118,7 @@ def burst(conn: Connection, rows: list[dict[str, Any]], rules: ClickRules) -> se
         by_contact[row["contact_id"]].append((times[i], row["link_id"], ("new", i)))
         owner[row["contact_id"]] = row["campaign_id"]
     for click_id, contact_id, link_id, at, client, reason, event_id in stored:
-        if event_id not in batch_ids:  # (a replayed batch's own rows are already in `rows`)
+        if event_id not in batch_ids and reason != TRAP:  # (a replayed batch's own rows are already in `rows`)
             by_contact[contact_id].append((_seconds(at), link_id, ("stored", click_id, client, reason)))
     to_update: list[int] = []
     changed: set[int] = set()

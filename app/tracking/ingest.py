@@ -265,7 +265,7 @@ def _store(
         if clicks:
             links = _lookup(
                 conn,
-                lambda ids: select(Link.id, Link.campaign_id).where(Link.id.in_(ids)),
+                lambda ids: select(Link.id, Link.campaign_id, Link.trap).where(Link.id.in_(ids)),
                 sorted({e.target_id for _, e in clicks}),
                 lock=careful,
             )
@@ -287,6 +287,7 @@ def _store(
             kept, refused = _consented(kept, lambda e: contacts[e.contact_id][3], result)
             rows = _rows(CLICKS, kept, lambda e: (e.contact_id, links[e.target_id][0], contacts[e.contact_id][3]))
             for row in rows:
+                click_rules.trap(row, bool(links[row["link_id"]][1]))
                 click_rules.after_send(row, contacts[row["contact_id"]][2], rules)
             rescanned = click_rules.burst(conn, rows, rules)
             click_rows = _write(conn, CLICKS, rows, len(clicks) - refused, result, careful=careful)

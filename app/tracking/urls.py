@@ -14,10 +14,17 @@ class TrackingUrls:
     codec: TokenCodec
 
     def pixel(self, pixel_id: int) -> str:
-        return f"{self.base_url}/o/{self.codec.pixel_token(pixel_id)}.gif"
+        return self.pixel_of(self.codec.pixel_token(pixel_id))
 
     def click(self, link_id: int, contact_id: int) -> str:
-        return f"{self.base_url}/c/{self.codec.click_token(link_id, contact_id)}"
+        return self.click_of(self.codec.click_token(link_id, contact_id))
+
+    def pixel_of(self, token: str) -> str:
+        """The pixel URL of a pixel token (the render fills in tokens it mints itself)."""
+        return f"{self.base_url}/o/{token}.gif"
+
+    def click_of(self, token: str) -> str:
+        return f"{self.base_url}/c/{token}"
 
     @staticmethod
     def img_tag(url: str) -> str:

@@ -155,6 +155,17 @@ ROUTES = [
     ),
     Route("link-update", "PATCH", "/api/v1/links/{link}", {"name": "Renamed link"}, strings=("url", "name")),
     Route(
+        "render",
+        "POST",
+        "/api/v1/campaigns/{campaign}/render",
+        {"html": '<p><a href="https://example.com/rendered">x</a></p>', "text": "https://example.com/t"},
+        strings=("html",),  # (`text` takes 2 MB: its bad types are in tests/test_render.py)
+        ints=("group_id", "after_contact_id"),
+        datetimes=("scheduled_before", "scheduled_after"),
+        enums=("status",),
+        bools=("track_opens", "track_clicks", "trap_link"),
+    ),
+    Route(
         "user-create",
         "POST",
         "/api/v1/users",

@@ -79,6 +79,12 @@ API_CALLS: list[ApiCall] = [
     ApiCall("GET", "/api/v1/campaigns/{campaign}/stats?bucket=day", None, 200),
     ApiCall("GET", "/api/v1/campaigns/{campaign}/openings.csv", None, 200),
     ApiCall("GET", "/api/v1/campaigns/{campaign}/clicks.csv", None, 200),
+    # Send time (the render creates a link for its new URL; the tree's contact has its pixel already).
+    ApiCall(
+        "POST", "/api/v1/campaigns/{campaign}/render", {"html": '<p><a href="https://example.com/rendered">x</a>'}, 200
+    ),
+    ApiCall("GET", "/api/v1/campaigns/{campaign}/sendsheet", None, 200),
+    ApiCall("GET", "/api/v1/campaigns/{campaign}/sendsheet?format=ndjson", None, 200),
     # Groups.
     ApiCall("GET", "/api/v1/groups/{group}", None, 200),
     ApiCall("PATCH", "/api/v1/groups/{group}", {"name": "Renamed arm"}, 200),

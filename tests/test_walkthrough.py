@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Campaign, Contact, Opening, Pixel
+from app.models import Campaign, Click, Contact, Opening, Pixel
 from tests.support.processes import wait_until
 from tests.support.serve import ADMIN_PASSWORD, served_with_sample
 
@@ -22,10 +22,11 @@ WALKTHROUGH = Path(__file__).resolve().parents[1] / "docs" / "walkthrough.md"
 
 
 def walkthrough_script(base: str, password: str) -> str:
-    """The first ```sh block of the walk-through, with this server's URL and admin password."""
-    block = re.search(r"```sh\n(.*?)```", WALKTHROUGH.read_text(encoding="utf-8"), re.DOTALL)
-    assert block is not None, "no sh block in docs/walkthrough.md"
-    script = block.group(1)
+    """The ```sh blocks of the walk-through (the second goes on from the first), with this
+    server's URL and admin password."""
+    blocks = re.findall(r"```sh\n(.*?)```", WALKTHROUGH.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) == 2, "docs/walkthrough.md should have two sh blocks"
+    script = "".join(blocks)
     script, n_base = re.subn(r"^BASE=.*$", f"BASE={base}", script, count=1, flags=re.MULTILINE)
     script, n_password = re.subn(r"^PASSWORD=.*$", f"PASSWORD='{password}'", script, count=1, flags=re.MULTILINE)
     assert (n_base, n_password) == (1, 1), "the walk-through must set BASE= and PASSWORD= on their own lines"
@@ -50,6 +51,7 @@ def test_the_walkthrough_runs_on_a_server_that_loaded_the_sample(
         assert run.returncode == 0, run.stdout + run.stderr
         lines = run.stdout.splitlines()
         pixel, load, openings, contacts = (lines[0], lines[1], lines[2], lines[3])
+        rendered, marked, bo_load, ana_click, sent = lines[4:]
 
         with Session(engine) as db:
             campaign = db.scalars(select(Campaign).where(Campaign.name == "Autumn launch")).one()
@@ -74,3 +76,19 @@ def test_the_walkthrough_runs_on_a_server_that_loaded_the_sample(
         assert wait_until(recorded, "the walk-through's pixel load to be recorded", timeout=10) == 1
         with Session(engine) as db:
             assert db.scalar(select(func.count()).select_from(Pixel).where(Pixel.contact_id == ana.id)) == 1
+
+        # Send time: Ana's render reused her pixel; both were marked sent; Bo's load and Ana's click answer.
+        ana_line = json.loads(rendered)
+        assert (ana_line["contact_id"], ana_line["pixel_url"]) == (ana.id, created["url"])
+        assert f'<a href="{base}/c/' in ana_line["html"]
+        assert ana_line["html"].startswith("<html><body><p>Hi {{ name }}, our <a href=")
+        assert json.loads(marked) == {"updated": 2}
+        assert bo_load == "200 43"
+        assert ana_click == "302 https://shop.example.com/autumn?utm_source=newsletter"
+        assert sent == "2"
+
+        def clicked() -> int:
+            with Session(engine) as db:
+                return db.scalar(select(func.count()).select_from(Click).where(Click.contact_id == ana.id)) or 0
+
+        assert wait_until(clicked, "the walk-through's click to be recorded", timeout=10) == 1

@@ -20,7 +20,21 @@ from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
 from app.openapi import build_openapi
 from app.ratelimit import RateLimiter
-from app.routers import auth, campaigns, contacts, groups, health, links, openings, pixels, reports, tracking, users
+from app.routers import (
+    auth,
+    campaigns,
+    contacts,
+    events,
+    groups,
+    health,
+    links,
+    openings,
+    pixels,
+    reports,
+    tracking,
+    users,
+    webhooks,
+)
 from app.services.users import ensure_first_admin
 from app.settings import Settings, get_settings
 from app.tracking.asgi import TrackingFastPath
@@ -84,7 +98,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, tracking, auth, users, campaigns, groups, contacts, pixels, openings, links, reports):
+    for module in (
+        health,
+        tracking,
+        auth,
+        users,
+        campaigns,
+        groups,
+        contacts,
+        pixels,
+        openings,
+        links,
+        reports,
+        webhooks,
+        events,
+    ):
         app.include_router(module.router)
     # Inside metrics, CORS and the security headers, before anything reads a body.
     app.add_middleware(RequestBodyGuard, settings=settings)

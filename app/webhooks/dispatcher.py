@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import connect_read_only
@@ -99,8 +100,8 @@ class Dispatcher:
         claim = batches.claim(self.engine, webhook_id, self.policy)
         if claim is None:
             return False
-        with connect_read_only(self.engine) as conn:
-            rows = conn.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
+        with connect_read_only(self.engine) as conn, Session(bind=conn) as session:
+            rows = session.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
         events = payloads(rows)
         if not events:
             batches.finish_empty(self.engine, claim)

@@ -126,7 +126,7 @@ class Settings(WebhookSettings):
     worker_claim_idle_ms: int = Field(default=30_000, ge=100)
     """Entries another (dead) consumer left unacknowledged this long are reclaimed."""
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
-    """Port of the worker's `/metrics` (0: off)."""
+    """Port of the worker's (and the dispatcher's) `/metrics` (0: off)."""
     worker_metrics_host: str = "127.0.0.1"
     """Address of the worker's `/metrics` (0.0.0.0 in containers)."""
 

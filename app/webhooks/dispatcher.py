@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -168,3 +169,29 @@ class Dispatcher:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self.client.close()
+
+
+def run_command(settings: Settings, make_engine: Callable[[Settings], Engine]) -> int:
+    """`pixeltrack dispatcher`: run until SIGTERM/SIGINT, then let the attempts in flight finish
+    (each is bounded by WEBHOOK_TIMEOUT_SECONDS; one cut short is sent again after its lease)."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.worker_metrics_port:
+        from prometheus_client import REGISTRY
+
+        from app import metrics_server
+
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        metrics_server.start(settings.worker_metrics_host, settings.worker_metrics_port, REGISTRY, token)
+        where = f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+        print(f"dispatcher metrics: {where}", flush=True)
+    dispatcher = Dispatcher(make_engine(settings), settings)
+
+    def stop(_signum: int, _frame: object) -> None:
+        dispatcher.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    print("dispatcher: delivering stored events to the webhooks", flush=True)
+    dispatcher.run()
+    dispatcher.engine.dispose()
+    return 0

@@ -82,68 +82,77 @@ def matching_events(webhook: Any) -> Any:
 
 def claim(engine: Engine, webhook_id: int, policy: Policy) -> Claim | None:
     """The webhook's next attempt, leased to the caller; None when there is nothing to send now."""
-    now = datetime.now(UTC)
     with _begin(engine) as conn, conn.begin():
         webhook = _lock_webhook(conn, webhook_id, skip_locked=conn.dialect.name != "sqlite")
-        if webhook is None or not webhook.enabled:
+        return _claim_locked(conn, webhook, policy)
+
+
+def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | None:
+    """`claim` with the webhook's row locked by the caller's transaction."""
+    if webhook is None or not webhook.enabled:
+        return None
+    now = datetime.now(UTC)
+    lease = now + timedelta(seconds=policy.timeout) + LEASE_MARGIN
+    batch = conn.execute(
+        select(WebhookBatch.id, WebhookBatch.next_attempt_at, WebhookBatch.attempts, WebhookBatch.msg_id)
+        .where(WebhookBatch.webhook_id == webhook.id, WebhookBatch.status == BatchStatus.pending)
+        .order_by(WebhookBatch.id)
+        .limit(1)
+    ).first()
+    if batch is not None and batch.next_attempt_at > now:
+        return None  # waiting for its retry (or leased to another attempt)
+    if batch is None:
+        high = sequence.last_seq(conn)
+        rows = conn.execute(
+            matching_events(webhook)
+            .where(Event.seq > webhook.cursor_seq, Event.seq <= high)
+            .order_by(Event.seq)
+            .limit(policy.batch_max)
+        ).all()
+        cursor = rows[-1].seq if len(rows) == policy.batch_max else high
+        if cursor != webhook.cursor_seq:
+            conn.execute(update(Webhook).where(Webhook.id == webhook.id).values(cursor_seq=cursor))
+        if not rows:
             return None
-        batch = conn.execute(
-            select(WebhookBatch.id, WebhookBatch.next_attempt_at, WebhookBatch.attempts, WebhookBatch.msg_id)
-            .where(WebhookBatch.webhook_id == webhook_id, WebhookBatch.status == BatchStatus.pending)
-            .order_by(WebhookBatch.id)
-            .limit(1)
-        ).first()
-        if batch is not None and batch.next_attempt_at > now:
-            return None  # waiting for its retry (or leased to another attempt)
-        if batch is None:
-            high = sequence.last_seq(conn)
-            rows = conn.execute(
-                matching_events(webhook)
-                .where(Event.seq > webhook.cursor_seq, Event.seq <= high)
-                .order_by(Event.seq)
-                .limit(policy.batch_max)
-            ).all()
-            cursor = rows[-1].seq if len(rows) == policy.batch_max else high
-            if cursor != webhook.cursor_seq:
-                conn.execute(update(Webhook).where(Webhook.id == webhook_id).values(cursor_seq=cursor))
-            if not rows:
-                return None
-            ids = [row.id for row in rows]
-            msg_id = "msg_" + secrets.token_urlsafe(18)
-            batch_id = conn.execute(
-                insert(WebhookBatch).values(
-                    webhook_id=webhook_id,
-                    msg_id=msg_id,
-                    event_ids=json.dumps(ids),
-                    event_count=len(ids),
-                    status=BatchStatus.pending.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            ).inserted_primary_key
-            batch_id = int((batch_id or (0,))[0])
-            attempt = 1
-        else:
-            batch_id, msg_id, attempt = batch.id, batch.msg_id, batch.attempts + 1
-            ids = json.loads(conn.scalar(select(WebhookBatch.event_ids).where(WebhookBatch.id == batch_id)) or "[]")
-        lease = now + timedelta(seconds=policy.timeout) + LEASE_MARGIN
+        ids = [row.id for row in rows]
+        msg_id = "msg_" + secrets.token_urlsafe(18)
+        attempt = 1
+        inserted = conn.execute(
+            insert(WebhookBatch).values(
+                webhook_id=webhook.id,
+                msg_id=msg_id,
+                event_ids=json.dumps(ids),
+                event_count=len(ids),
+                status=BatchStatus.pending.value,
+                attempts=attempt,
+                next_attempt_at=lease,
+                created_at=now,
+            )
+        ).inserted_primary_key
+        batch_id = int((inserted or (0,))[0])
+    else:
+        batch_id, msg_id, attempt = batch.id, batch.msg_id, batch.attempts + 1
+        ids = json.loads(conn.scalar(select(WebhookBatch.event_ids).where(WebhookBatch.id == batch_id)) or "[]")
         conn.execute(
             update(WebhookBatch).where(WebhookBatch.id == batch_id).values(attempts=attempt, next_attempt_at=lease)
         )
-        rotating = webhook.old_secret is not None and (webhook.old_secret_until or now) > now
-        sealed = [webhook.secret, *([webhook.old_secret] if rotating and webhook.old_secret else [])]
-        return Claim(webhook_id, batch_id, msg_id, attempt, ids, webhook.url, sealed)
+    rotating = webhook.old_secret is not None and (webhook.old_secret_until or now) > now
+    sealed = [webhook.secret, *([webhook.old_secret] if rotating and webhook.old_secret else [])]
+    return Claim(webhook.id, batch_id, msg_id, attempt, ids, webhook.url, sealed)
 
 
-def record(engine: Engine, claim: Claim, outcome: Outcome, sent: int, policy: Policy) -> str:
-    """Log the attempt and move the batch on; returns the outcome logged (delivered, retry, failed, gone)."""
+def record(
+    engine: Engine, claim: Claim, outcome: Outcome, sent: int, policy: Policy, *, then_claim: bool = False
+) -> tuple[str, Claim | None]:
+    """Log the attempt and move the batch on; returns the outcome logged (delivered, retry, failed,
+    gone) and, with `then_claim` after a delivery, the webhook's next claim, made in the same
+    transaction (one commit per batch instead of two while a backlog drains)."""
     now = datetime.now(UTC)
     with _begin(engine) as conn, conn.begin():
         webhook = _lock_webhook(conn, claim.webhook_id, skip_locked=False)
         created = conn.scalar(select(WebhookBatch.created_at).where(WebhookBatch.id == claim.batch_id))
         if webhook is None or created is None:
-            return "gone"  # deleted meanwhile: nothing left to account for
+            return "gone", None  # deleted meanwhile: nothing left to account for
         batch: dict[str, Any] = {}
         hook: dict[str, Any] = {}
         if outcome.ok:
@@ -183,7 +192,9 @@ def record(engine: Engine, claim: Claim, outcome: Outcome, sent: int, policy: Po
                 outcome=result,
             )
         )
-    return result
+        if not (then_claim and result == "delivered"):
+            return result, None
+        return result, _claim_locked(conn, _lock_webhook(conn, claim.webhook_id, skip_locked=False), policy)
 
 
 def finish_empty(engine: Engine, claim: Claim) -> None:

@@ -86,27 +86,30 @@ class Dispatcher:
         return done
 
     def _attempt(self, webhook_id: int) -> bool:
-        """Drain the webhook (a bounded run of attempts, so other webhooks get the thread too)."""
         try:
-            for done in range(DRAIN_ATTEMPTS):
-                if self.stopping.is_set() or not self.attempt(webhook_id):
-                    return done > 0
-            return True
+            return self.attempt(webhook_id)
         except Exception:
             log.exception("webhook %s: attempt failed; retried at the next poll", webhook_id)
             return False
 
     def attempt(self, webhook_id: int) -> bool:
-        """Send the webhook's next batch (if any is due) and record how it went."""
+        """Send the webhook's due batches, one after the other: a bounded run (DRAIN_ATTEMPTS), so
+        other webhooks get the thread too. Returns whether anything was sent."""
         claim = batches.claim(self.engine, webhook_id, self.policy)
-        if claim is None:
-            return False
+        sent = 0
+        while claim is not None and sent < DRAIN_ATTEMPTS and not self.stopping.is_set():
+            claim = self.send(claim, then_claim=sent + 1 < DRAIN_ATTEMPTS)
+            sent += 1
+        return sent > 0
+
+    def send(self, claim: batches.Claim, *, then_claim: bool) -> batches.Claim | None:
+        """One attempt of a claimed batch, recorded; the webhook's next claim when asked (and delivered)."""
         with connect_read_only(self.engine) as conn, Session(bind=conn) as session:
             rows = session.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
         events = payloads(rows)
         if not events:
             batches.finish_empty(self.engine, claim)
-            return True
+            return batches.claim(self.engine, claim.webhook_id, self.policy) if then_claim else None
         body = body_of(events)
         secrets = [signing.unseal(self.settings, sealed) for sealed in claim.secrets]
         headers = signing.headers(secrets, claim.msg_id, datetime.now(UTC), body)
@@ -118,14 +121,14 @@ class Dispatcher:
             timeout=self.policy.timeout,
             allow_private=self.settings.webhook_allow_private,
         )
-        result = batches.record(self.engine, claim, outcome, len(events), self.policy)
+        result, following = batches.record(self.engine, claim, outcome, len(events), self.policy, then_claim=then_claim)
         metrics.WEBHOOK_ATTEMPTS.labels(result).inc()
         if result == "delivered":
             metrics.WEBHOOK_EVENTS.inc(len(events))
             now = datetime.now(UTC)
             for row in rows:
                 metrics.WEBHOOK_LAG.observe(max((now - row[0].created_at).total_seconds(), 0.0))
-        return True
+        return following
 
     def housekeeping(self) -> None:
         """Drop delivery logs and finished batches past WEBHOOK_LOG_DAYS, feed events past EVENTS_RETENTION_DAYS."""

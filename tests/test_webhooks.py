@@ -436,3 +436,20 @@ def test_erasing_a_contact_drops_its_undelivered_events(
         assert [e["id"] for e in receiver.events()] == [ids[1]], "the erased contact's event is not sent again"
     with Session(engine) as session:
         assert count(session, Webhook) == 1
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_retried(
+    client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str], private_ok: Settings
+) -> None:
+    hold = threading.Event()
+    with running_receiver(hold=hold) as receiver:
+        created = create(client, headers, receiver.url)
+        ids = ingest(engine, *opens(consent_tree(db, user)))
+        with dispatching(engine, hook_settings(private_ok, webhook_timeout_seconds=0.3)):
+            first = wait_deliveries(client, headers, created["id"], 1)
+            assert first[0]["outcome"] == "retry"
+            assert first[0]["error"] == "timeout after 0.3 s"
+            assert first[0]["status_code"] is None
+            hold.set()  # the receiver answers at once from now on
+            receiver.wait_for(lambda r: any(e["id"] == ids[0] for e in r.events()))
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1

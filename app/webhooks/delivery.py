@@ -3,7 +3,8 @@
 The address is checked again right before sending (app/webhooks/ssrf.py) and the request goes to
 that very address (the URL's host in `Host` and, for https, in the TLS SNI and the certificate
 check), so DNS rebinding cannot move it. Redirects are not followed (a 3xx is a failure), each
-step is bounded by WEBHOOK_TIMEOUT_SECONDS, and at most 64 KB of the answer is read.
+step and the whole attempt are bounded by WEBHOOK_TIMEOUT_SECONDS (so an attempt always ends within
+its lease, app/webhooks/batches.py), and at most 64 KB of the answer is read.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def post(
             read = 0
             for chunk in response.iter_raw():
                 read += len(chunk)
+                if time.perf_counter() - started > timeout:  # a slow drip: the whole answer is bounded too
+                    return Outcome(None, took(), f"timeout after {timeout:g} s")
                 if read >= MAX_READ:
                     break
+            if time.perf_counter() - started > timeout:
+                return Outcome(None, took(), f"timeout after {timeout:g} s")
             return Outcome(response.status_code, took())
     except httpx.TimeoutException:
         return Outcome(None, took(), f"timeout after {timeout:g} s")

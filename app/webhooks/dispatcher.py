@@ -164,6 +164,7 @@ class Dispatcher:
                 stop.wait(self.settings.webhook_poll_seconds)
             else:
                 stop.wait(0.01)
+        self.stopping.set()  # drains in flight end after their current attempt
         self.close()
 
     def stop(self) -> None:

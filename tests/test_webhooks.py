@@ -453,3 +453,17 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_retried(
             hold.set()  # the receiver answers at once from now on
             receiver.wait_for(lambda r: any(e["id"] == ids[0] for e in r.events()))
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
+
+
+def test_redirects_are_not_followed(
+    client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str], private_ok: Settings
+) -> None:
+    with running_receiver(status=307) as redirecting, running_receiver() as elsewhere:
+        redirecting.location = elsewhere.url
+        created = create(client, headers, redirecting.url)
+        ingest(engine, *opens(consent_tree(db, user)))
+        with dispatching(engine, private_ok, backoff_base=3600):
+            (logged,) = wait_deliveries(client, headers, created["id"], 1)
+        assert elsewhere.requests == []
+    assert logged["outcome"] == "retry"
+    assert logged["status_code"] == 307

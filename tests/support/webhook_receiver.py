@@ -37,6 +37,7 @@ class Receiver:
     fail_first: int = 0
     status: int = 200
     hold: threading.Event | None = None  # set: answer; unset: wait (slow receiver)
+    location: str | None = None  # a Location header to answer with (redirects)
     arrived: int = 0  # requests whose body was read (before any hold)
     requests: list[Received] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
@@ -70,6 +71,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                 code = 500 if len(receiver.requests) <= receiver.fail_first else receiver.status
             self.send_response(code)
+            if receiver.location:
+                self.send_header("location", receiver.location)
             self.send_header("content-length", "2")
             self.end_headers()
             self.wfile.write(b"ok")

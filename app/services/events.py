@@ -51,5 +51,5 @@ def feed(
     if campaign_id is not None:
         stmt = stmt.where(Event.campaign_id == campaign_id)
     rows = db.execute(stmt.order_by(Event.seq).limit(limit)).all()
-    last = rows[-1][0].seq if len(rows) == limit else max(high, position)
+    last = rows[-1].seq if len(rows) == limit else max(high, position)
     return payloads(rows), cursor.encode(settings, user.id, last)

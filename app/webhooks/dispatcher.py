@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import Engine, delete, select
-from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import connect_read_only
@@ -104,8 +103,8 @@ class Dispatcher:
 
     def send(self, claim: batches.Claim, *, then_claim: bool) -> batches.Claim | None:
         """One attempt of a claimed batch, recorded; the webhook's next claim when asked (and delivered)."""
-        with connect_read_only(self.engine) as conn, Session(bind=conn) as session:
-            rows = session.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
+        with connect_read_only(self.engine) as conn:
+            rows = conn.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
         events = payloads(rows)
         if not events:
             batches.finish_empty(self.engine, claim)
@@ -127,7 +126,7 @@ class Dispatcher:
             metrics.WEBHOOK_EVENTS.inc(len(events))
             now = datetime.now(UTC)
             for row in rows:
-                metrics.WEBHOOK_LAG.observe(max((now - row[0].created_at).total_seconds(), 0.0))
+                metrics.WEBHOOK_LAG.observe(max((now - row.created_at).total_seconds(), 0.0))
         return following
 
     def housekeeping(self) -> None:

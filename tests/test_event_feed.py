@@ -4,6 +4,7 @@ tamper-proof cursors, consent, erasure; on both database legs."""
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any
 
 import pytest
@@ -211,3 +212,37 @@ def test_erasure_reaches_the_feed(
     with engine.connect() as conn:
         assert conn.scalar(select(Event.id)) is None
     assert sequence.assign(engine) == 0
+
+
+def test_following_the_feed_while_events_are_stored_sees_each_once(
+    client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str]
+) -> None:
+    """Two ingesters store batches while a reader follows `next`: at the end it has seen every
+    stored event exactly once (commit order, never a skip or a repeat)."""
+    tree = consent_tree(db, user)
+    stored: list[str] = []
+    errors: list[BaseException] = []
+
+    def ingester() -> None:
+        try:
+            for _ in range(8):
+                stored.extend(ingest(engine, *opens(tree, n=10), click(tree)))
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingester) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    seen: list[str] = []
+    after: str | None = None
+    while any(thread.is_alive() for thread in threads):
+        body = page(client, headers, limit=7, **({"after": after} if after else {}))
+        seen += [item["id"] for item in body["items"]]
+        after = body["next"]
+    for thread in threads:
+        thread.join()
+    assert not errors
+    rest, _ = follow(client, headers, after)
+    seen += rest
+    assert len(seen) == len(set(seen)), "no event twice"
+    assert sorted(seen) == sorted(stored), "every stored event, none invented"

@@ -1,4 +1,4 @@
-"""`pixeltrack` command line: serve, migrate, create-admin, load-sample, gen-fernet-key."""
+"""`pixeltrack` command line: serve, worker, dispatcher, migrate, create-admin, load-sample, gen-fernet-key."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.db import make_sessionmaker, session_scope
     from app.models import Campaign
-    from app.serve_worker import Stopped, start_stream_consumer, stop_on_signals, stop_stream_consumer
+    from app.serve_worker import Stopped, start_child, start_stream_consumer, stop_on_signals, stop_stream_consumer
     from app.services.users import ensure_first_admin
 
     settings = _settings()
@@ -183,6 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print("=" * 64, flush=True)
     _prepare_metrics_dir(args.workers)
     consumer = None if args.no_worker or not settings.redis_dsn else start_stream_consumer(settings)
+    dispatcher = None if args.no_dispatcher else start_child("dispatcher", "webhook dispatcher", "--no-dispatcher")
     try:
         with stop_on_signals():
             uvicorn.run(
@@ -200,6 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass  # SIGTERM/SIGINT: uvicorn has shut down gracefully; stop the consumer too
     finally:
         stop_stream_consumer(consumer)
+        stop_stream_consumer(dispatcher)
     return 0
 
 
@@ -309,6 +311,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatcher(_args: argparse.Namespace) -> int:
+    from app.webhooks.dispatcher import run_command
+
+    return run_command(_settings(), _engine)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixeltrack", description="PixelTracking: self-hosted email open tracking.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -325,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with Redis configured, do not start the stream consumer (`pixeltrack worker`) beside the API",
     )
+    serve.add_argument(
+        "--no-dispatcher", action="store_true", help="do not start `pixeltrack dispatcher` beside the API"
+    )
     serve.set_defaults(func=cmd_serve)
+    sub.add_parser("dispatcher", help="deliver stored events to the webhooks").set_defaults(func=cmd_dispatcher)
 
     worker = sub.add_parser("worker", help="move tracking events from the Redis stream into the database")
     worker.add_argument("--consumer", default=None, help="consumer name in the group (default: host-pid)")

@@ -24,6 +24,7 @@ from app.routers import (
     auth,
     campaigns,
     contacts,
+    events,
     groups,
     health,
     links,
@@ -33,6 +34,7 @@ from app.routers import (
     sending,
     tracking,
     users,
+    webhooks,
 )
 from app.services.users import ensure_first_admin
 from app.settings import Settings, get_settings
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         links,
         reports,
         sending,
+        webhooks,
+        events,
     ):
         app.include_router(module.router)
     # Inside metrics, CORS and the security headers, before anything reads a body.

@@ -114,6 +114,20 @@ RATE_LIMIT_UNSHARED = Counter(
     "counted per process only, so the shared limit fails open.",
     ["reason"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "pixeltrack_delivery_attempts_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed: retries exhausted, gone: 410 or deleted); "
+    "per-webhook detail is in GET /api/v1/webhooks/{id}/deliveries, never a label.",
+    ["outcome"],
+)
+WEBHOOK_EVENTS = Counter("pixeltrack_events_delivered_total", "Events delivered to webhooks (2xx answers).")
+WEBHOOK_LAG = Histogram(
+    "pixeltrack_delivery_lag_seconds",
+    "From an event's storing to its delivery (2xx answer).",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+)
+for _outcome in ("delivered", "retry", "failed", "gone"):
+    WEBHOOK_ATTEMPTS.labels(_outcome)  # every series exported from the start (dashboards, rates)
 
 # Pre-bound children for the hot path (labels() costs a lookup and a lock per call).
 _LOAD_CHILDREN = {

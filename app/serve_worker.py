@@ -1,4 +1,5 @@
-"""The stream consumer `pixeltrack serve` runs beside the API when Redis is configured.
+"""The children `pixeltrack serve` runs beside the API: the stream consumer when Redis is
+configured, and the webhook dispatcher (app/webhooks/dispatcher.py).
 
 One `pixeltrack worker` child process per `serve` (not one per uvicorn worker), stopped with it:
 on SIGTERM/SIGINT (uvicorn shuts down gracefully, then re-raises the signal, caught here), and
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from app.metrics import MULTIPROC_ENV
 from app.settings import Settings
@@ -42,12 +44,22 @@ def start_stream_consumer(settings: Settings) -> subprocess.Popen[bytes]:
     Its metrics port is off unless WORKER_METRICS_PORT is set explicitly (two `serve` on one
     machine would otherwise fight over the default port).
     """
+    explicit = "worker_metrics_port" in settings.model_fields_set
+    return start_child("worker", "stream consumer", "--no-worker", metrics=explicit)
+
+
+def start_child(
+    command: Literal["worker", "dispatcher"], what: str, opt_out: str, *, metrics: bool = False
+) -> subprocess.Popen[bytes]:
+    """`pixeltrack <command>` beside the API, stopped with `serve` (the dispatcher: app/webhooks).
+    Without `metrics` its metrics port is off (WORKER_METRICS_PORT=0: one port, one process)."""
     env = dict(os.environ)
     env.pop(MULTIPROC_ENV, None)  # the API processes' shared metrics directory is theirs only
-    if "worker_metrics_port" not in settings.model_fields_set:
+    if not metrics:
         env["WORKER_METRICS_PORT"] = "0"
-    print("stream consumer: started `pixeltrack worker` beside the API (--no-worker to run it yourself)", flush=True)
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, preexec_fn=_die_with_parent)
+    print(f"{what}: started `pixeltrack {command}` beside the API ({opt_out} to run it yourself)", flush=True)
+    argv = [sys.executable, "-m", "app.cli", command]  # one of two fixed subcommands
+    return subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: S603
 
 
 def _die_with_parent() -> None:

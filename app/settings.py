@@ -19,11 +19,12 @@ from urllib.parse import quote
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.credentials import MIN_PASSWORD_LENGTH, password_problem
+from app.settings_webhooks import WebhookSettings
 
 # Values shipped in .env.example: never acceptable in production.
 EXAMPLE_SECRETS = frozenset(
@@ -51,7 +52,7 @@ class StartupError(RuntimeError):
     """Configuration that must stop the process before it serves anything."""
 
 
-class Settings(BaseSettings):
+class Settings(WebhookSettings):
     # Each field's docstring is its description: scripts/gen_config_docs.py renders them into
     # docs/configuration.md (tests/test_config_docs.py fails when that page is out of date).
     model_config = SettingsConfigDict(
@@ -125,7 +126,7 @@ class Settings(BaseSettings):
     worker_claim_idle_ms: int = Field(default=30_000, ge=100)
     """Entries another (dead) consumer left unacknowledged this long are reclaimed."""
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
-    """Port of the worker's `/metrics` (0: off)."""
+    """Port of the worker's (and the dispatcher's) `/metrics` (0: off)."""
     worker_metrics_host: str = "127.0.0.1"
     """Address of the worker's `/metrics` (0.0.0.0 in containers)."""
 
@@ -143,7 +144,6 @@ class Settings(BaseSettings):
 
     ab_min_sample: int = Field(default=100, ge=0, le=1_000_000_000)
     """Stats: no A/B `winner` while the control or the arm has fewer contacts (the rate's denominator) than this."""
-
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     """Failed logins per username + IP within the window before `POST /auth/token` answers 429."""
     login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)

@@ -18,7 +18,7 @@ import argon2
 from sqlalchemy.orm import Session
 
 from app.credentials import normalize_username
-from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User
+from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User, Webhook
 from app.security import create_access_token
 from app.settings import Settings
 
@@ -112,6 +112,14 @@ def make_click(db: Session, link: Link, contact: Contact, **kw: Any) -> Click:
     kw.setdefault("clicked_at", datetime.now(UTC))
     kw.setdefault("event_id", uuid.uuid4().hex)
     return _save(db, Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw))
+
+
+def make_webhook(db: Session, owner: User, **kw: Any) -> Webhook:
+    """A webhook row as the API stores it, except its secret (not sealed: never signs anything)."""
+    kw.setdefault("url", "https://hooks.example.com/pixeltracking")
+    kw.setdefault("events", "open,click")
+    kw.setdefault("secret", "not-a-sealed-secret")
+    return _save(db, Webhook(owner_id=owner.id, include_machine=False, enabled=True, cursor_seq=0, **kw))
 
 
 def make_tree(db: Session, owner: User) -> dict[str, Any]:

@@ -26,8 +26,8 @@ def _gen() -> ModuleType:
 
 
 class WithNewField(Settings):
-    webhook_timeout_seconds: float = 5.0
-    """How long a webhook delivery may take."""
+    export_timeout_seconds: float = 5.0
+    """How long an export may take."""
 
 
 class WithUndescribedField(Settings):
@@ -56,9 +56,9 @@ def test_a_new_setting_makes_the_page_and_env_example_out_of_date(tmp_path: Path
     doc.write_text(gen.render(), encoding="utf-8")  # up to date with today's model
     found = gen.problems(WithNewField, doc=doc)
     assert any("configuration.md is out of date" in problem for problem in found)
-    assert ".env.example lacks WEBHOOK_TIMEOUT_SECONDS" in found
+    assert ".env.example lacks EXPORT_TIMEOUT_SECONDS" in found
     rendered = gen.render(WithNewField)
-    assert "| `WEBHOOK_TIMEOUT_SECONDS` | float | `5.0` | How long a webhook delivery may take. |" in rendered
+    assert "| `EXPORT_TIMEOUT_SECONDS` | float | `5.0` | How long an export may take. |" in rendered
 
 
 def test_a_setting_without_description_is_reported(tmp_path: Path) -> None:

@@ -119,16 +119,17 @@ def test_promtool_accepts_config_and_rules(tmp_path: Path) -> None:
     assert "SUCCESS: 7 rules found" in rules.stdout
 
 
-def test_prometheus_scrapes_api_worker_and_cadvisor() -> None:
+def test_prometheus_scrapes_api_worker_dispatcher_and_cadvisor() -> None:
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"api", "worker", "cadvisor"}
+    assert set(jobs) == {"api", "worker", "dispatcher", "cadvisor"}
     assert jobs["api"]["dns_sd_configs"][0] == {"names": ["api"], "type": "A", "port": 8000}
     assert jobs["worker"]["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": 9100}
+    assert jobs["dispatcher"]["dns_sd_configs"][0] == {"names": ["dispatcher"], "type": "A", "port": 9100}
     assert jobs["cadvisor"]["static_configs"][0]["targets"] == ["cadvisor:8080"]
     assert config["rule_files"] == ["rules.yml"]
     # The api's and the worker's /metrics require METRICS_TOKEN (the compose secret file).
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "dispatcher"):
         assert jobs[name]["authorization"] == {"type": "Bearer", "credentials_file": METRICS_TOKEN_SECRET}
     assert "authorization" not in jobs["cadvisor"]
 
@@ -260,12 +261,31 @@ def live_stack(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    dispatcher_port = free_port()
+    dispatcher = subprocess.Popen(
+        [str(VENV_BIN / "pixeltrack"), "dispatcher"],
+        env={
+            **os.environ,
+            "APP_ENV": "test",
+            "DATABASE_URL": settings.sqlalchemy_url,
+            "API_SECRET_KEY": settings.secret_key(),
+            "FERNET_KEY": settings.fernet_keys()[0],
+            "WORKER_METRICS_PORT": str(dispatcher_port),
+            "WORKER_METRICS_HOST": "127.0.0.1",
+            "METRICS_TOKEN": METRICS_TOKEN,
+            "LOG_LEVEL": "WARNING",
+        },
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     app = create_asgi(settings.model_copy(update={"redis_url": redis_url, "metrics_token": SecretStr(METRICS_TOKEN)}))
     prom_proc = None
     try:
         with live_server(app) as api:
             deadline = time.monotonic() + 60
             _wait_http(f"http://127.0.0.1:{worker_port}/metrics", deadline, worker, authorized=True)
+            _wait_http(f"http://127.0.0.1:{dispatcher_port}/metrics", deadline, dispatcher, authorized=True)
             # Prometheus scrapes with the token, as in compose: up == 1 below proves it is sent.
             (tmp_path / "metrics_token").write_text(METRICS_TOKEN)
             config = _with_token_file(
@@ -276,6 +296,7 @@ def live_stack(
             local = {
                 "api": api.removeprefix("http://"),
                 "worker": f"127.0.0.1:{worker_port}",
+                "dispatcher": f"127.0.0.1:{dispatcher_port}",
                 "cadvisor": f"127.0.0.1:{cadvisor_port}",
             }
             for job in config["scrape_configs"]:
@@ -316,11 +337,12 @@ def live_stack(
         if prom_proc is not None:
             prom_proc.terminate()
             prom_proc.wait(30)
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for child in (worker, dispatcher):
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
         cadvisor.shutdown()
 
 
@@ -351,7 +373,8 @@ def test_every_dashboard_promql_returns_data_and_rules_evaluate(live_stack: dict
     assert len(evaluated) == 7
     assert all(r["health"] == "ok" for r in evaluated), [(r["name"], r.get("lastError")) for r in evaluated]
     up = _query(prom, "up")["data"]["result"]
-    assert {(r["metric"]["job"], r["value"][1]) for r in up} == {("api", "1"), ("worker", "1"), ("cadvisor", "1")}
+    expected = {("api", "1"), ("worker", "1"), ("dispatcher", "1"), ("cadvisor", "1")}
+    assert {(r["metric"]["job"], r["value"][1]) for r in up} == expected
 
 
 def _expand_grafana_macros(sql: str, campaign_id: int) -> str:

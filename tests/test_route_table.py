@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from tests.support.routes import API_CALLS, OWNED_KINDS, app_operations, item_paths, list_paths, owned_calls
+from tests.support.routes import (
+    API_CALLS,
+    OWNED_KINDS,
+    USER_KINDS,
+    app_operations,
+    item_paths,
+    list_paths,
+    owned_calls,
+)
 
 
 def test_every_api_route_is_in_the_table(app: FastAPI) -> None:
@@ -20,10 +28,11 @@ def test_no_table_entry_is_stale(app: FastAPI) -> None:
 
 def test_every_placeholder_is_a_known_kind() -> None:
     for call in API_CALLS:
-        assert call.kinds <= OWNED_KINDS | {"user"}, call.path
+        assert call.kinds <= OWNED_KINDS | USER_KINDS | {"user"}, call.path
 
 
 def test_derived_views_cover_every_kind() -> None:
-    assert set(item_paths()) == OWNED_KINDS | {"user"}
-    assert set(list_paths()) == {"users", "campaigns", "groups", "contacts", "pixels", "openings", "links"}
+    assert set(item_paths()) == OWNED_KINDS | USER_KINDS | {"user"}
+    kinds = {"users", "campaigns", "groups", "contacts", "pixels", "openings", "links", "webhooks"}
+    assert set(list_paths()) == kinds
     assert all(not call.admin_only for call in owned_calls())

@@ -111,6 +111,6 @@ def test_no_worker_opts_out_of_the_stream_consumer(tmp_path: Path, redis_url: st
             made = make_pixel_and_link(http, server.login(http))
             assert httpx.get(made["pixel_url"], timeout=10.0).status_code == 200
         wait_until(lambda: redis_client.xlen(STREAM), "the event in the stream")
-        assert children(server.proc.pid) == []
+        assert _consumers(server.proc.pid) == []
     finally:
         server.stop()

@@ -6,12 +6,22 @@ from app.models.campaign import Campaign, Contact, ContactStatus, Group, Trackin
 from app.models.stats import OPEN_COLUMNS, CampaignHour, ContactStats, GroupCounts
 from app.models.tracking import MACHINE_CLIENTS, Click, ClientKind, Link, Opening, Pixel
 from app.models.user import User
+from app.models.webhook import (
+    BatchStatus,
+    Event,
+    EventSequence,
+    EventType,
+    Webhook,
+    WebhookBatch,
+    WebhookDelivery,
+)
 
 __all__ = [
     "MACHINE_CLIENTS",
     "OPEN_COLUMNS",
     "ApiKey",
     "Base",
+    "BatchStatus",
     "Campaign",
     "CampaignHour",
     "Click",
@@ -19,6 +29,9 @@ __all__ = [
     "Contact",
     "ContactStats",
     "ContactStatus",
+    "Event",
+    "EventSequence",
+    "EventType",
     "Group",
     "GroupCounts",
     "Link",
@@ -26,4 +39,7 @@ __all__ = [
     "Pixel",
     "Tracking",
     "User",
+    "Webhook",
+    "WebhookBatch",
+    "WebhookDelivery",
 ]

@@ -15,6 +15,7 @@ which first drops the events already stored (a locking read, so the count is exa
 A MariaDB deadlock or lock wait timeout (e.g. with a contact deleted meanwhile) rolls the
 batch's transaction back; it is run again at once (app/db.retrying) instead of failing the
 batch (the worker's backoff, the flusher's retry later) for what is a routine collision.
+The same transaction writes the events outbox of the feed and the webhooks (app/webhooks/outbox.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from app.tracking import click_rules
 from app.tracking.classify import classify
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import CLICK, OPEN, Event
+from app.webhooks import outbox
 
 CHUNK = 1000
 FULL, OFF = Tracking.full.value, Tracking.off.value  # a contact's consent (docs/consent.md)
@@ -294,6 +296,7 @@ def _store(
             groups.update((contact, group) for contact, (_campaign, group, _sent, _tracking) in contacts.items())
         if opening_rows or click_rows:
             counters.add_events(conn, opening_rows, click_rows)
+            outbox.record(conn, opening_rows, click_rows)  # the feed/webhooks outbox, same transaction
         if clicks:
             click_rules.refresh(conn, rescanned)
     for table, table_rows in ((OPENINGS, opening_rows), (CLICKS, click_rows)):

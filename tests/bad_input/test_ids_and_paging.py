@@ -55,6 +55,7 @@ PATCH_BODIES = {
     "opening": {"client": "bot"},
     "link": {"name": "x"},
     "user": {"email": "x@example.com"},
+    "webhook": {"description": "x"},
 }
 
 

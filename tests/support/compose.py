@@ -26,8 +26,8 @@ VENV_BIN = Path(sys.executable).parent
 BY_HAND_METRICS_TOKEN = "by-hand-metrics-token-0123456789"
 BY_HAND_BEARER = {"Authorization": f"Bearer {BY_HAND_METRICS_TOKEN}"}
 
-SERVICES = ("api", "worker", "mysql", "redis", "prometheus", "grafana", "cadvisor")
-APP_SERVICES = ("api", "worker")  # built from our Dockerfile
+SERVICES = ("api", "worker", "dispatcher", "mysql", "redis", "prometheus", "grafana", "cadvisor")
+APP_SERVICES = ("api", "worker", "dispatcher")  # built from our Dockerfile
 API_PORT, WORKER_METRICS_PORT, CADVISOR_PORT, PROMETHEUS_PORT, GRAFANA_PORT = 8000, 9100, 8080, 9090, 3000
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (what containers bind; checked, never bound here)
 

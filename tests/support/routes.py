@@ -18,6 +18,9 @@ from fastapi import FastAPI
 
 API_PREFIX = "/api/v1/"
 OWNED_KINDS = frozenset({"campaign", "group", "contact", "pixel", "opening", "link"})
+# Objects a user owns directly, outside the campaign tree (not in factories.make_tree): their
+# tenant isolation is tested route by route in their own tests (tests/test_webhooks.py).
+USER_KINDS = frozenset({"webhook"})
 
 
 class ApiCall(NamedTuple):
@@ -115,6 +118,17 @@ API_CALLS: list[ApiCall] = [
     ApiCall("PATCH", "/api/v1/links/{link}", {"url": "https://attacker.example/phish"}, 200),
     ApiCall("DELETE", "/api/v1/links/{link}", None, 204),
     ApiCall("GET", "/api/v1/links/{link}/url?contact_id={contact}", None, 200),
+    # Webhooks and the event feed (the user's own; docs/webhooks.md).
+    ApiCall("GET", "/api/v1/webhooks", None, 200, paged=True),
+    ApiCall("POST", "/api/v1/webhooks", {"url": "https://hooks.example.com/pixeltracking"}, 201),
+    ApiCall("GET", "/api/v1/webhooks/{webhook}", None, 200),
+    ApiCall("PATCH", "/api/v1/webhooks/{webhook}", {"description": "CRM"}, 200),
+    ApiCall("DELETE", "/api/v1/webhooks/{webhook}", None, 204),
+    ApiCall("POST", "/api/v1/webhooks/{webhook}/test", None, 200),
+    # Paged, but not a parent's list of children one can POST to (tests/bad_input): paged=False.
+    ApiCall("GET", "/api/v1/webhooks/{webhook}/deliveries", None, 200),
+    ApiCall("POST", "/api/v1/webhooks/{webhook}/replay?since=2026-01-01T00:00:00Z", None, 200),
+    ApiCall("GET", "/api/v1/events", None, 200),
 ]
 
 

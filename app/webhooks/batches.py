@@ -1,0 +1,227 @@
+"""The dispatcher's database side: claim a webhook's next batch, record how its attempt went.
+
+A webhook's work is claimed under its row lock (`SELECT … FOR UPDATE SKIP LOCKED` on MariaDB, so
+several dispatchers share the webhooks; SQLite has one writer anyway). Its oldest pending batch
+goes first; while that batch waits for its next retry, the webhook's newer events wait in the
+outbox (per-webhook order and a bounded retry load; other webhooks are not concerned). Otherwise a
+new batch takes the next events of the webhook's filter from its `cursor_seq` (events are read by
+`seq`: app/webhooks/sequence.py). The claim leases the batch (its `next_attempt_at` moves past the
+attempt's longest duration): a dispatcher that dies mid-batch leaves it to be retried, same
+`webhook-id`, once the lease ends.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from app.db import connect_read_only
+from app.models import MACHINE_CLIENTS, BatchStatus, Event, Webhook, WebhookBatch, WebhookDelivery
+from app.webhooks import sequence
+from app.webhooks.delivery import Outcome
+
+LEASE_MARGIN = timedelta(seconds=30)
+BACKOFF_CAP_SECONDS = 2 * 3600.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    webhook_id: int
+    batch_id: int
+    msg_id: str
+    attempt: int
+    event_ids: list[int]
+    url: str
+    secrets: list[str]  # sealed: the current one, and the old one during a rotation
+
+
+@dataclass(frozen=True)
+class Policy:
+    batch_max: int
+    timeout: float
+    retry_hours: float
+    disable_after_days: float
+    backoff_base: float = 5.0  # seconds before the first retry; doubling, with jitter, up to 2 h
+
+
+def backoff(attempt: int, base: float) -> float:
+    """Seconds before attempt `attempt + 1`: base · 2^(attempt-1), capped, jittered to 50-100 %."""
+    delay = min(base * 2 ** min(attempt - 1, 40), BACKOFF_CAP_SECONDS)
+    return float(delay * random.uniform(0.5, 1.0))
+
+
+def _begin(engine: Engine) -> Connection:
+    conn = engine.connect()
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn = conn.execution_options(isolation_level="READ COMMITTED")
+    return conn
+
+
+def _lock_webhook(conn: Connection, webhook_id: int, *, skip_locked: bool) -> Any:
+    """The webhook's row (its columns as attributes), locked until the commit; None if gone (or,
+    with `skip_locked`, locked by another dispatcher)."""
+    stmt = select(Webhook.__table__).where(Webhook.id == webhook_id).with_for_update(skip_locked=skip_locked)
+    return conn.execute(stmt).first()
+
+
+def matching_events(webhook: Any) -> Any:
+    stmt = select(Event.id, Event.seq).where(Event.owner_id == webhook.owner_id)
+    stmt = stmt.where(Event.type.in_(webhook.events.split(",")))
+    if webhook.campaign_id is not None:
+        stmt = stmt.where(Event.campaign_id == webhook.campaign_id)
+    if not webhook.include_machine:
+        stmt = stmt.where(Event.client.not_in([kind.value for kind in MACHINE_CLIENTS]))
+    return stmt
+
+
+def claim(engine: Engine, webhook_id: int, policy: Policy) -> Claim | None:
+    """The webhook's next attempt, leased to the caller; None when there is nothing to send now."""
+    with _begin(engine) as conn, conn.begin():
+        webhook = _lock_webhook(conn, webhook_id, skip_locked=conn.dialect.name != "sqlite")
+        return _claim_locked(conn, webhook, policy)
+
+
+def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | None:
+    """`claim` with the webhook's row locked by the caller's transaction."""
+    if webhook is None or not webhook.enabled:
+        return None
+    now = datetime.now(UTC)
+    lease = now + timedelta(seconds=policy.timeout) + LEASE_MARGIN
+    batch = conn.execute(
+        select(WebhookBatch.id, WebhookBatch.next_attempt_at, WebhookBatch.attempts, WebhookBatch.msg_id)
+        .where(WebhookBatch.webhook_id == webhook.id, WebhookBatch.status == BatchStatus.pending)
+        .order_by(WebhookBatch.id)
+        .limit(1)
+    ).first()
+    if batch is not None and batch.next_attempt_at > now:
+        return None  # waiting for its retry (or leased to another attempt)
+    if batch is None:
+        high = sequence.last_seq(conn)
+        rows = conn.execute(
+            matching_events(webhook)
+            .where(Event.seq > webhook.cursor_seq, Event.seq <= high)
+            .order_by(Event.seq)
+            .limit(policy.batch_max)
+        ).all()
+        cursor = rows[-1].seq if len(rows) == policy.batch_max else high
+        if cursor != webhook.cursor_seq:
+            conn.execute(update(Webhook).where(Webhook.id == webhook.id).values(cursor_seq=cursor))
+        if not rows:
+            return None
+        ids = [row.id for row in rows]
+        msg_id = "msg_" + secrets.token_urlsafe(18)
+        attempt = 1
+        inserted = conn.execute(
+            insert(WebhookBatch).values(
+                webhook_id=webhook.id,
+                msg_id=msg_id,
+                event_ids=json.dumps(ids),
+                event_count=len(ids),
+                status=BatchStatus.pending.value,
+                attempts=attempt,
+                next_attempt_at=lease,
+                created_at=now,
+            )
+        ).inserted_primary_key
+        batch_id = int((inserted or (0,))[0])
+    else:
+        batch_id, msg_id, attempt = batch.id, batch.msg_id, batch.attempts + 1
+        ids = json.loads(conn.scalar(select(WebhookBatch.event_ids).where(WebhookBatch.id == batch_id)) or "[]")
+        conn.execute(
+            update(WebhookBatch).where(WebhookBatch.id == batch_id).values(attempts=attempt, next_attempt_at=lease)
+        )
+    rotating = webhook.old_secret is not None and (webhook.old_secret_until or now) > now
+    sealed = [webhook.secret, *([webhook.old_secret] if rotating and webhook.old_secret else [])]
+    return Claim(webhook.id, batch_id, msg_id, attempt, ids, webhook.url, sealed)
+
+
+def record(
+    engine: Engine, claim: Claim, outcome: Outcome, sent: int, policy: Policy, *, then_claim: bool = False
+) -> tuple[str, Claim | None]:
+    """Log the attempt and move the batch on; returns the outcome logged (delivered, retry, failed,
+    gone) and, with `then_claim` after a delivery, the webhook's next claim, made in the same
+    transaction (one commit per batch instead of two while a backlog drains)."""
+    now = datetime.now(UTC)
+    with _begin(engine) as conn, conn.begin():
+        webhook = _lock_webhook(conn, claim.webhook_id, skip_locked=False)
+        created = conn.scalar(select(WebhookBatch.created_at).where(WebhookBatch.id == claim.batch_id))
+        if webhook is None or created is None:
+            return "gone", None  # deleted meanwhile: nothing left to account for
+        batch: dict[str, Any] = {}
+        hook: dict[str, Any] = {}
+        if outcome.ok:
+            result = "delivered"
+            batch = {"status": BatchStatus.delivered.value, "finished_at": now}
+            hook = {"failing_since": None}
+        elif outcome.status_code == 410:
+            result = "gone"
+            batch = {"status": BatchStatus.failed.value, "finished_at": now}
+            hook = {"enabled": False, "disabled_reason": "the receiver answered 410 Gone"}
+        else:
+            retry_at = now + timedelta(seconds=backoff(claim.attempt, policy.backoff_base))
+            if retry_at > created + timedelta(hours=policy.retry_hours):
+                result = "failed"
+                batch = {"status": BatchStatus.failed.value, "finished_at": now}
+            else:
+                result = "retry"
+                batch = {"next_attempt_at": retry_at}
+            failing_since = webhook.failing_since or now
+            hook = {"failing_since": failing_since}
+            if now - failing_since >= timedelta(days=policy.disable_after_days):
+                days = f"{policy.disable_after_days:g}"
+                hook.update(enabled=False, disabled_reason=f"every delivery failed for {days} days")
+        conn.execute(update(WebhookBatch).where(WebhookBatch.id == claim.batch_id).values(**batch))
+        conn.execute(update(Webhook).where(Webhook.id == claim.webhook_id).values(**hook))
+        conn.execute(
+            insert(WebhookDelivery).values(
+                webhook_id=claim.webhook_id,
+                batch_id=claim.batch_id,
+                msg_id=claim.msg_id,
+                attempt=claim.attempt,
+                attempted_at=now,
+                status_code=outcome.status_code,
+                duration_ms=outcome.duration_ms,
+                error=outcome.error,
+                event_count=sent,
+                outcome=result,
+            )
+        )
+        if not (then_claim and result == "delivered"):
+            return result, None
+        return result, _claim_locked(conn, _lock_webhook(conn, claim.webhook_id, skip_locked=False), policy)
+
+
+def finish_empty(engine: Engine, claim: Claim) -> None:
+    """Every event of the batch was erased before it went out: nothing to send."""
+    now = datetime.now(UTC)
+    with _begin(engine) as conn, conn.begin():
+        conn.execute(
+            update(WebhookBatch)
+            .where(WebhookBatch.id == claim.batch_id)
+            .values(status=BatchStatus.delivered.value, finished_at=now, event_count=0)
+        )
+
+
+def due_webhooks(engine: Engine) -> list[int]:
+    """Enabled webhooks with events past their cursor or a pending batch (a cheap read per poll)."""
+    now = datetime.now(UTC)
+    with connect_read_only(engine) as conn:
+        high = sequence.last_seq(conn)
+        ahead = select(Webhook.id).where(Webhook.enabled.is_(True), Webhook.cursor_seq < high)
+        pending = (
+            select(WebhookBatch.webhook_id)
+            .join(Webhook, Webhook.id == WebhookBatch.webhook_id)
+            .where(
+                Webhook.enabled.is_(True),
+                WebhookBatch.status == BatchStatus.pending,
+                WebhookBatch.next_attempt_at <= now,
+            )
+            .distinct()
+        )
+        return sorted(set(conn.scalars(ahead)) | set(conn.scalars(pending)))

@@ -1,0 +1,83 @@
+"""The public shape of an event (feed items and webhook `data`), built when read.
+
+Consent (SPEC §8): a `full` contact's event names the contact (`contact_id`, `email`, and
+`pixel_id`, or `link_id` + `url`); any other event (an `anonymous` contact's, or a contact whose
+consent has been lowered since) carries only `id`, `type`, `occurred_at`, `campaign_id`,
+`group_id`, `client`, `machine`, `reason`, and for a click `link_id` + `url` (which name no one).
+Building it at read time means a changed email or a lowered consent is what is sent, and an
+erased contact's events are simply gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from app.models import MACHINE_CLIENTS, ClientKind, Contact, Event, Link, Tracking
+
+
+def machine(client: str) -> bool | None:
+    """True for proxies, scanners and bots; null when the class is `unknown`; else false."""
+    if client == ClientKind.unknown:
+        return None
+    return client in MACHINE_CLIENTS
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def events_query() -> Any:
+    """Events with what their payload needs, as plain columns (no ORM objects: the dispatcher reads
+    thousands a second); add `where`, `order_by`, `limit`."""
+    return (
+        select(
+            Event.seq,
+            Event.created_at,
+            Event.event_id,
+            Event.type,
+            Event.occurred_at,
+            Event.campaign_id,
+            Event.group_id,
+            Event.contact_id,
+            Event.target_id,
+            Event.client,
+            Event.reason,
+            Contact.email,
+            Contact.tracking,
+            Link.url,
+        )
+        .outerjoin(Contact, Contact.id == Event.contact_id)
+        .outerjoin(Link, and_(Event.type == "click", Link.id == Event.target_id))
+    )
+
+
+def payload(event: Any) -> dict[str, Any]:
+    """The public event of a row of `events_query`."""
+    out: dict[str, Any] = {
+        "id": event.event_id,
+        "type": event.type,
+        "occurred_at": _iso(event.occurred_at),
+        "campaign_id": event.campaign_id,
+        "group_id": event.group_id,
+    }
+    named = event.contact_id is not None and event.tracking == Tracking.full
+    if named:
+        out["contact_id"] = event.contact_id
+        out["email"] = event.email
+        if event.type == "open":
+            out["pixel_id"] = event.target_id
+    if event.type == "click":
+        out["link_id"] = event.target_id
+        out["url"] = event.url
+    out["client"] = event.client
+    out["machine"] = machine(event.client)
+    out["reason"] = event.reason
+    return out
+
+
+def payloads(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return [payload(row) for row in rows]

@@ -1,0 +1,76 @@
+"""The sequencer: gives committed events their `seq`, in commit order.
+
+The feed and the webhooks read events by `seq`, never by `id`: an auto-increment id is handed
+out at INSERT, so a transaction that commits late leaves a lower id behind a reader that has
+already moved past it. Here, under the lock of the one `event_sequence` row (so sequencers run
+one at a time), the rows still without a `seq` that are committed (a plain read sees only those)
+get numbers above every `seq` handed out before. A row committed later gets a higher `seq` in a
+later run, so a reader that follows `seq` sees each event exactly once, whatever the commit order.
+`seq` is increasing, not dense (`last + id - lowest id + 1`: one UPDATE per chunk).
+
+The dispatcher runs it every poll; the feed runs it before it reads when some row waits.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, exists, insert, select, update
+
+from app.db import connect_read_only, retrying
+from app.models import Event, EventSequence
+
+LIMIT = 10_000  # rows per run
+CHUNK = 1000
+
+
+def pending(conn: Connection) -> bool:
+    """Some committed event waits for its `seq` (an indexed read)."""
+    return bool(conn.scalar(select(exists().where(Event.seq.is_(None)))))
+
+
+def last_seq(conn: Connection) -> int:
+    return conn.scalar(select(EventSequence.last_seq).where(EventSequence.id == 1)) or 0
+
+
+def _lock(conn: Connection) -> int:
+    stmt = select(EventSequence.last_seq).where(EventSequence.id == 1).with_for_update()
+    last = conn.scalar(stmt)
+    if last is None:
+        conn.execute(
+            insert(EventSequence)
+            .prefix_with("IGNORE", dialect="mysql")
+            .prefix_with("OR IGNORE", dialect="sqlite")
+            .values(id=1, last_seq=0)
+        )
+        last = conn.scalar(stmt) or 0
+    return last
+
+
+def _assign(engine: Engine, limit: int) -> int:
+    with engine.connect() as conn:
+        if conn.dialect.name in ("mysql", "mariadb"):
+            # READ COMMITTED: the read after the lock sees every row committed before it was taken.
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            base = _lock(conn)
+            ids = list(conn.scalars(select(Event.id).where(Event.seq.is_(None)).order_by(Event.id).limit(limit)))
+            if not ids:
+                return 0
+            lowest = ids[0]
+            for start in range(0, len(ids), CHUNK):
+                conn.execute(
+                    update(Event)
+                    .where(Event.id.in_(ids[start : start + CHUNK]))
+                    .values(seq=Event.id - lowest + base + 1)
+                )
+            conn.execute(
+                update(EventSequence).where(EventSequence.id == 1).values(last_seq=base + ids[-1] - lowest + 1)
+            )
+            return len(ids)
+
+
+def assign(engine: Engine, *, limit: int = LIMIT) -> int:
+    """Number the committed events still without `seq` (at most `limit`); returns how many."""
+    with connect_read_only(engine) as conn:
+        if not pending(conn):
+            return 0
+    return retrying(lambda: _assign(engine, limit), what="sequence events")

@@ -1,0 +1,154 @@
+"""Events out (issue #14): what the outbox costs the ingest, and how fast one dispatcher delivers.
+
+1. Ingest: batches of 1,000 opens (many contacts, a realistic mix) stored with `store_events`,
+   with the outbox written (as shipped) and with `outbox.record` replaced by a no-op, the runs of
+   the two cases interleaved in the same process, same database: the ratio is the outbox's cost.
+2. Delivery: a pre-filled outbox of N events drained by one `Dispatcher` (WEBHOOK_BATCH_MAX=100)
+   to a local receiver (a threaded http.server that verifies nothing and answers 200): events/s
+   from the first poll to the last 2xx.
+
+Partial against the issue's benchmark: the paced pixel path (wrk at 1,000 loads/s) with the lag
+p99 and the pixel throughput with and without the dispatcher are not measured here yet.
+
+Run: `.venv/bin/python -m bench.webhook_bench [--database-url mysql+pymysql://root@127.0.0.1:3306/db]`
+(default: a temporary SQLite file). The database must be empty (it is migrated here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from unittest import mock
+
+from cryptography.fernet import Fernet
+from sqlalchemy import func, insert, select
+
+from app.db import make_engine, make_sessionmaker
+from app.migrations import upgrade
+from app.models import Webhook, WebhookBatch
+from app.settings import Settings
+from app.tracking.events import OPEN, Event, new_event_id
+from app.tracking.ingest import store_events
+from app.webhooks import sequence, signing
+from app.webhooks.dispatcher import Dispatcher
+from tests import factories
+
+CONTACTS = 2000
+BATCH = 1000
+ROUNDS = 6
+DELIVER = 20_000
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def _pixels(engine: Any) -> tuple[int, list[int]]:
+    sessions = make_sessionmaker(engine)
+    with sessions() as db:
+        user = factories.make_user(db, username="bench")
+        with factories.one_commit(db):  # through the factories: the report counters exist for them
+            campaign = factories.make_campaign(db, user)
+            group = factories.make_group(db, campaign)
+            contacts = [factories.make_contact(db, group) for _ in range(CONTACTS)]
+            pixels = [factories.make_pixel(db, contact).id for contact in contacts]
+        return user.id, pixels
+
+
+def _batch(pixels: list[int], n: int, at_ms: int) -> list[tuple[str, Event]]:
+    ids = [new_event_id() for _ in range(n)]
+    return [
+        (eid, Event(OPEN, pixels[i % len(pixels)], 0, at_ms + i, "browser", "", "", eid)) for i, eid in enumerate(ids)
+    ]
+
+
+def bench_ingest(engine: Any, pixels: list[int]) -> dict[str, float]:
+    times: dict[str, list[float]] = {"with outbox": [], "without outbox": []}
+    at = 1_772_000_000_000
+    for round_ in range(ROUNDS):
+        for case in times:
+            batch = _batch(pixels, BATCH, at + round_ * 10_000_000)
+            started = time.perf_counter()
+            if case == "without outbox":
+                with mock.patch("app.webhooks.outbox.record", return_value=0):
+                    store_events(engine, batch)
+            else:
+                store_events(engine, batch)
+            times[case].append(time.perf_counter() - started)
+    return {case: BATCH / statistics.median(values) for case, values in times.items()}
+
+
+def bench_delivery(engine: Any, settings: Settings, owner_id: int, pixels: list[int]) -> dict[str, float]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sequence.assign(engine, limit=10**9)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Webhook).values(
+                owner_id=owner_id,
+                url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+                events="open,click",
+                include_machine=True,
+                secret=signing.seal(settings, signing.new_secret()),
+                enabled=True,
+                cursor_seq=sequence.last_seq(conn),
+            )
+        )
+    for start in range(0, DELIVER, BATCH):
+        store_events(engine, _batch(pixels, BATCH, 1_780_000_000_000 + start))
+    dispatcher = Dispatcher(engine, settings)
+    started = time.perf_counter()
+    done = 0
+    while done < DELIVER:
+        dispatcher.poll()
+        time.sleep(0.05)  # the poll loop and the count compete with the delivery threads for the GIL
+        with engine.connect() as conn:
+            done = conn.scalar(
+                select(func.coalesce(func.sum(WebhookBatch.event_count), 0)).where(WebhookBatch.status == "delivered")
+            )
+    elapsed = time.perf_counter() - started
+    dispatcher.close()
+    server.shutdown()
+    return {"events": DELIVER, "seconds": elapsed, "events per second": DELIVER / elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url", default=f"sqlite:///{tempfile.mkdtemp()}/webhook-bench.db")
+    url = parser.parse_args().database_url
+    engine = make_engine(url)
+    upgrade(engine)
+    settings = Settings(
+        _env_file=None,
+        database_url=url,
+        api_secret_key="bench-" + "x" * 40,
+        fernet_key=Fernet.generate_key().decode(),
+        webhook_allow_private=True,
+    )
+    owner_id, pixels = _pixels(engine)
+    ingest = bench_ingest(engine, pixels)
+    print(f"ingest ({engine.dialect.name}, batches of {BATCH}, median of {ROUNDS}):")
+    for case, rate in ingest.items():
+        print(f"  {case:15} {rate:9,.0f} events/s")
+    print(f"  outbox cost: {1 - ingest['with outbox'] / ingest['without outbox']:.0%} of the ingest throughput")
+    delivery = bench_delivery(engine, settings, owner_id, pixels)
+    print(
+        f"delivery: {delivery['events']:,} events in {delivery['seconds']:.2f} s = "
+        f"{delivery['events per second']:,.0f} events/s (one dispatcher, batches of {settings.webhook_batch_max})"
+    )
+
+
+if __name__ == "__main__":
+    main()

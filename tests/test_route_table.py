@@ -20,10 +20,10 @@ def test_no_table_entry_is_stale(app: FastAPI) -> None:
 
 def test_every_placeholder_is_a_known_kind() -> None:
     for call in API_CALLS:
-        assert call.kinds <= OWNED_KINDS | {"user"}, call.path
+        assert call.kinds <= OWNED_KINDS | {"user", "api_key"}, call.path
 
 
 def test_derived_views_cover_every_kind() -> None:
     assert set(item_paths()) == OWNED_KINDS | {"user"}
-    assert set(list_paths()) == {"users", "campaigns", "groups", "contacts", "pixels", "openings", "links"}
+    assert set(list_paths()) == {"users", "api-keys", "campaigns", "groups", "contacts", "pixels", "openings", "links"}
     assert all(not call.admin_only for call in owned_calls())

@@ -13,13 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from app.models import User
+from tests import factories
 from tests.support.bad_input import Ctx
 
 
 @pytest.fixture
-def ctx(tree: dict[str, Any], user: User, headers: dict[str, str], admin_headers: dict[str, str]) -> Ctx:
+def ctx(db: Session, tree: dict[str, Any], user: User, headers: dict[str, str], admin_headers: dict[str, str]) -> Ctx:
     ids = {name: obj.id for name, obj in tree.items()}
     ids["user"] = user.id
+    ids["api_key"] = factories.make_api_key(db, user)[0].id
     return Ctx(ids=ids, headers=headers, admin_headers=admin_headers)

@@ -2,10 +2,12 @@
 again on a MariaDB deadlock.
 
 Services only `flush`; this route class is where the request's transaction ends. After the
-endpoint has returned its `Response` (dependencies still open: `app.deps.get_db` closes its
-session after the response is sent) and before that response is handed to Starlette, the
-sessions the run opened (`remember_session`) are committed; on any error they are rolled back,
-so a request that fails half-way leaves nothing behind (docs/transactions.md).
+endpoint has returned (dependencies still open: `app.deps.get_db` closes its session after the
+response is sent) and before its response is handed to Starlette, the sessions the run opened
+(`remember_session`) are committed: a plain (`def`) endpoint's session in the endpoint's own
+worker thread right after it returns (`_in_one_thread`), any other in a worker thread after the
+handler, none when no session began a transaction. On any error they are rolled back, so a
+request that fails half-way leaves nothing behind (docs/transactions.md).
 
 A deadlock (1213) or lock wait timeout (1205), in the handler or at the commit, rolls the
 request's transaction back; the right answer is to run that transaction again, not a 503. The

@@ -21,6 +21,7 @@ from app.models import ApiKey, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import assert_error, count
+from tests.support.routes import API_CALLS
 
 KEYS = "/api/v1/api-keys"
 
@@ -315,3 +316,22 @@ def test_openapi_offers_both_ways_to_authenticate(client: TestClient) -> None:
     assert created.endswith("/ApiKeyCreated")
     assert "key_hash" not in str(spec["components"]["schemas"]["ApiKeyOut"])
     assert set(spec["paths"][f"{KEYS}/{{api_key_id}}"]["delete"]["responses"]) >= {"204", "401", "404"}
+
+
+@pytest.mark.parametrize("call", API_CALLS, ids=[f"{c.method} {c.path}" for c in API_CALLS])
+def test_every_route_refuses_missing_and_invalid_credentials(
+    client: TestClient, settings: Settings, db: Session, user: User, call: Any
+) -> None:
+    row, revoked = factories.make_api_key(db, user)
+    assert client.delete(f"{KEYS}/{row.id}", headers=_bearer(revoked)).status_code == 204
+    path = re.sub(r"{\w+}", "1", call.path)
+    refused = {
+        "no credentials": ({}, "not_authenticated"),
+        "unknown key": (_bearer("pt_" + "B" * 43), "invalid_token"),
+        "revoked key": (_bearer(revoked), "invalid_token"),
+        "bad JWT": (_bearer(factories.token_for(settings, user).rsplit(".", 1)[0] + ".c2lnbmF0dXJl"), "invalid_token"),
+    }
+    for what, (headers, code) in refused.items():
+        response = client.request(call.method, path, json=call.body, headers=headers)
+        assert response.status_code == 401, (what, response.status_code, response.text)
+        assert response.json()["code"] == code, what

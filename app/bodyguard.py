@@ -4,8 +4,9 @@ A pure ASGI middleware, outside FastAPI (which reads and parses a body before it
 dependency, authentication included):
 
 1. A request to the authenticated API (`/api/…`) that carries a body is answered 401 at once
-   unless it has a bearer token with a valid signature and expiry: nothing of its body is read.
-   (The route's own dependency still checks the user, its token version and `is_active`.)
+   unless it has a bearer JWT with a valid signature and expiry, or an API key (`pt_…`) that
+   exists and has not expired: nothing of its body is read. (The route's own dependency still
+   checks the user, its token version and `is_active`.)
 2. A declared `Content-Length` above the limit is answered 413 at once.
 3. Otherwise the body is counted as it streams; past the limit the request is answered 413 and
    what the app does afterwards is discarded (no body is ever buffered past the limit).
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.security import InvalidToken, decode_access_token
+from app.authn import Authenticator
+from app.errors import Unauthorized
+from app.services.apikeys import looks_like_key
 from app.settings import Settings
 
 AUTHENTICATED_PREFIX = "/api/"
@@ -48,17 +52,23 @@ class RequestBodyGuard:
         self.limit = settings.max_body_bytes
         self.settings = settings
 
-    def _unauthenticated(self, authorization: bytes | None) -> list[Message] | None:
+    async def _unauthenticated(self, scope: Scope, authorization: bytes | None) -> list[Message] | None:
         """The 401 of `get_current_user` for a missing or invalid bearer token, else None."""
         scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             return _error(401, "Not authenticated.", "not_authenticated", [(b"www-authenticate", b"Bearer")])
+        auth: Authenticator = scope["app"].state.auth
         try:
-            decode_access_token(
-                token.strip(), secret=self.settings.secret_key(), algorithm=self.settings.api_secret_algorithm
-            )
-        except InvalidToken:
+            if looks_like_key(token):
+                if await auth.live_key(token) is None:
+                    raise Unauthorized
+            else:
+                auth.claims(token)
+        except Unauthorized:
             return _error(401, "Invalid or expired token.", "invalid_token", [(b"www-authenticate", b"Bearer")])
+        except SQLAlchemyError:
+            return None  # the route's own dependency answers (503)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,7 +87,7 @@ class RequestBodyGuard:
                 authorization = value
         has_body = chunked or bool(length)
         if has_body and scope["path"].startswith(AUTHENTICATED_PREFIX):
-            refusal = self._unauthenticated(authorization)
+            refusal = await self._unauthenticated(scope, authorization)
             if refusal is not None:
                 await _send_all(send, refusal)
                 return

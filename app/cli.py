@@ -37,7 +37,7 @@ def _settings() -> Settings:
 def _engine(settings: Settings) -> Engine:
     from app.db import make_engine
 
-    return make_engine(settings.sqlalchemy_url, **settings.database_timeouts)
+    return make_engine(settings.sqlalchemy_url, lean_pool=False, **settings.database_timeouts)
 
 
 def _migrate(engine: Engine) -> None:

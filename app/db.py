@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.services.counters.session import install
@@ -51,11 +51,15 @@ def make_engine(
     connect_timeout: float = CONNECT_TIMEOUT,
     read_timeout: float | None = READ_TIMEOUT,
     write_timeout: float | None = WRITE_TIMEOUT,
+    lean_pool: bool = False,
     **kwargs: Any,
 ) -> Engine:
     """MySQL/MariaDB connections get socket timeouts: pymysql has none for reads and writes by
     default, so a server that stops answering without closing the connection (host frozen,
-    network partition, a half-open socket) would block a request or the worker forever."""
+    network partition, a half-open socket) would block a request or the worker forever.
+
+    `lean_pool` (the API's engine, MySQL/MariaDB): two of the four round trips a short request
+    made go (see `_lean_pool`)."""
     # Error messages (logged) show the SQL but never its parameters: emails, IPs, user agents.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
@@ -79,11 +83,69 @@ def make_engine(
     if url.startswith("mysql"):
         timeouts = {"connect_timeout": connect_timeout, "read_timeout": read_timeout, "write_timeout": write_timeout}
         kwargs["connect_args"] = {**timeouts, **kwargs.get("connect_args", {})}
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_pre_ping", not lean_pool)
+    if lean_pool:
+        kwargs.setdefault("pool_reset_on_return", None)  # _lean_pool's "reset" event does it
     kwargs.setdefault("pool_recycle", 3600)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    # At most 30 connections per process, as before (10 + 20 overflow), but all of them kept once
+    # opened: QueuePool closes an overflow connection when it is returned, and opening one costs
+    # pymysql a TLS context (~40 ms of CPU here, docs/benchmarks.md): with 16 requests in flight
+    # the overflow churned open/close, and that alone took most of an authenticated request's CPU.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 0)
+    engine = create_engine(url, **kwargs)
+    if lean_pool:
+        _lean_pool(engine)
+    return engine
+
+
+PING_IDLE_SECONDS = 1.0  # a pooled connection idle longer is pinged before use
+_RETURNED = "pixeltrack_returned_at"  # connection record info: when it went back to the pool
+_COMMITTED = "pixeltrack_committed"  # connection record info: committed, nothing run since
+
+
+def _lean_pool(engine: Engine) -> None:
+    """Round trips a short request no longer makes (measured: bench/auth_bench.py):
+
+    - the ping on every checkout (`pool_pre_ping`): only a connection that sat idle in the pool
+      longer than PING_IDLE_SECONDS is pinged (a dead one is replaced, as pre-ping would); under
+      load connections come back within milliseconds. A connection that died in the last second
+      fails its request once (503), and SQLAlchemy then replaces the pool's connections;
+    - the ROLLBACK the pool sends when a connection is returned (reset on return) right after the
+      session committed: nothing ran since the COMMIT, so there is nothing to roll back. Any
+      other return (an error, a rollback, a statement after the commit) still rolls back.
+    """
+    dialect = engine.dialect
+    commit = dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        dbapi_connection.info[_COMMITTED] = True  # only once the COMMIT has succeeded
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "begin")
+    def _began(conn: Connection) -> None:
+        conn.connection.info.pop(_COMMITTED, None)
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        if not state.transaction_was_reset and not record.info.pop(_COMMITTED, False):
+            dbapi_connection.rollback()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is not None and time.monotonic() - returned < PING_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping(False)
+        except Exception as exc:
+            raise DisconnectionError(str(exc.__class__.__name__)) from exc
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -6,54 +6,72 @@ Clients live on `app.state` (created in the lifespan, see app.main); these
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.db import read_only
-from app.errors import Forbidden, RateLimited, Unauthorized
+from app.authn import Authenticator
+from app.errors import Forbidden, RateLimited
 from app.models import User
 from app.models.base import MAX_ID
 from app.ratelimit import RateLimiter
 from app.routing import remember_session
-from app.security import InvalidToken, decode_access_token
 from app.settings import Settings
 from app.tracking.urls import TrackingUrls
 
 MAX_PAGE_SIZE = 500
 MAX_OFFSET = 2**31
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+# Two ways to send the one `Authorization: Bearer …` header, both published in the OpenAPI
+# document (so /docs offers both): a JWT from /auth/token, or an API key `pt_…`.
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/auth/token", auto_error=False, description="A JWT from POST /auth/token (username and password)."
+)
+api_key_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIKey",
+    bearerFormat="pt_…",
+    description="An API key `pt_…` (POST /api/v1/api-keys), sent as `Authorization: Bearer pt_…`.",
+)
+
+# Dependencies without I/O are `async def`: FastAPI runs a plain `def` dependency in the
+# threadpool, a thread hop per request each (docs/benchmarks.md, authenticated CRUD).
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def get_db(request: Request) -> AsyncIterator[Session]:
     """The request's session, one transaction: services flush, and the route
     (`app.routing.TransactionRoute`) commits it once the endpoint has returned, rolls it back on
-    an error and re-runs the request on a deadlock. GET/HEAD requests only read: on SQLite they
-    take no write lock (app/db.read_only). Closed after the response is sent."""
-    session: Session = request.app.state.session_factory()
+    an error and re-runs the request on a deadlock. GET/HEAD requests only read: their sessions
+    begin as readers (on SQLite: no write lock; app/db.read_only). Making a session costs no
+    I/O (it connects on first use); closing one that still holds a connection runs in a worker
+    thread, after the response is sent."""
+    state = request.app.state
+    factory = state.read_session_factory if request.method in ("GET", "HEAD") else state.session_factory
+    session: Session = factory()
     remember_session(request, session)
-    if request.method in ("GET", "HEAD"):
-        read_only(session)
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_urls(request: Request) -> TrackingUrls:
+async def get_urls(request: Request) -> TrackingUrls:
     settings: Settings = request.app.state.settings
     return TrackingUrls(settings.public_base_url, request.app.state.tracker.codec)
 
@@ -62,27 +80,21 @@ UrlsDep = Annotated[TrackingUrls, Depends(get_urls)]
 SessionDep = Annotated[Session, Depends(get_db)]
 
 
-def get_current_user(
-    db: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+async def get_current_user(
+    request: Request,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    _api_key: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
 ) -> User:
-    if not token:
-        raise Unauthorized("Not authenticated.")
-    try:
-        claims = decode_access_token(token, secret=settings.secret_key(), algorithm=settings.api_secret_algorithm)
-    except InvalidToken:
-        raise Unauthorized("Invalid or expired token.", code="invalid_token") from None
-    user = db.get(User, claims.user_id)
-    if user is None or user.token_version != claims.token_version:
-        raise Unauthorized("Invalid or expired token.", code="invalid_token")
-    if not user.is_active:
-        raise Forbidden("This account is inactive.", code="inactive_user")
-    return user
+    """The caller, from a bearer JWT (its token version must be the user's) or an API key (live,
+    not expired), through app.authn's short cache; an inactive account answers 403."""
+    authenticator: Authenticator = request.app.state.auth
+    return await authenticator.authenticate(token)
 
 
-async def get_rate_limited_user(
-    request: Request, user: Annotated[User, Depends(get_current_user)], settings: SettingsDep
-) -> User:
-    """The current user, within RATE_LIMIT_PER_MINUTE requests per minute (429 beyond)."""
+async def get_rate_limited_user(request: Request, user: Annotated[User, Depends(get_current_user)]) -> User:
+    """The current user, within RATE_LIMIT_PER_MINUTE requests per minute (429 beyond). An API
+    key counts against its owner's limit, as the owner's JWT does."""
+    settings: Settings = request.app.state.settings
     if settings.rate_limit_per_minute:
         limiter: RateLimiter = request.app.state.limiter
         wait = await limiter.hit(f"user:{user.id}", settings.rate_limit_per_minute, 60)
@@ -94,7 +106,7 @@ async def get_rate_limited_user(
 CurrentUser = Annotated[User, Depends(get_rate_limited_user)]
 
 
-def get_admin_user(user: CurrentUser) -> User:
+async def get_admin_user(user: CurrentUser) -> User:
     if not user.is_admin:
         raise Forbidden("Administrator rights required.", code="admin_required")
     return user
@@ -109,7 +121,7 @@ class PageParams:
     offset: int
 
 
-def get_page(
+async def get_page(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 500).")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
 ) -> PageParams:

@@ -14,13 +14,15 @@ from sqlalchemy.exc import IntegrityError
 
 from app import __version__, cooperative, metrics
 from app.accesslog import configure_access_log
+from app.authn import Authenticator
 from app.bodyguard import RequestBodyGuard
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import READ_ONLY, make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
 from app.openapi import build_openapi
 from app.ratelimit import RateLimiter
 from app.routers import (
+    apikeys,
     auth,
     campaigns,
     contacts,
@@ -44,6 +46,8 @@ from app.tracking.runtime import start_tracking
 DESCRIPTION = """
 Self-hosted email open tracking. Authenticate with **POST /auth/token** (or the
 *Authorize* button), then manage campaigns → groups → contacts → pixels → openings.
+Unattended tools use an API key instead (**POST /api/v1/api-keys**, sent as
+`Authorization: Bearer pt_…`; *Authorize* → *APIKey*).
 
 Every error answers `{"detail": ..., "code": "..."}`.
 """
@@ -67,18 +71,28 @@ def _create_first_admin(app: FastAPI, settings: Settings) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    app.state.engine = make_engine(settings.sqlalchemy_url, **settings.database_timeouts)
+    app.state.engine = make_engine(settings.sqlalchemy_url, lean_pool=True, **settings.database_timeouts)
     app.state.session_factory = make_sessionmaker(app.state.engine)
+    # GET/HEAD requests' sessions: readers (app/db.read_only), without a call per request.
+    app.state.read_session_factory = make_sessionmaker(app.state.engine.execution_options(**{READ_ONLY: True}))
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)
     app.state.tracker = app.state.tracking.tracker
     app.state.limiter = RateLimiter(app.state.tracking.redis, breaker=app.state.tracking.breaker)
+    app.state.auth = Authenticator(
+        app.state.engine,
+        secret=settings.secret_key(),
+        algorithm=settings.api_secret_algorithm,
+        redis=app.state.tracking.redis,
+    )
+    await app.state.auth.start()
     metrics_listener = metrics.start_listener(app)  # METRICS_BIND: /metrics off the public port
     try:
         yield
     finally:
         if metrics_listener is not None:
             metrics_listener.close()
+        await app.state.auth.close()
         await app.state.tracking.close()  # flushes events still in process memory
         app.state.engine.dispose()
         metrics.mark_process_dead(os.getpid())
@@ -114,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sending,
         webhooks,
         events,
+        apikeys,
     ):
         app.include_router(module.router)
     # Inside metrics, CORS and the security headers, before anything reads a body.

@@ -2,10 +2,12 @@
 again on a MariaDB deadlock.
 
 Services only `flush`; this route class is where the request's transaction ends. After the
-endpoint has returned its `Response` (dependencies still open: `app.deps.get_db` closes its
-session after the response is sent) and before that response is handed to Starlette, the
-sessions the run opened (`remember_session`) are committed; on any error they are rolled back,
-so a request that fails half-way leaves nothing behind (docs/transactions.md).
+endpoint has returned (dependencies still open: `app.deps.get_db` closes its session after the
+response is sent) and before its response is handed to Starlette, the sessions the run opened
+(`remember_session`) are committed: a plain (`def`) endpoint's session in the endpoint's own
+worker thread right after it returns (`_in_one_thread`), any other in a worker thread after the
+handler, none when no session began a transaction. On any error they are rolled back, so a
+request that fails half-way leaves nothing behind (docs/transactions.md).
 
 A deadlock (1213) or lock wait timeout (1205), in the handler or at the commit, rolls the
 request's transaction back; the right answer is to run that transaction again, not a 503. The
@@ -20,6 +22,8 @@ the transaction is committed (telling other processes a link changed) is registe
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -28,6 +32,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.db import RETRY_ATTEMPTS, is_transient, retry_delay
 
@@ -57,6 +62,12 @@ def _commit_sessions(request: Request) -> None:
         session.commit()
 
 
+def _in_transaction(request: Request) -> bool:
+    """Whether a session of this run began a transaction (one that never ran a statement holds
+    no connection: there is nothing to commit, and no worker thread is needed for it)."""
+    return any(session.in_transaction() for session in getattr(request.state, _SESSIONS, []))
+
+
 def _close_sessions(request: Request) -> None:
     """Roll back and close the run's sessions (get_db closes them again at the end: idempotent)."""
     for session in getattr(request.state, _SESSIONS, []):
@@ -65,7 +76,39 @@ def _close_sessions(request: Request) -> None:
     setattr(request.state, _AFTER_COMMIT, [])
 
 
+def _plain_function(endpoint: Callable[..., Any]) -> bool:
+    return inspect.isfunction(endpoint) and not (
+        inspect.iscoroutinefunction(endpoint)
+        or inspect.isgeneratorfunction(endpoint)
+        or inspect.isasyncgenfunction(endpoint)
+    )
+
+
+def _call_and_commit(endpoint: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    result = endpoint(**arguments)
+    for value in arguments.values():
+        if isinstance(value, Session) and value.in_transaction():
+            value.commit()
+    return result
+
+
+def _in_one_thread(endpoint: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """A plain (`def`) endpoint as a coroutine that runs it and then commits the request's session
+    it was given in the same worker thread. FastAPI alone would hop to the threadpool three times
+    (the endpoint, the response model's validation, then our commit); this is one hop, and the
+    validation of what the endpoint built (pydantic models) costs nothing on the event loop."""
+
+    @functools.wraps(endpoint)
+    async def run(**arguments: Any) -> Any:
+        return await run_in_threadpool(_call_and_commit, endpoint, arguments)
+
+    return run
+
+
 class TransactionRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _in_one_thread(endpoint) if _plain_function(endpoint) else endpoint, **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
@@ -73,7 +116,8 @@ class TransactionRoute(APIRoute):
             for attempt in range(RETRY_ATTEMPTS):
                 try:
                     response = await handler(request)
-                    await asyncio.to_thread(_commit_sessions, request)
+                    if _in_transaction(request):
+                        await asyncio.to_thread(_commit_sessions, request)
                 except DBAPIError as exc:
                     await asyncio.to_thread(_close_sessions, request)
                     if not is_transient(exc) or attempt == RETRY_ATTEMPTS - 1:

@@ -48,6 +48,7 @@ def verify_password(password: str, hashed: str | None) -> bool:
 class TokenClaims:
     user_id: int
     token_version: int
+    expires: int  # `exp`: Unix time after which the token is refused
 
 
 class InvalidToken(Exception):
@@ -83,7 +84,9 @@ def decode_access_token(token: str, *, secret: str, algorithm: str) -> TokenClai
     except (JWTError, TypeError, ValueError, OverflowError) as exc:
         # python-jose calls int() on exp/iat/nbf as sent: `"exp": null` or `[1]` raise TypeError.
         raise InvalidToken(exc.__class__.__name__) from exc
-    return TokenClaims(user_id=_user_id(claims.get("sub")), token_version=_token_version(claims))
+    return TokenClaims(
+        user_id=_user_id(claims.get("sub")), token_version=_token_version(claims), expires=int(claims["exp"])
+    )
 
 
 def _user_id(sub: object) -> int:

@@ -18,8 +18,9 @@ import argon2
 from sqlalchemy.orm import Session
 
 from app.credentials import normalize_username
-from app.models import Campaign, Click, Contact, Group, Link, Opening, Pixel, User, Webhook
+from app.models import ApiKey, Campaign, Click, Contact, Group, Link, Opening, Pixel, User, Webhook
 from app.security import create_access_token
+from app.services.apikeys import PREFIX_LENGTH, key_hash, new_key
 from app.settings import Settings
 
 PASSWORD = "correct-horse-battery"
@@ -120,6 +121,14 @@ def make_webhook(db: Session, owner: User, **kw: Any) -> Webhook:
     kw.setdefault("events", "open,click")
     kw.setdefault("secret", "not-a-sealed-secret")
     return _save(db, Webhook(owner_id=owner.id, include_machine=False, enabled=True, cursor_seq=0, **kw))
+
+
+def make_api_key(db: Session, owner: User, **kw: Any) -> tuple[ApiKey, str]:
+    """A stored API key of `owner` and the key itself (`pt_…`), as POST /api/v1/api-keys makes them."""
+    key = new_key()
+    kw.setdefault("name", f"Key {_n()}")
+    row = _save(db, ApiKey(owner_id=owner.id, prefix=key[:PREFIX_LENGTH], key_hash=key_hash(key), **kw))
+    return row, key
 
 
 def make_tree(db: Session, owner: User) -> dict[str, Any]:

@@ -28,11 +28,11 @@ def test_no_table_entry_is_stale(app: FastAPI) -> None:
 
 def test_every_placeholder_is_a_known_kind() -> None:
     for call in API_CALLS:
-        assert call.kinds <= OWNED_KINDS | USER_KINDS | {"user"}, call.path
+        assert call.kinds <= OWNED_KINDS | USER_KINDS | {"user", "api_key"}, call.path
 
 
 def test_derived_views_cover_every_kind() -> None:
     assert set(item_paths()) == OWNED_KINDS | USER_KINDS | {"user"}
-    kinds = {"users", "campaigns", "groups", "contacts", "pixels", "openings", "links", "webhooks"}
+    kinds = {"users", "api-keys", "campaigns", "groups", "contacts", "pixels", "openings", "links", "webhooks"}
     assert set(list_paths()) == kinds
     assert all(not call.admin_only for call in owned_calls())

@@ -32,6 +32,6 @@ async def login(
 
 
 @router.get("/me", response_model=UserOut, responses=error_responses(401, 403, 429))
-def me(user: CurrentUser) -> UserOut:
+async def me(user: CurrentUser) -> UserOut:
     """The authenticated user."""
     return UserOut.model_validate(user)

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
+from app.authn import Authenticator
 from app.deps import AdminUser, IdPath, PageDep, SessionDep
-from app.routing import TransactionRoute
+from app.routing import TransactionRoute, after_commit
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.user import UserCreate, UserOut, UserUpdate
 from app.services import users
+
+
+def _forget_credentials(request: Request, user_id: int) -> None:
+    """Once committed, the user's cached credentials go (app/authn.py): a changed password, lost
+    rights, a deactivation or a deletion apply to the next request, in every API process."""
+    auth: Authenticator = request.app.state.auth
+    after_commit(request, lambda: auth.user_changed(user_id))
+
 
 router = APIRouter(
     prefix="/api/v1/users",
@@ -33,12 +42,15 @@ def get_user(user_id: IdPath, _admin: AdminUser, db: SessionDep) -> UserOut:
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses=error_responses(404, 409))
-def update_user(user_id: IdPath, body: UserUpdate, admin: AdminUser, db: SessionDep) -> UserOut:
+def update_user(user_id: IdPath, body: UserUpdate, admin: AdminUser, db: SessionDep, request: Request) -> UserOut:
     user = users.update_user(db, admin, users.get_user(db, user_id), body)
+    _forget_credentials(request, user_id)
     return UserOut.model_validate(user)
 
 
 @router.delete("/{user_id}", status_code=204, responses=error_responses(404, 409))
-def delete_user(user_id: IdPath, admin: AdminUser, db: SessionDep) -> Response:
+def delete_user(user_id: IdPath, admin: AdminUser, db: SessionDep, request: Request) -> Response:
+    """Delete the user with everything it owns (campaigns, API keys)."""
     users.delete_user(db, admin, users.get_user(db, user_id))
+    _forget_credentials(request, user_id)
     return Response(status_code=204)

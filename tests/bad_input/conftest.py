@@ -25,4 +25,5 @@ def ctx(db: Session, tree: dict[str, Any], user: User, headers: dict[str, str], 
     ids = {name: obj.id for name, obj in tree.items()}
     ids["user"] = user.id
     ids["webhook"] = factories.make_webhook(db, user).id
+    ids["api_key"] = factories.make_api_key(db, user)[0].id
     return Ctx(ids=ids, headers=headers, admin_headers=admin_headers)

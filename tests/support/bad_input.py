@@ -72,6 +72,14 @@ class Route:
 
 ROUTES = [
     Route(
+        "api-key-create",
+        "POST",
+        "/api/v1/api-keys",
+        {"name": "campaign tool"},
+        strings=("name",),
+        datetimes=("expires_at",),
+    ),
+    Route(
         "campaign-create",
         "POST",
         "/api/v1/campaigns",

@@ -67,6 +67,10 @@ API_CALLS: list[ApiCall] = [
     ApiCall("GET", "/api/v1/users/{user}", None, 200),
     ApiCall("PATCH", "/api/v1/users/{user}", {"email": "x@example.com"}, 200),
     ApiCall("DELETE", "/api/v1/users/{user}", None, 204),
+    # API keys (the caller's own; `{api_key}` is a key of the caller, not part of a tree).
+    ApiCall("GET", "/api/v1/api-keys", None, 200, paged=True),
+    ApiCall("POST", "/api/v1/api-keys", {"name": "campaign tool"}, 201),
+    ApiCall("DELETE", "/api/v1/api-keys/{api_key}", None, 204),
     # Campaigns.
     ApiCall("GET", "/api/v1/campaigns", None, 200, paged=True),
     ApiCall("POST", "/api/v1/campaigns", {"name": "New campaign"}, 201),

@@ -23,7 +23,6 @@ process, in its own short transaction off the request (never a write per request
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,11 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.changefeed import ChangeFeed
 from app.db import connect_read_only
 from app.errors import Forbidden, Unauthorized
 from app.models import ApiKey, User
@@ -116,15 +114,13 @@ class Authenticator:
         self._engine = engine
         self._secret = secret
         self._algorithm = algorithm
-        self._redis = redis
         self.ttl = ttl
         self.clock = clock  # Unix time: JWT expiry
         self._tokens: dict[str, TokenClaims] = {}
         self._accounts: dict[int, tuple[Account | None, float]] = {}
         self._keys: dict[str, tuple[KeyEntry | None, float]] = {}
         self._generation = 0  # bumped by every invalidation: older lookups do not store
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._changes = ChangeFeed(redis, AUTH_CHANGED, on_message=self._apply, on_resubscribe=self.forget_all, ttl=ttl)
         self._background: set[asyncio.Task[None]] = set()
 
     # Who is calling.
@@ -258,15 +254,10 @@ class Authenticator:
         await self._publish(f"key:{key_id}")
 
     async def _publish(self, message: str) -> None:
-        if self._redis is None:
-            return
-        try:
-            await self._redis.publish(AUTH_CHANGED, message)
-        except (RedisError, OSError):
-            log.warning("could not publish a credential change; other processes see it within %.0f s", self.ttl)
+        await self._changes.publish(message)
 
-    def _apply(self, message: Any) -> None:
-        kind, _, ident = str(message).partition(":")
+    def _apply(self, message: str) -> None:
+        kind, _, ident = message.partition(":")
         if not ident.isdigit():
             return
         if kind == "user":
@@ -276,50 +267,10 @@ class Authenticator:
 
     async def start(self) -> None:
         """Subscribe to AUTH_CHANGED (before serving, so no change made after start is missed)."""
-        if self._redis is None:
-            return
-        await self._subscribe()
-        self._listener = asyncio.create_task(self._listen(), name="auth-cache-invalidation")
-
-    async def _subscribe(self) -> bool:
-        assert self._redis is not None
-        try:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(AUTH_CHANGED)
-        except (RedisError, OSError):
-            return False
-        self._pubsub = pubsub
-        self.forget_all()  # changes published while we were not subscribed were missed
-        return True
-
-    async def _listen(self) -> None:
-        while True:
-            if self._pubsub is None and not await self._subscribe():
-                await asyncio.sleep(1.0)
-                continue
-            assert self._pubsub is not None
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError):
-                await self._drop_pubsub()
-                continue
-            if message is not None:
-                data = message.get("data", b"")
-                self._apply(data.decode() if isinstance(data, bytes) else data)
-
-    async def _drop_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._changes.start()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        await self._drop_pubsub()
+        await self._changes.close()
         await self.settle()
 
 

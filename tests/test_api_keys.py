@@ -244,7 +244,7 @@ def test_last_used_is_recorded_without_a_write_per_request(
     try:
         for _ in range(5):
             assert client.get("/auth/me", headers=_bearer(key)).status_code == 200
-        client.portal.call(client.app.state.auth.settle)  # type: ignore[union-attr,attr-defined]
+        client.portal.call(client.app.state.auth.settle)  # type: ignore[union-attr,attr-defined,call-arg]
     finally:
         event.remove(engine, "before_cursor_execute", note)
         event.remove(app_engine, "before_cursor_execute", note)

@@ -132,6 +132,7 @@ def test_a_lookup_overtaken_by_a_revocation_is_not_cached(engine: Engine, settin
             with Session(engine) as other:  # ...then revoked and committed before the answer is stored
                 other.execute(delete(ApiKey).where(ApiKey.owner_id == user.id))
                 other.commit()
+            assert found is not None
             auth.forget_key(found.id)
             return found
 

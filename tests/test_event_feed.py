@@ -115,7 +115,7 @@ def test_concurrent_transactions_committing_out_of_order(
     seen, _ = follow(client, headers, after)
     assert seen == ["slow"]
     with engine.connect() as conn:
-        ids = dict(conn.execute(text("SELECT event_id, id FROM events")).all())
+        ids: dict[str, int] = {row[0]: row[1] for row in conn.execute(text("SELECT event_id, id FROM events"))}
         assert ids["slow"] < ids["fast"]
 
 

@@ -4,7 +4,7 @@ exact within a process, shared between processes, one round trip for many concur
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from app.breaker import CircuitBreaker
 from app.clients import async_redis, sync_redis
@@ -100,7 +100,7 @@ def test_sequential_hits_each_see_the_shared_count(redis_url: str) -> None:
             for _ in range(3):
                 await limiter.hit("user:11", 100, 60)
                 (key,) = probe.keys("pt:rl:user:11:*")
-                counts.append(int(probe.get(key)))
+                counts.append(int(cast(bytes, probe.get(key))))
         finally:
             await client.aclose()
         return counts

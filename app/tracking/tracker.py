@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.changefeed import ChangeFeed
 from app.db import connect_read_only
 from app.errors import DB_RETRY_AFTER, describe_db_error
 from app.models import Link
@@ -82,9 +80,9 @@ class LinkCache:
         self._max = max_size
         self._items: dict[int, tuple[str | None, float]] = {}
         self.down = False
-        self._redis = redis
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._changes = ChangeFeed(
+            redis, LINKS_CHANGED, on_message=self._apply, on_resubscribe=self._items.clear, ttl=ttl
+        )
 
     def _query(self, link_id: int) -> str | None:
         with connect_read_only(self._engine) as conn:
@@ -118,58 +116,18 @@ class LinkCache:
     async def changed(self, link_id: int) -> None:
         """A link was edited or deleted (committed): drop it here and tell the other processes."""
         self.forget(link_id)
-        if self._redis is None:
-            return
-        try:
-            await self._redis.publish(LINKS_CHANGED, str(link_id))
-        except (RedisError, OSError):
-            log.warning("could not publish a link change; other processes see it within %.0f s", self._ttl)
+        await self._changes.publish(str(link_id))
+
+    def _apply(self, message: str) -> None:
+        if message.isdigit():
+            self.forget(int(message))
 
     async def start(self) -> None:
         """Subscribe to LINKS_CHANGED (before serving, so no edit made after start is missed)."""
-        if self._redis is None:
-            return
-        await self._subscribe()
-        self._listener = asyncio.create_task(self._listen(), name="link-cache-invalidation")
-
-    async def _subscribe(self) -> bool:
-        assert self._redis is not None
-        try:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(LINKS_CHANGED)
-        except (RedisError, OSError):
-            return False
-        self._pubsub = pubsub
-        self._items.clear()  # changes made while we were not subscribed were missed
-        return True
-
-    async def _listen(self) -> None:
-        while True:
-            if self._pubsub is None and not await self._subscribe():
-                await asyncio.sleep(1.0)
-                continue
-            assert self._pubsub is not None
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError):
-                await self._drop_pubsub()
-                continue
-            if message is not None and str(message.get("data", "")).isdigit():
-                self.forget(int(message["data"]))
-
-    async def _drop_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._changes.start()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        await self._drop_pubsub()
+        await self._changes.close()
 
 
 class Tracker:

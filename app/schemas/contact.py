@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import EmailStr, Field, field_validator, model_validator
+from pydantic import ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from app.models import ContactStatus, Tracking
 from app.models.base import MAX_ID
@@ -71,6 +71,17 @@ class ContactBulkOut(OutModel):
 
 class ContactBatchUpdate(InModel):
     """`PATCH /groups/{group_id}/contacts`: the same change for up to 10,000 contacts of the group."""
+
+    # At least one change (the validator below): published, so that clients and fuzzers know it.
+    model_config = ConfigDict(
+        **InModel.model_config,
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("status", "sent_at", "tracking")
+            ]
+        },
+    )
 
     ids: Annotated[
         list[Annotated[int, Field(ge=1, le=MAX_ID), JSON_INT]],

@@ -253,8 +253,10 @@ def _valid_body(body: dict[str, Any], ids: dict[str, int] | None) -> None:
     if "url" in body:
         # A webhook's host must resolve to a public address (offline here: a public IP literal).
         body["url"] = "https://93.184.215.14/hooks/pixeltracking"
-    if isinstance(body.get("html"), str):
-        body["html"] = "<p>" + body["html"]  # a template has a tag (anything else is "not HTML")
+    if isinstance(body.get("html"), str) and not body["html"].startswith("<p>"):
+        # A template has a tag (anything else is "not HTML"). Idempotent, as every rule here: a
+        # stateful run may see the same body again.
+        body["html"] = "<p>" + body["html"]
     name = body.get("name")
     if isinstance(name, str) and not name.strip():
         body["name"] = "fuzzed name"  # names are stripped, then must not be empty (minLength counts spaces)

@@ -185,9 +185,17 @@ def ensure_links(db: Session, campaign_id: int, urls: Sequence[str]) -> list[int
 
 
 def ensure_trap_link(db: Session, campaign_id: int, url: str) -> int:
-    """The campaign's trap link, created on first use. Call with the campaign locked."""
+    """The campaign's trap link, created on first use. Call with the campaign locked.
+
+    A locking read, as in `ensure_links`: on MariaDB a plain read would see the transaction's
+    snapshot, taken before the campaign's lock was granted, and miss a trap link another render
+    committed while this one waited (two trap links; the concurrency test caught it)."""
     found = db.scalar(
-        select(Link.id).where(Link.campaign_id == campaign_id, Link.trap.is_(True)).order_by(Link.id).limit(1)
+        select(Link.id)
+        .where(Link.campaign_id == campaign_id, Link.trap.is_(True))
+        .order_by(Link.id)
+        .limit(1)
+        .with_for_update(read=True)
     )
     if found is not None:
         return found

@@ -3,6 +3,7 @@
 from app.models.apikey import ApiKey
 from app.models.base import Base
 from app.models.campaign import Campaign, Contact, ContactStatus, Group, Tracking
+from app.models.conversion import Conversion, ConversionSource
 from app.models.stats import OPEN_COLUMNS, CampaignHour, ContactStats, GroupCounts
 from app.models.tracking import MACHINE_CLIENTS, Click, ClientKind, Link, Opening, Pixel
 from app.models.user import User
@@ -29,6 +30,8 @@ __all__ = [
     "Contact",
     "ContactStats",
     "ContactStatus",
+    "Conversion",
+    "ConversionSource",
     "Event",
     "EventSequence",
     "EventType",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import TABLE_ARGS, Base, BigId, utcnow
@@ -46,6 +56,10 @@ class Campaign(Base):
     tracking_default: Mapped[str] = mapped_column(
         String(16), default=Tracking.full.value, server_default=text("'full'")
     )
+    # Outcomes (docs/conversions.md): whether new links carry an attribution token by default,
+    # and the exact origins (scheme://host[:port]) whose pages may post its conversions.
+    attribution_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    conversion_origins: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -90,6 +90,8 @@ class Link(Base):
     # The campaign's hidden trap link (render's `trap_link`): only machines follow it, so its
     # clicks are `scanner` (reason `trap:link`).
     trap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    # Its click redirect appends `pt=<attribution token>` (docs/conversions.md).
+    attribution: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -64,6 +64,18 @@ def new_event_id() -> str:
     return os.urandom(EVENT_ID_BYTES).hex()
 
 
+def conversion_key(campaign_id: int, contact_id: int | None, order_id: str | None) -> str:
+    """A conversion's idempotency key (its `event_id`): with an order id, one per (campaign, contact
+    or the campaign's anonymous contacts, order id), whether the landing page or the backend posts
+    it, however often; without one, a fresh random id (each post counts once). `v` + 43
+    characters: never equal to a tracking event id (24 hex digits) nor a manual one (`~`)."""
+    if order_id is None:
+        return "v" + new_event_id()
+    who = "a" if contact_id is None else str(contact_id)
+    digest = hashlib.sha256(f"{campaign_id}:{who}:{order_id}".encode()).digest()
+    return "v" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 def dedupe_key(kind: str, target_id: int, contact_id: int, machine: bool) -> str:
     """The Redis key that marks a recorded load of a pixel / click of a link by a contact, one per
     first-pass split."""

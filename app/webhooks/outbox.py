@@ -79,6 +79,31 @@ def record(conn: Connection, openings: Sequence[dict[str, Any]], clicks: Sequenc
     return len(values)
 
 
+def record_conversions(conn: Connection, rows: Sequence[dict[str, Any]], owners: dict[str, int]) -> int:
+    """The events of conversions (app/tracking/conversions.store's rows, consent already applied:
+    an anonymous contact's has no contact id). IGNORE: a conversion stored before has its event."""
+    now = datetime.now(UTC)
+    values = [
+        (
+            row["event_id"],
+            "conversion",
+            owners[row["event_id"]],
+            row["campaign_id"],
+            row["group_id"],
+            row["contact_id"],
+            row["link_id"],
+            "",
+            "",
+            row["occurred_at"],
+            now,
+        )
+        for row in rows
+    ]
+    if values:
+        _insert(conn, values)
+    return len(values)
+
+
 def _insert(conn: Connection, values: list[tuple[Any, ...]]) -> None:
     """INSERT IGNORE: a replayed batch (its event ids already there) writes nothing twice."""
     if conn.dialect.name in ("mysql", "mariadb"):

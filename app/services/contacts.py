@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import ColumnElement, Select, and_, insert, select
 from sqlalchemy.orm import Session
 
 from app import cooperative
@@ -77,11 +77,17 @@ def _with_sent_at(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _with_emails(group: Group, emails: Sequence[str]) -> ColumnElement[bool]:
+    """The group's contacts with these emails, by the unique (campaign_id, group_id, email): by
+    group_id alone the database walks the group's (group_id, status) index, every contact of it
+    for every chunk (the 10th 10,000-contact import into one group read 90,000 rows per chunk)."""
+    return and_(Contact.campaign_id == group.campaign_id, Contact.group_id == group.id, Contact.email.in_(emails))
+
+
 def _existing_emails(db: Session, group: Group, emails: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(emails), CHUNK):
-        chunk = emails[start : start + CHUNK]
-        found.update(db.scalars(select(Contact.email).where(Contact.group_id == group.id, Contact.email.in_(chunk))))
+        found.update(db.scalars(select(Contact.email).where(_with_emails(group, emails[start : start + CHUNK]))))
     return found
 
 
@@ -142,7 +148,7 @@ def create_contacts(db: Session, group: Group, rows: Sequence[ContactCreate], *,
     emails = [row["email"] for row in _insert_contacts(db, group, rows, row_locs=row_locs)]
     by_email: dict[str, Contact] = {}
     for _, chunk in cooperative.chunks(emails):
-        for contact in db.scalars(select(Contact).where(Contact.group_id == group.id, Contact.email.in_(chunk))):
+        for contact in db.scalars(select(Contact).where(_with_emails(group, chunk))):
             by_email[contact.email] = contact
     return [by_email[email] for email in emails]
 
@@ -157,7 +163,7 @@ def import_contacts(db: Session, group: Group, rows: Sequence[ContactCreate]) ->
     ids: dict[str, int] = {}
     emails = [row["email"] for row in values]
     for _, chunk in cooperative.chunks(emails, INSERT_CHUNK):
-        query = select(Contact.email, Contact.id).where(Contact.group_id == group.id, Contact.email.in_(chunk))
+        query = select(Contact.email, Contact.id).where(_with_emails(group, chunk))
         ids.update((email, contact_id) for email, contact_id in db.execute(query))
     for row in values:
         row["id"] = ids[row["email"]]
@@ -183,7 +189,8 @@ def update_contact(db: Session, contact: Contact, patch: ContactUpdate) -> Conta
             )
     email = changes.get("email", contact.email)
     if (email, group_id) != (contact.email, contact.group_id):
-        taken = db.scalar(select(Contact.id).where(Contact.group_id == group_id, Contact.email == email))
+        same = (Contact.campaign_id == contact.campaign_id) & (Contact.group_id == group_id)  # (the unique key)
+        taken = db.scalar(select(Contact.id).where(same, Contact.email == email))
         if taken is not None:
             raise conflict(["body", "email"], "A contact with this email already exists in this group.")
     # The resulting contact, not only the request, decides: a sent contact always has a sent_at.

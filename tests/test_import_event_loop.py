@@ -113,7 +113,7 @@ def test_bulk_work_does_not_step_aside_for_itself_or_an_idle_server(monkeypatch:
     from app import cooperative
 
     sleeps: list[float] = []
-    monkeypatch.setattr(cooperative.time, "sleep", sleeps.append)
+    monkeypatch.setattr(time, "sleep", sleeps.append)  # (the module app.cooperative calls)
     assert not cooperative.others_waiting()
     list(cooperative.chunks(list(range(1_500)), 500))
     assert sleeps == []

@@ -11,11 +11,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import cooperative
+
 
 class TrackingFastPath:
     """Wraps the FastAPI app: `/o/{token}.gif` and `/c/{token}` never reach FastAPI at all.
 
-    Everything else (including lifespan) goes to the wrapped app; `state` is its state.
+    Everything else (including lifespan) goes to the wrapped app; `state` is its state. Every
+    HTTP request is counted while in flight: bulk work in the threadpool steps aside for them
+    (app/cooperative.py).
     """
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
@@ -23,7 +27,17 @@ class TrackingFastPath:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cooperative.arrived()
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            cooperative.left()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in ("GET", "HEAD"):
             path: str = scope["path"]
             handler = None
             if path.startswith("/o/") and path.endswith(".gif"):

@@ -297,8 +297,20 @@ class CampaignStats(StatsFields, _CampaignKey):
                 "winner_metric": "opens",
                 "winner": None,  # B is worse than the control A, and 14 contacts are below AB_MIN_SAMPLE
                 "series": [
-                    {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 10, "first_opens": 6, "clicks": 0, "conversions": 0},
-                    {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 10, "first_opens": 4, "clicks": 0, "conversions": 0},
+                    {
+                        "bucket_start": "2026-03-02T00:00:00+00:00",
+                        "opens": 10,
+                        "first_opens": 6,
+                        "clicks": 0,
+                        "conversions": 0,
+                    },
+                    {
+                        "bucket_start": "2026-03-03T00:00:00+00:00",
+                        "opens": 10,
+                        "first_opens": 4,
+                        "clicks": 0,
+                        "conversions": 0,
+                    },
                 ],
             }
         }

@@ -143,9 +143,7 @@ def campaign_series(
         int(b): int(n)
         for b, n in db.execute(
             select(converted_at, func.count())
-            .where(
-                Conversion.campaign_id == campaign_id, Conversion.occurred_at >= start, Conversion.occurred_at < end
-            )
+            .where(Conversion.campaign_id == campaign_id, Conversion.occurred_at >= start, Conversion.occurred_at < end)
             .group_by(converted_at)
         ).all()
     }

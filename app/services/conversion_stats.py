@@ -12,6 +12,7 @@ Money leaves as decimal strings with 4 decimals, never as floats.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -86,7 +87,9 @@ def by_group(db: Session, campaign_id: int) -> dict[int, ConversionTally]:
     return tallies
 
 
-def fields(tally: ConversionTally, trials: int, human_clickers: int, rate: Any) -> dict[str, Any]:
+def fields(
+    tally: ConversionTally, trials: int, human_clickers: int, rate: Callable[[int, int], float]
+) -> dict[str, Any]:
     """The stats fields of a tally; `trials` is the rates' denominator, `rate(num, den)` their rounding."""
     currencies = sorted(tally.revenue)
     return {

@@ -50,7 +50,9 @@ def test_campaign_defaults_and_round_trip(client: TestClient, headers: dict[str,
     assert (read["attribution_default"], read["conversion_origins"]) == (True, expected)
     db.commit()  # (a fresh snapshot: MariaDB is REPEATABLE READ)
     stored = db.scalar(select(Campaign).where(Campaign.id == campaign_id))
-    assert stored is not None and stored.conversion_origins == expected and stored.attribution_default is True
+    assert stored is not None
+    assert stored.conversion_origins == expected
+    assert stored.attribution_default is True
     # Only what is sent changes; an empty list clears the origins.
     renamed = client.patch(f"{CAMPAIGNS}/{campaign_id}", json={"name": "x"}, headers=headers).json()
     assert renamed["conversion_origins"] == expected
@@ -121,7 +123,8 @@ def test_link_attribution_defaults_to_the_campaign(
     link = create(attributed, attribution=False)
     assert link["attribution"] is False
     patched = client.patch(f"/api/v1/links/{link['id']}", json={"attribution": True}, headers=headers)
-    assert patched.status_code == 200 and patched.json()["attribution"] is True
+    assert patched.status_code == 200
+    assert patched.json()["attribution"] is True
     assert client.get(f"/api/v1/links/{link['id']}", headers=headers).json()["attribution"] is True
     assert db.scalar(select(Link.attribution).where(Link.id == link["id"])) is True
     for bad in (None, "true", 1):

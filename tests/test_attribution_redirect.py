@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from app.main import create_asgi
@@ -87,7 +87,8 @@ def test_attribution_link_redirect_carries_a_token_naming_the_recorded_click(
     prefix, _, rest = location.partition("pt=")
     assert prefix == "https://shop.example.com/p?utm_source=email&"
     token, fragment = rest.split("#")
-    assert fragment == "buy" and len(token) == 87
+    assert fragment == "buy"
+    assert len(token) == 87
     opened = _codec(embedded).open(token)
     assert opened is not None
     flush_memory(embedded)
@@ -110,7 +111,8 @@ def test_attribution_link_redirect_carries_a_token_naming_the_recorded_click(
 def test_anonymous_contact_token_names_no_contact(embedded: TestClient, db: Session, user: User) -> None:
     objects = _setup(db, user, tracking=Tracking.anonymous.value)
     opened = _codec(embedded).open(_pt(_click(embedded, objects["link"], objects["contact"])))
-    assert opened is not None and opened.anonymous
+    assert opened is not None
+    assert opened.anonymous
     assert (opened.campaign_id, opened.group_id, opened.contact_id) == (objects["campaign"].id, objects["group"].id, 0)
 
 
@@ -119,7 +121,7 @@ def test_off_contact_and_plain_links_redirect_to_the_stored_url(embedded: TestCl
     off = _setup(db, user, url, tracking=Tracking.off.value)
     assert _click(embedded, off["link"], off["contact"]) == url
     plain = _setup(db, user, url)
-    db.execute(Link.__table__.update().where(Link.id == plain["link"].id).values(attribution=False))
+    db.execute(update(Link).where(Link.id == plain["link"].id).values(attribution=False))
     db.commit()
     assert _click(embedded, plain["link"], plain["contact"]) == url
 

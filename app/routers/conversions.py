@@ -14,7 +14,7 @@ from app import cooperative
 from app.deps import CurrentUser, SessionDep
 from app.routing import TransactionRoute
 from app.schemas.common import ErrorOut, error_responses
-from app.schemas.conversions_api import MAX_BULK_CONVERSIONS, ConversionBatch, ConversionPost, ConversionsRecorded
+from app.schemas.conversions_api import MAX_BULK_CONVERSIONS, ConversionPost, ConversionsRecorded
 from app.services import conversions
 from app.tracking.attribution import AttributionCodec
 
@@ -53,7 +53,7 @@ _404: dict[int | str, dict[str, Any]] = {
         "model": ErrorOut,
         "description": "Some conversions name nothing you can see: a token that does not open (forged, altered, "
         "expired) or names another account's campaign, a contact id that is not yours. Nothing is stored; "
-        "`detail[].loc` locates each one (`[\"body\", \"conversions\", index, \"token\"]` in a batch).",
+        '`detail[].loc` locates each one (`["body", "conversions", index, "token"]` in a batch).',
         "content": {
             "application/json": {
                 "example": {
@@ -96,7 +96,7 @@ def _parse(body: bytes) -> tuple[list[ConversionPost], list[tuple[str | int, ...
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise _invalid(("body",), "Body is not valid JSON.", "json_invalid") from None
     if not isinstance(raw, dict):
-        raise _invalid(("body",), "Send a conversion object or {\"conversions\": [...]}.", "model_type")
+        raise _invalid(("body",), 'Send a conversion object or {"conversions": [...]}.', "model_type")
     if "conversions" not in raw:
         try:
             return [_ONE.validate_python(raw)], [()]
@@ -109,9 +109,7 @@ def _parse(body: bytes) -> tuple[list[ConversionPost], list[tuple[str | int, ...
     if not isinstance(rows, list):
         raise _invalid(("body", "conversions"), "Input should be a valid list", "list_type")
     if not 1 <= len(rows) <= MAX_BULK_CONVERSIONS:
-        raise _invalid(
-            ("body", "conversions"), f"Send between 1 and {MAX_BULK_CONVERSIONS} conversions.", "too_long"
-        )
+        raise _invalid(("body", "conversions"), f"Send between 1 and {MAX_BULK_CONVERSIONS} conversions.", "too_long")
     posts: list[ConversionPost] = []
     errors: list[dict[str, Any]] = []
     for offset, chunk in cooperative.chunks(rows):

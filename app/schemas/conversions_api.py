@@ -4,9 +4,9 @@ one conversion, or `{"conversions": [...]}` with up to 10,000 of them (all or no
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from app.models.base import MAX_ID
 from app.schemas.common import JSON_INT, InModel, OutModel, UtcDatetime
@@ -14,10 +14,22 @@ from app.schemas.conversions import ConversionFields
 from app.tracking.attribution import CLOCK_SKEW, MAX_LENGTH
 
 MAX_BULK_CONVERSIONS = 10_000
+_REFERENCES = ("token", "contact_id")
+
+
+def _one_reference_schema(schema: dict[str, Any]) -> None:
+    """Document "exactly one of token and contact_id, never null" (what `_one_reference` checks)."""
+    for name in _REFERENCES:
+        prop = schema["properties"][name]
+        prop.update(next(option for option in prop.pop("anyOf") if option.get("type") != "null"))
+        prop.pop("default", None)
+    schema["oneOf"] = [{"required": [name]} for name in _REFERENCES]
 
 
 class ConversionPost(ConversionFields):
     """One conversion, named by the attribution token of the click (`pt`) or by a contact id."""
+
+    model_config = ConfigDict(json_schema_extra=_one_reference_schema)
 
     token: Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)] | None = Field(
         default=None,
@@ -32,6 +44,13 @@ class ConversionPost(ConversionFields):
         default=None,
         description=f"When it happened (not in the future; {CLOCK_SKEW} s of clock skew allowed); default: now.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_reference(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(name in data and data[name] is None for name in _REFERENCES):
+            raise ValueError("token and contact_id cannot be null (send one of them)")
+        return data
 
     @model_validator(mode="after")
     def _one_reference(self) -> Self:

@@ -128,7 +128,8 @@ class LinkCreate(InModel):
     url: HttpUrl2048
     name: Annotated[str, Field(max_length=200, examples=["Spring offers"])] | None = None
     attribution: Attribution | None = Field(
-        default=None, description="Append `pt=<attribution token>` on click; default: the campaign's `attribution_default`."
+        default=None,
+        description="Append `pt=<attribution token>` on click; default: the campaign's `attribution_default`.",
     )
 
     _len = field_validator("url")(_url_length)

@@ -124,6 +124,4 @@ def record(
     if missing:
         raise NotFound(missing)
     recorded = store(db.connection(), kept, now=now)
-    return ConversionsRecorded(
-        received=len(posts), recorded=recorded, duplicates=len(kept) - recorded, skipped=skipped
-    )
+    return ConversionsRecorded(received=len(posts), recorded=recorded, duplicates=len(kept) - recorded, skipped=skipped)

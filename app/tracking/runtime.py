@@ -11,8 +11,8 @@ from app import metrics
 from app.breaker import CircuitBreaker
 from app.clients import async_redis
 from app.settings import Settings
-from app.tracking.click_rules import ClickRules
 from app.tracking.attribution import AttributionCodec
+from app.tracking.click_rules import ClickRules
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
 from app.tracking.redirect import Attributor, ContactCache
 from app.tracking.tokens import TokenCodec

@@ -56,7 +56,7 @@ class ContactCache:
     """contact id → (campaign, group, consent), least recently used dropped beyond `max_size`,
     each entry trusted for `ttl` seconds (a deleted contact is cached as None too)."""
 
-    def __init__(self, engine: Engine, *, ttl: float = 5.0, max_size: int = 50_000) -> None:
+    def __init__(self, engine: Engine, *, ttl: float = 10.0, max_size: int = 50_000) -> None:
         self._engine = engine
         self._ttl = ttl
         self._max = max_size

@@ -73,15 +73,11 @@ async def main() -> None:
     )
     runtime = await start_tracking(settings, engine)
     tracker = runtime.tracker
-    tokens = {
-        link: [tracker.codec.click_token(link, contact) for contact in contacts] for link in (plain, attributed)
-    }
+    tokens = {link: [tracker.codec.click_token(link, contact) for contact in contacts] for link in (plain, attributed)}
     attribution = getattr(tracker, "attribution", None)
-    has_attribution = attribution is not None
-    if has_attribution:
-        attribution.contacts._ttl = 3600.0  # the cached case measures hits, however long a run takes
     cases = {"plain": (plain, False)}
-    if has_attribution:
+    if attribution is not None:
+        attribution.contacts._ttl = 3600.0  # the cached case measures hits, however long a run takes
         cases |= {"attribution, cached": (attributed, False), "attribution, miss": (attributed, True)}
     results: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(REPEATS):

@@ -5,7 +5,8 @@ in-process, note the raw facts and the first-pass machine/human split (the inges
 the client later, in batches), submit the event to the queue (Redis: one
 group-committed round trip for dedupe + enqueue; never the database), answer.
 It backs both the ASGI wrapper (app/tracking/asgi.py) and the documented FastAPI routes
-(app/routers/tracking.py). `LinkCache` holds the click targets.
+(app/routers/tracking.py). `LinkCache` holds the click targets; a link with `attribution`
+gets `pt=<token>` on its redirect (app/tracking/redirect.py).
 """
 
 from __future__ import annotations

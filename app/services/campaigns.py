@@ -41,9 +41,13 @@ def create_campaign(db: Session, user: User, data: CampaignCreate) -> Campaign:
         starts_at=data.starts_at,
         ends_at=data.ends_at,
         tracking_default=Tracking(data.tracking_default).value,
+        attribution_default=data.attribution_default,
+        conversion_origins=list(data.conversion_origins),
     )
     db.add(campaign)
     db.flush()
+    if campaign.conversion_origins:
+        origins_changed(db)
     return campaign
 
 
@@ -54,14 +58,27 @@ def update_campaign(db: Session, campaign: Campaign, patch: CampaignUpdate) -> C
         raise ValidationFailed([{"loc": ["body", "ends_at"], "msg": DATES_OUT_OF_ORDER, "type": "value_error"}])
     if "tracking_default" in changes:  # (for contacts created from now on: existing ones keep theirs)
         changes["tracking_default"] = Tracking(changes["tracking_default"]).value
+    origins = "conversion_origins" in changes and changes["conversion_origins"] != campaign.conversion_origins
     apply_changes(campaign, changes)
     db.flush()
+    if origins:
+        origins_changed(db)
     return campaign
 
 
 def delete_campaign(db: Session, campaign: Campaign) -> None:
-    db.delete(campaign)  # groups, contacts, pixels, openings, links, clicks: ON DELETE CASCADE
+    had_origins = bool(campaign.conversion_origins)
+    db.delete(campaign)  # groups, contacts, pixels, openings, links, clicks, conversions: ON DELETE CASCADE
     db.flush()
+    if had_origins:
+        origins_changed(db)
+
+
+def origins_changed(db: Session) -> None:
+    """The call point for the public intake's in-process origins cache (`POST /e`'s CORS,
+    docs/conversions.md): called, in the request's transaction, whenever a campaign's
+    `conversion_origins` change (created with some, edited, deleted). The intake hooks its reload
+    here (after the commit); until it does, this does nothing."""
 
 
 def get_group(db: Session, user: User, group_id: int) -> Group:

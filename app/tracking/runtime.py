@@ -11,8 +11,10 @@ from app import metrics
 from app.breaker import CircuitBreaker
 from app.clients import async_redis
 from app.settings import Settings
+from app.tracking.attribution import AttributionCodec
 from app.tracking.click_rules import ClickRules
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
+from app.tracking.redirect import Attributor, ContactCache
 from app.tracking.tokens import TokenCodec
 from app.tracking.tracker import LinkCache, Tracker
 
@@ -50,6 +52,10 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
         TokenCodec(settings.fernet_keys()),
         queue,
         LinkCache(engine, redis=client),
+        attribution=Attributor(
+            AttributionCodec(settings.fernet_keys(), lifetime_seconds=settings.attribution_token_seconds()),
+            ContactCache(engine),
+        ),
         anonymize_ip=settings.anonymize_ip,
         disabled=settings.tracking_disabled,
         respect_dnt=settings.respect_dnt,

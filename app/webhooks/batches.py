@@ -48,6 +48,7 @@ class Policy:
     retry_hours: float
     disable_after_days: float
     backoff_base: float = 5.0  # seconds before the first retry; doubling, with jitter, up to 2 h
+    lease_margin: float = LEASE_MARGIN.total_seconds()  # WEBHOOK_LEASE_SECONDS: past the timeout
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -92,7 +93,7 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
     if webhook is None or not webhook.enabled:
         return None
     now = datetime.now(UTC)
-    lease = now + timedelta(seconds=policy.timeout) + LEASE_MARGIN
+    lease = now + timedelta(seconds=policy.timeout + policy.lease_margin)
     batch = conn.execute(
         select(WebhookBatch.id, WebhookBatch.next_attempt_at, WebhookBatch.attempts, WebhookBatch.msg_id)
         .where(WebhookBatch.webhook_id == webhook.id, WebhookBatch.status == BatchStatus.pending)

@@ -54,6 +54,7 @@ class Dispatcher:
             retry_hours=settings.webhook_retry_hours,
             disable_after_days=settings.webhook_disable_after_days,
             backoff_base=backoff_base,
+            lease_margin=settings.webhook_lease_seconds,
         )
         self.pool = ThreadPoolExecutor(settings.webhook_concurrency, thread_name_prefix="webhook")
         self.busy: set[int] = set()

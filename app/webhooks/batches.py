@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from app.db import connect_read_only
+from app.db import connect_read_only, make_engine
 from app.models import MACHINE_CLIENTS, BatchStatus, Event, Webhook, WebhookBatch, WebhookDelivery
 from app.webhooks import sequence
 from app.webhooks.delivery import Outcome
@@ -69,17 +69,15 @@ def _begin(engine: Engine) -> Connection:
     return conn
 
 
-def writer_engine(engine: Engine, pool_size: int) -> Engine:
+def writer_engine(engine: Engine, pool_size: int, **options: Any) -> Engine:
     """The dispatcher's engine for its claims and records. MariaDB: READ COMMITTED on every new
     connection (not set and reset around each transaction: two round trips), and the lean pool
     (no ping and no ROLLBACK around a connection back within a second: app/db._lean_pool).
-    SQLite: `engine` itself."""
+    `options`: make_engine's (the database timeouts). SQLite: `engine` itself."""
     if engine.dialect.name not in ("mysql", "mariadb"):
         return engine
-    from app.db import make_engine
-
     url = engine.url.render_as_string(hide_password=False)
-    return make_engine(url, lean_pool=True, isolation_level=READ_COMMITTED, pool_size=pool_size)
+    return make_engine(url, lean_pool=True, isolation_level=READ_COMMITTED, pool_size=pool_size, **options)
 
 
 def _lock_webhook(conn: Connection, webhook_id: int, *, skip_locked: bool) -> Any:

@@ -47,7 +47,7 @@ class Dispatcher:
     ) -> None:
         self.engine = engine
         # Claims and records (MariaDB: an engine of their own, READ COMMITTED, lean pool).
-        self.writer = batches.writer_engine(engine, settings.webhook_concurrency + 2)
+        self.writer = batches.writer_engine(engine, settings.webhook_concurrency + 2, **settings.database_timeouts)
         self.settings = settings
         self.client = client or delivery.new_client()
         self.policy = batches.Policy(

@@ -13,6 +13,7 @@ from app.errors import ValidationFailed
 from app.models import Campaign, Group, Tracking, User
 from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
 from app.services.common import apply_changes, conflict, get_owned, owned, paginate
+from app.tracking import origins
 
 DATES_OUT_OF_ORDER = "ends_at must be after starts_at"
 
@@ -44,6 +45,8 @@ def create_campaign(db: Session, user: User, data: CampaignCreate) -> Campaign:
     )
     db.add(campaign)
     db.flush()
+    if campaign.conversion_origins:
+        origins.changed(db)  # the public intake's CORS origins: reloaded once committed
     return campaign
 
 
@@ -56,10 +59,14 @@ def update_campaign(db: Session, campaign: Campaign, patch: CampaignUpdate) -> C
         changes["tracking_default"] = Tracking(changes["tracking_default"]).value
     apply_changes(campaign, changes)
     db.flush()
+    if "conversion_origins" in changes:
+        origins.changed(db)
     return campaign
 
 
 def delete_campaign(db: Session, campaign: Campaign) -> None:
+    if campaign.conversion_origins:
+        origins.changed(db)
     db.delete(campaign)  # groups, contacts, pixels, openings, links, clicks: ON DELETE CASCADE
     db.flush()
 

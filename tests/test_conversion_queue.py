@@ -169,7 +169,13 @@ def test_concurrent_duplicate_posts_count_once_embedded(
 
 
 def test_other_processes_learn_a_changed_origin(
-    settings: Settings, engine: Engine, db: Session, user: User, headers: dict[str, str], redis_url: str, redis_client: Any
+    settings: Settings,
+    engine: Engine,
+    db: Session,
+    user: User,
+    headers: dict[str, str],
+    redis_url: str,
+    redis_client: Any,
 ) -> None:
     tree = shop(db, user)
     with_redis = settings.model_copy(update={"redis_url": redis_url})

@@ -142,8 +142,7 @@ def _intake(request: Request) -> Intake:
         "requestBody": {
             "required": True,
             "content": {
-                media: {"schema": ConversionPost.model_json_schema(ref_template="#/components/schemas/{model}")}
-                for media in ("application/json", "text/plain")
+                "application/json": {"schema": ConversionPost.model_json_schema()},
             },
         }
     },

@@ -63,7 +63,7 @@ def landing() -> Iterator[dict[str, Any]]:
     page: dict[str, Any] = {"html": ""}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             content = page["html"].encode()
             self.send_response(200)
             self.send_header("content-type", "text/html; charset=utf-8")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,11 @@ def embedded(settings: Settings, engine: Engine) -> Iterator[TestClient]:
         yield client
 
 
+def answered(result: str) -> float:
+    labels = {"kind": "conversion", "first_pass": "none", "result": result}
+    return REGISTRY.get_sample_value("pixeltrack_tracking_requests_total", labels) or 0.0
+
+
 def post(client: TestClient, payload: Any, headers: dict[str, str] | None = None) -> Any:
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return client.post("/e", content=content, headers=TEXT if headers is None else headers)
@@ -44,12 +50,14 @@ def test_a_landing_page_records_one_conversion_per_order(
     tree = shop(db, user)
     reload_origins(embedded)
     pt = token(settings, tree)
+    recorded, deduplicated = answered("recorded"), answered("deduplicated")
     first = post(embedded, body(pt))
     assert first.status_code == 204, first.text
     assert first.headers["access-control-allow-origin"] == SHOP
     assert first.headers["vary"] == "origin"
     again = post(embedded, body(pt), {"content-type": "application/json", "origin": SHOP})  # the reload
     assert again.status_code == 204
+    assert (answered("recorded") - recorded, answered("deduplicated") - deduplicated) == (1, 1)
     flush_memory(embedded)
     assert rows(db) == [purchase(tree)]
     # Without an id each post counts; without a value, no currency.
@@ -91,10 +99,12 @@ def test_forged_expired_and_foreign_tokens_record_nothing(
     other_key = AttributionCodec([Fernet.generate_key().decode()], lifetime_seconds=86400)
     foreign = other_key.seal(codec_attribution(settings, pt))
     expired = token(settings, tree, issued_at=int(time.time()) - 31 * 86400)
+    before = answered("invalid_token")
     for bad in (flipped, foreign, expired, "not-a-token", "A" * 87):
         answer = post(embedded, body(bad))
         assert answer.status_code == 404, bad
         assert answer.json() == {"detail": "Not found.", "code": "not_found"}
+    assert answered("invalid_token") - before == 5
     flush_memory(embedded)
     assert rows(db) == []
 

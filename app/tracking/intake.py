@@ -20,11 +20,12 @@ from urllib.parse import parse_qsl
 
 from pydantic import StringConstraints, ValidationError
 
+from app import metrics
 from app.ratelimit import RateLimiter
 from app.schemas.conversions import ConversionFields
 from app.tracking import script
 from app.tracking.attribution import MAX_LENGTH, Attribution, AttributionCodec
-from app.tracking.events import ConversionEvent, new_event_id
+from app.tracking.events import CONVERSION, ConversionEvent, new_event_id
 from app.tracking.origins import OriginsCache
 from app.tracking.queue import EventQueue
 from app.tracking.tracker import _NOT_FOUND_REPLY, GIF, GIF_HEADERS, NO_CACHE, Reply
@@ -189,15 +190,19 @@ class Intake:
         `Origin` (a server, an image) is taken on GET /e.gif only: a browser's POST always has one."""
         token = self.codec.open(fields.pt)
         if token is None:
+            metrics.invalid_token(CONVERSION)
             return _NOT_FOUND_REPLY
         if origin is None:
             if origin_required:
+                metrics.conversion_request("refused")
                 return _NO_ORIGIN
         elif not self.origins.allowed(token.campaign_id, origin.decode("latin-1")):
+            metrics.conversion_request("refused")
             return _NO_ORIGIN
         if self.disabled or (self.respect_dnt and _opted_out(headers)):
             return _ACCEPTED
-        await self.queue.submit(_event(token, fields))
+        recorded = await self.queue.submit(_event(token, fields))
+        metrics.conversion_request("recorded" if recorded else "deduplicated")
         return _ACCEPTED
 
     def script(self, headers: Any, query: bytes) -> Reply:

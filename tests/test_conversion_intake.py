@@ -5,6 +5,7 @@ Outcomes are read from the database after an explicit flush: no sleeps."""
 from __future__ import annotations
 
 import json
+import string
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -99,12 +100,14 @@ def test_forged_expired_and_foreign_tokens_record_nothing(
     other_key = AttributionCodec([Fernet.generate_key().decode()], lifetime_seconds=86400)
     foreign = other_key.seal(codec_attribution(settings, pt))
     expired = token(settings, tree, issued_at=int(time.time()) - 31 * 86400)
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    unused_bits = pt[:-1] + alphabet[alphabet.index(pt[-1]) ^ 1]  # the same bytes, spelt otherwise
     before = answered("invalid_token")
-    for bad in (flipped, foreign, expired, "not-a-token", "A" * 87):
+    for bad in (flipped, foreign, expired, pt + "==", unused_bits, "not-a-token", "A" * 87, "x" * 3000, "", "é" * 10):
         answer = post(embedded, body(bad))
         assert answer.status_code == 404, bad
         assert answer.json() == {"detail": "Not found.", "code": "not_found"}
-    assert answered("invalid_token") - before == 5
+    assert answered("invalid_token") - before == 10
     flush_memory(embedded)
     assert rows(db) == []
 
@@ -170,7 +173,6 @@ def test_cors_only_for_the_tokens_campaign(
         {"pt": "PT", "name": "purchase", "id": "x" * 129},
         {"pt": "PT", "name": "purchase", "extra": 1},
         {"pt": 5, "name": "purchase"},
-        {"pt": "x" * 200, "name": "purchase"},
     ],
 )
 def test_malformed_payloads_are_422(

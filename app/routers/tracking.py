@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.schemas.common import ErrorOut, error_responses
+from app.schemas.conversions import ConversionName, OrderId
 from app.tracking.intake import ConversionPost, Intake
 from app.tracking.tracker import Reply
 
@@ -123,6 +124,9 @@ _CONVERSION_REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
+DECIMAL = r"^[0-9]{1,14}(\.[0-9]{1,4})?$"
+
+
 def _intake(request: Request) -> Intake:
     intake: Intake = request.app.state.intake
     return intake
@@ -164,11 +168,11 @@ async def preflight_conversion(request: Request) -> Any:
 @router.get("/e.gif", response_class=Response, responses={**_GIF, **_CONVERSION_REFUSALS})
 async def conversion_gif(
     request: Request,
-    pt: Annotated[str, Query(description="The attribution token of the landing URL.")],
-    name: Annotated[str, Query()],
-    value: Annotated[str | None, Query(description="A decimal, with `currency`.")] = None,
-    currency: Annotated[str | None, Query(description="ISO 4217, with `value`.")] = None,
-    id: Annotated[str | None, Query(description="Your own id (an order id): the same id counts once.")] = None,
+    pt: Annotated[str, Query(description="The attribution token of the landing URL (any other string: 404).")],
+    name: Annotated[ConversionName, Query()],
+    value: Annotated[str | None, Query(pattern=DECIMAL, description="A decimal ≥ 0, with `currency`.")] = None,
+    currency: Annotated[str | None, Query(pattern="^[A-Za-z]{3}$", description="ISO 4217, with `value`.")] = None,
+    id: Annotated[OrderId | None, Query(description="Your own id (an order id): the same id counts once.")] = None,
 ) -> Any:
     """Record a conversion from a page that can only place an image; answers the 1x1 GIF."""
     return _response(

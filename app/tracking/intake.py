@@ -15,16 +15,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import StringConstraints, ValidationError
+from pydantic import Field, ValidationError
 
 from app import metrics
 from app.ratelimit import RateLimiter
 from app.schemas.conversions import ConversionFields
 from app.tracking import script
-from app.tracking.attribution import MAX_LENGTH, Attribution, AttributionCodec
+from app.tracking.attribution import Attribution, AttributionCodec
 from app.tracking.events import CONVERSION, ConversionEvent, new_event_id
 from app.tracking.origins import OriginsCache
 from app.tracking.queue import EventQueue
@@ -39,7 +39,7 @@ _JSON_TYPES = (b"application/json", b"text/plain")
 class ConversionPost(ConversionFields):
     """POST /e (and GET /e.gif's query): the attribution token `pt` and the conversion's fields."""
 
-    pt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH)]
+    pt: str = Field(description="The attribution token of the landing URL (any other string: 404).")
 
 
 def _error(status: int, detail: Any, code: str, extra: list[tuple[bytes, bytes]] | None = None) -> Reply:

@@ -10,14 +10,19 @@ Two measures, measured by `bench/import_bench.py` (docs/benchmarks.md):
 - `SWITCH_INTERVAL`: the server process asks for the GIL to change hands every 0.5 ms
   (`configure_process`, called by the app factory); a lone thread never pays for it.
 - `pause()` between chunks of such work: the worker thread sleeps briefly, so the loop runs a
-  whole iteration without waiting at all.
+  whole iteration without waiting at all; only while other requests are in flight (the pixel
+  and click fast path and the app count them: `arrived`/`left`, app/tracking/asgi.py). A bulk
+  request marks itself (`bulk()`) so that it does not wait for itself: on an idle server it
+  never sleeps (a 10,000-row import slept about 2 s of its 5 s before; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,9 +39,46 @@ def configure_process() -> None:
         sys.setswitchinterval(SWITCH_INTERVAL)
 
 
+_in_flight = 0  # HTTP requests being answered (written by the event loop's thread only)
+_bulk = 0  # of them, those doing bulk work in the threadpool (`bulk()`)
+_bulk_lock = threading.Lock()
+
+
+def arrived() -> None:
+    """On the event loop: an HTTP request starts."""
+    global _in_flight
+    _in_flight += 1
+
+
+def left() -> None:
+    """On the event loop: an HTTP request is answered (or failed)."""
+    global _in_flight
+    _in_flight -= 1
+
+
+@contextmanager
+def bulk() -> Iterator[None]:
+    """Around the threadpool work of a bulk request: its own request is no reason to pause."""
+    global _bulk
+    with _bulk_lock:
+        _bulk += 1
+    try:
+        yield
+    finally:
+        with _bulk_lock:
+            _bulk -= 1
+
+
+def others_waiting() -> bool:
+    """Whether requests other than the bulk ones are in flight: the event loop has work to do."""
+    return _in_flight > _bulk
+
+
 def pause(worked: float = 0.0) -> None:
-    """In a threadpool thread, after `worked` seconds of CPU: step aside as long (at least PAUSE)."""
-    time.sleep(min(max(worked, PAUSE), MAX_PAUSE))
+    """In a threadpool thread, after `worked` seconds of CPU: step aside as long (at least PAUSE)
+    when other requests are in flight."""
+    if others_waiting():
+        time.sleep(min(max(worked, PAUSE), MAX_PAUSE))
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[tuple[int, Sequence[T]]]:

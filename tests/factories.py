@@ -11,17 +11,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
 import argon2
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.credentials import normalize_username
-from app.models import ApiKey, Campaign, Click, Contact, Group, Link, Opening, Pixel, User, Webhook
+from app.models import ApiKey, Campaign, Click, Contact, Conversion, Group, Link, Opening, Pixel, User, Webhook
 from app.security import create_access_token
 from app.services.apikeys import PREFIX_LENGTH, key_hash, new_key
 from app.settings import Settings
+from app.tracking.conversions import ConversionIn, store
+from app.tracking.events import conversion_key, new_event_id
 
 PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
@@ -113,6 +117,50 @@ def make_click(db: Session, link: Link, contact: Contact, **kw: Any) -> Click:
     kw.setdefault("clicked_at", datetime.now(UTC))
     kw.setdefault("event_id", uuid.uuid4().hex)
     return _save(db, Click(link_id=link.id, contact_id=contact.id, campaign_id=link.campaign_id, **kw))
+
+
+def make_conversion(
+    db: Session,
+    contact: Contact | None = None,
+    *,
+    group: Group | None = None,
+    value: Decimal | str | None = None,
+    currency: str | None = None,
+    **kw: Any,
+) -> Conversion | None:
+    """A conversion of `contact` (or, with `group` and no contact, of an anonymous token of that
+    group), written as every path writes them: app/tracking/conversions.store (consent, the
+    idempotency key, the outbox row). Returns the stored row; None when consent stored nothing.
+    Defaults: name "purchase", no value, no order id (each call counts), occurred_at now."""
+    if contact is not None:
+        group_id, campaign_id, contact_id = contact.group_id, contact.campaign_id, contact.id
+    else:
+        assert group is not None, "a contact, or the group of an anonymous token"
+        group_id, campaign_id, contact_id = group.id, group.campaign_id, 0
+    now = datetime.now(UTC)
+    conversion = ConversionIn(
+        event_id="v" + new_event_id(),
+        campaign_id=campaign_id,
+        group_id=group_id,
+        contact_id=contact_id,
+        name=kw.pop("name", "purchase"),
+        value=None if value is None else Decimal(value),
+        currency=currency,
+        order_id=kw.pop("order_id", None),
+        source=kw.pop("source", "api"),
+        occurred_at=kw.pop("occurred_at", now),
+        **kw,
+    )
+    store(db.connection(), [conversion], now=now)
+    keys = {conversion.event_id}
+    if conversion.order_id is not None:
+        for whose in {contact_id or None, None}:
+            keys.add(conversion_key(campaign_id, whose, conversion.order_id))
+    if id(db) in _ONE_COMMIT:
+        db.flush()
+    else:
+        db.commit()
+    return db.scalars(select(Conversion).where(Conversion.event_id.in_(keys))).first()
 
 
 def make_webhook(db: Session, owner: User, **kw: Any) -> Webhook:

@@ -91,12 +91,81 @@ def test_server_process_hands_the_gil_over_often(settings: Settings) -> None:
         sys.setswitchinterval(before)
 
 
-def test_chunks_cover_every_row_in_order_and_step_aside_between() -> None:
+def test_chunks_cover_every_row_in_order_and_step_aside_between_while_others_wait() -> None:
     from app import cooperative
 
     rows = list(range(1_201))
-    started = time.perf_counter()
-    seen = list(cooperative.chunks(rows, 500))
+    cooperative.arrived()  # a pixel request in flight
+    try:
+        started = time.perf_counter()
+        seen = list(cooperative.chunks(rows, 500))
+        paused = time.perf_counter() - started
+    finally:
+        cooperative.left()
     assert [offset for offset, _ in seen] == [0, 500, 1000]
     assert [row for _, chunk in seen for row in chunk] == rows
-    assert time.perf_counter() - started >= 2 * cooperative.PAUSE  # two pauses, none after the last
+    assert paused >= 2 * cooperative.PAUSE  # two pauses, none after the last
+
+
+def test_bulk_work_does_not_step_aside_for_itself_or_an_idle_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No one else in flight: no pause (an idle server's import does not sleep); its own request
+    marked `bulk()` does not count; any other request in flight does."""
+    from app import cooperative
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)  # (the module app.cooperative calls)
+    assert not cooperative.others_waiting()
+    list(cooperative.chunks(list(range(1_500)), 500))
+    assert sleeps == []
+    cooperative.arrived()  # the bulk request itself
+    try:
+        with cooperative.bulk():
+            list(cooperative.chunks(list(range(1_500)), 500))
+            assert sleeps == []
+            cooperative.arrived()  # and a pixel
+            try:
+                assert cooperative.others_waiting()
+                list(cooperative.chunks(list(range(1_500)), 500))
+            finally:
+                cooperative.left()
+            assert len(sleeps) == 2
+        assert cooperative.others_waiting()  # (outside `bulk()`, its own request counts)
+    finally:
+        cooperative.left()
+    assert not cooperative.others_waiting()
+
+
+def test_the_server_counts_every_http_request_in_flight() -> None:
+    """TrackingFastPath (what uvicorn serves) counts pixel/click requests and the app's alike."""
+    import asyncio
+
+    from app import cooperative
+    from app.tracking.asgi import TrackingFastPath
+
+    seen: list[bool] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(cooperative.others_waiting())
+
+    class Tracker:
+        async def pixel(self, *_args: Any) -> tuple[int, list[Any], bytes]:
+            seen.append(cooperative.others_waiting())
+            return 200, [], b"GIF"
+
+    class State:
+        tracker = Tracker()
+
+    async def send(_message: Any) -> None:
+        return None
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    server = TrackingFastPath(inner, State())
+    pixel = {"type": "http", "method": "GET", "path": "/o/abc.gif", "headers": [], "client": ("1.2.3.4", 1)}
+    api = {"type": "http", "method": "POST", "path": "/api/v1/x", "headers": []}
+    asyncio.run(server(pixel, receive, send))
+    asyncio.run(server(api, receive, send))
+    asyncio.run(server({"type": "lifespan"}, receive, send))
+    assert seen == [True, True, False]
+    assert not cooperative.others_waiting()

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,8 @@ def test_no_dashboard_query_reads_a_tenant_label() -> None:
         assert not re.search(r"campaign|group_id|contact|webhook|user|owner", expr), (name, expr)
         assert "$campaign" not in expr, name
     sql_titles = {name for name, _ in _sql()}
-    for title in ("Openings per hour, per campaign", "by group (A/B)", "by client", "Clicks per minute by group"):
+    titles = ("Openings per hour, per campaign", "by group (A/B)", "by client", "Clicks per minute by group")
+    for title in (*titles, "Conversions and revenue per hour"):
         assert any(title in name for name in sql_titles), title
 
 
@@ -397,6 +399,7 @@ def _expand_grafana_macros(sql: str, campaign_id: int) -> str:
 def test_every_dashboard_sql_query_returns_rows_on_mariadb(engine: Engine, db: Session, user: User) -> None:
     tree = factories.make_tree(db, user)  # a campaign with a group, a contact and an opening now
     factories.make_click(db, tree["link"], tree["contact"])
+    factories.make_conversion(db, tree["contact"], value="42.5", currency="EUR")  # a conversion now
     factories.make_contact(db, factories.make_group(db, tree["campaign"], name="B"))  # an arm to compare
     queries = _sql()
     assert len(queries) >= 3
@@ -475,3 +478,34 @@ def test_ab_confidence_panel_agrees_with_the_stats_api(
         assert float(row["difference_pct_points"]) == pytest.approx(100 * ab[metric]["difference"], abs=0.006)
         assert float(row["p_value"]) == pytest.approx(ab[metric]["p_value"], rel=1e-3)
     assert control.id < arm.id  # (the control is the first group)
+
+
+@pytest.mark.mysql_only
+def test_conversions_panel_agrees_with_the_stats_api(
+    engine: Engine, db: Session, user: User, client: TestClient, settings: Settings
+) -> None:
+    """The conversions panel (per group and hour) and the revenue (per currency and hour) add up to
+    the conversions and revenue of GET /stats, over the hours of the panel's time range."""
+    campaign = factories.make_campaign(db, user)
+    a, b = factories.make_group(db, campaign, name="A"), factories.make_group(db, campaign, name="B")
+    with factories.one_commit(db):
+        for group, values in ((a, ["10.25", "0.1", None]), (b, ["0.2"])):
+            for value in values:
+                contact = factories.make_contact(db, group, status="sent")
+                factories.make_conversion(db, contact, value=value, currency=value and "EUR")
+        factories.make_conversion(db, factories.make_contact(db, b, status="sent"), value="3", currency="USD")
+    [(_, count_sql), (_, revenue_sql)] = [(n, sql) for n, sql in _sql() if "Conversions and revenue" in n]
+    with engine.connect() as conn:
+        counts = conn.execute(text(_expand_grafana_macros(count_sql, campaign.id))).all()
+        revenue = conn.execute(text(_expand_grafana_macros(revenue_sql, campaign.id))).all()
+    response = client.get(f"/api/v1/campaigns/{campaign.id}/stats", headers=factories.headers_for(settings, user))
+    assert response.status_code == 200, response.text
+    stats = response.json()
+    per_group = {g["name"]: g["conversions"] for g in stats["groups"]}
+    assert per_group == {"A": 3, "B": 2}
+    assert {name: sum(n for _, metric, n in counts if metric == name) for name in per_group} == per_group
+    panel_revenue: dict[str, Decimal] = {}
+    for _, metric, total in revenue:
+        panel_revenue[metric] = panel_revenue.get(metric, Decimal(0)) + Decimal(total)
+    assert stats["revenue"] == {"EUR": "10.5500", "USD": "3.0000"}
+    assert panel_revenue == {f"revenue {currency}": Decimal(v) for currency, v in stats["revenue"].items()}

@@ -30,8 +30,8 @@ def test_day_series_defaults_to_the_days_of_the_events(
     assert body["series"] == [
         # Everything but b1's opening of the next day; first opens: a1, a2, a3, b1 (b1's second
         # opening, the next day, is not a first one).
-        {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 6, "first_opens": 4, "clicks": 4},
-        {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0},
+        {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 6, "first_opens": 4, "clicks": 4, "conversions": 0},
+        {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0, "conversions": 0},
     ]
     for point in body["series"]:
         parse_ts(point["bucket_start"])
@@ -47,13 +47,13 @@ def test_hour_series_is_zero_filled(client: Any, ab: dict[str, Any], headers: di
         **{"from": "2026-03-02T07:30:00Z", "to": "2026-03-02T12:00:00+00:00"},
     )
     assert body["series"] == [
-        {"bucket_start": "2026-03-02T07:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0},
+        {"bucket_start": "2026-03-02T07:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0, "conversions": 0},
         # +100 a1, +200 a1 (2nd pixel), +300 a2, +1000 b1 (first: a1, a2, b1); clicks +150, +1100, +2000.
-        {"bucket_start": "2026-03-02T08:00:00+00:00", "opens": 4, "first_opens": 3, "clicks": 3},
+        {"bucket_start": "2026-03-02T08:00:00+00:00", "opens": 4, "first_opens": 3, "clicks": 3, "conversions": 0},
         # +3700 a1 (not its first), +5060 a3; click +4000.
-        {"bucket_start": "2026-03-02T09:00:00+00:00", "opens": 2, "first_opens": 1, "clicks": 1},
-        {"bucket_start": "2026-03-02T10:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0},
-        {"bucket_start": "2026-03-02T11:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0},
+        {"bucket_start": "2026-03-02T09:00:00+00:00", "opens": 2, "first_opens": 1, "clicks": 1, "conversions": 0},
+        {"bucket_start": "2026-03-02T10:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0, "conversions": 0},
+        {"bucket_start": "2026-03-02T11:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0, "conversions": 0},
     ]
 
 
@@ -62,7 +62,13 @@ def test_hour_series_defaults(client: Any, ab: dict[str, Any], headers: dict[str
     # From the hour of the first event (08:00 on day 1) to the end of the hour of the last (09:00 on day 2).
     assert len(series) == 26
     assert series[0]["bucket_start"] == "2026-03-02T08:00:00+00:00"
-    assert series[-1] == {"bucket_start": "2026-03-03T09:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0}
+    assert series[-1] == {
+        "bucket_start": "2026-03-03T09:00:00+00:00",
+        "opens": 1,
+        "first_opens": 0,
+        "clicks": 0,
+        "conversions": 0,
+    }
     assert sum(p["opens"] for p in series) == 7
     assert sum(p["clicks"] for p in series) == 4
     assert sum(p["first_opens"] for p in series) == 4  # = unique_opens
@@ -79,17 +85,19 @@ def test_series_from_is_inclusive_and_to_exclusive(client: Any, ab: dict[str, An
         **{"from": at(200).isoformat(), "to": at(300).isoformat()},
     )["series"]
     # a1's first opening (+100 s) is before `from`: no first open in the range.
-    assert series == [{"bucket_start": "2026-03-02T08:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0}]
+    assert series == [
+        {"bucket_start": "2026-03-02T08:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0, "conversions": 0}
+    ]
 
 
 def test_series_from_only_and_to_only(client: Any, ab: dict[str, Any], headers: dict[str, str]) -> None:
     only_from = stats(client, ab["campaign"].id, headers, bucket="day", **{"from": "2026-03-03T00:00:00Z"})
     assert only_from["series"] == [
-        {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0}
+        {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 1, "first_opens": 0, "clicks": 0, "conversions": 0}
     ]
     only_to = stats(client, ab["campaign"].id, headers, bucket="day", **{"to": "2026-03-02T12:00:00Z"})
     assert only_to["series"] == [
-        {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 6, "first_opens": 4, "clicks": 4}
+        {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 6, "first_opens": 4, "clicks": 4, "conversions": 0}
     ]
     after_everything = stats(client, ab["campaign"].id, headers, bucket="day", **{"from": "2027-01-01T00:00:00Z"})
     assert after_everything["series"] == []

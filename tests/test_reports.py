@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.models import Campaign, Click, ClientKind, Contact, Group, Opening, User
 from tests import factories
 from tests.helpers import assert_error, count
-from tests.support.reports import T0, ZERO_CLIENTS, at, counters, group_of, make_ab, stats
+from tests.support.reports import NO_CONVERSIONS, T0, ZERO_CLIENTS, at, counters, group_of, make_ab, stats
 
 # A group (or campaign) with nothing counted: every figure 0, no median.
 ZERO_COUNTERS: dict[str, Any] = {
@@ -41,6 +41,7 @@ ZERO_COUNTERS: dict[str, Any] = {
     "human_unique_clicks": 0,
     "human_click_through_rate": 0.0,
     "median_seconds_to_first_open": None,
+    **NO_CONVERSIONS,
 }
 
 
@@ -79,6 +80,7 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "human_unique_clicks": 2,
         "human_click_through_rate": 0.3333,
         "median_seconds_to_first_open": 650.0,  # 100, 300 | 1000 | 5000 → (300 + 1000) / 2
+        **NO_CONVERSIONS,
     }
     assert body["campaign_id"] == ab["campaign"].id
     assert "series" not in body
@@ -108,6 +110,7 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "human_unique_clicks": 1,
         "human_click_through_rate": 0.25,
         "median_seconds_to_first_open": 300.0,  # 100, 300, 5000 (a3: sent at +60, opened at +5060)
+        **NO_CONVERSIONS,
     }
     assert counters(group_of(body, ab["b"].id)) == {
         "contacts_scheduled": 3,
@@ -133,6 +136,7 @@ def test_stats_of_an_ab_test(client: Any, ab: dict[str, Any], headers: dict[str,
         "human_unique_clicks": 1,
         "human_click_through_rate": 0.5,
         "median_seconds_to_first_open": 1000.0,
+        **NO_CONVERSIONS,
     }
     assert counters(group_of(body, ab["c"].id)) == ZERO_COUNTERS
     # A (the first group) is the control; B and C are compared with it (tests/test_report_ab.py).
@@ -267,8 +271,8 @@ def test_empty_campaign_is_all_zeros(client: Any, db: Session, user: User, heade
         client, campaign.id, headers, bucket="day", **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"}
     )["series"]
     assert series == [
-        {"bucket_start": "2026-03-01T00:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0},
-        {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0},
+        {"bucket_start": "2026-03-01T00:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0, "conversions": 0},
+        {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 0, "first_opens": 0, "clicks": 0, "conversions": 0},
     ]
 
 
@@ -309,7 +313,7 @@ def test_unrecognised_client_values_count_as_unknown(
 # Authorization.
 
 
-@pytest.mark.parametrize("path", ["stats", "stats?bucket=day", "openings.csv", "clicks.csv"])
+@pytest.mark.parametrize("path", ["stats", "stats?bucket=day", "openings.csv", "clicks.csv", "conversions.csv"])
 def test_another_users_campaign_is_404_like_a_missing_one(
     client: Any, ab: dict[str, Any], other_headers: dict[str, str], path: str
 ) -> None:
@@ -318,7 +322,7 @@ def test_another_users_campaign_is_404_like_a_missing_one(
     assert client.get(f"/api/v1/campaigns/987654321/{path}", headers=other_headers).json() == body
 
 
-@pytest.mark.parametrize("path", ["stats", "openings.csv", "clicks.csv"])
+@pytest.mark.parametrize("path", ["stats", "openings.csv", "clicks.csv", "conversions.csv"])
 def test_reports_need_a_token(client: Any, ab: dict[str, Any], path: str) -> None:
     assert_error(client.get(f"/api/v1/campaigns/{ab['campaign'].id}/{path}"), 401, "not_authenticated")
     bad = {"Authorization": "Bearer not-a-jwt"}
@@ -327,7 +331,7 @@ def test_reports_need_a_token(client: Any, ab: dict[str, Any], path: str) -> Non
 
 @pytest.mark.parametrize("campaign_id", ["0", "-1", "abc", str(2**63)])
 def test_bad_campaign_ids_are_a_422(client: Any, headers: dict[str, str], campaign_id: str) -> None:
-    for path in ("stats", "openings.csv", "clicks.csv"):
+    for path in ("stats", "openings.csv", "clicks.csv", "conversions.csv"):
         assert_error(client.get(f"/api/v1/campaigns/{campaign_id}/{path}", headers=headers), 422, "validation_error")
 
 
@@ -338,13 +342,13 @@ def test_the_reports_are_documented(app: Any) -> None:
     schema = app.openapi()["components"]["schemas"]["CampaignStats"]
     assert schema["example"]["groups"]
     assert "winner" in schema["properties"]
-    for kind in ("openings", "clicks"):
+    for kind in ("openings", "clicks", "conversions"):
         op = paths[f"/api/v1/campaigns/{{campaign_id}}/{kind}.csv"]["get"]
         assert "text/csv" in op["responses"]["200"]["content"]
 
 
 def test_reports_write_nothing(client: Any, db: Session, ab: dict[str, Any], headers: dict[str, str]) -> None:
     before = {model.__name__: count(db, model) for model in (Campaign, Group, Contact, Opening, Click)}
-    for path in ("stats?bucket=hour", "openings.csv", "clicks.csv"):
+    for path in ("stats?bucket=hour", "openings.csv", "clicks.csv", "conversions.csv"):
         assert client.get(f"/api/v1/campaigns/{ab['campaign'].id}/{path}", headers=headers).status_code == 200
     assert {model.__name__: count(db, model) for model in (Campaign, Group, Contact, Opening, Click)} == before

@@ -21,7 +21,7 @@ from app.models.tracking import REASON_MAX
 class EventType(enum.StrEnum):
     open = "open"
     click = "click"
-    conversion = "conversion"  # defined for the outcomes issue: not recorded yet
+    conversion = "conversion"  # a stored conversion (docs/conversions.md)
 
 
 class Event(Base):

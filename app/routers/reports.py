@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator
 
 from app.deps import CurrentUser, IdPath, SessionDep, SettingsDep
 from app.routing import TransactionRoute
@@ -19,15 +18,6 @@ router = APIRouter(
 )
 
 
-def _no_conversions_yet(value: Any) -> Any:
-    if value == "conversions":
-        raise ValueError("conversions are not recorded yet: the winner is decided on opens or clicks")
-    return value
-
-
-Metric = Annotated[ABMetric, BeforeValidator(_no_conversions_yet)]
-
-
 @router.get("/campaigns/{campaign_id}/stats", response_model=CampaignStats, response_model_exclude_unset=True)
 def campaign_stats(
     campaign_id: IdPath,
@@ -35,14 +25,15 @@ def campaign_stats(
     db: SessionDep,
     settings: SettingsDep,
     bucket: Annotated[
-        Bucket | None, Query(description="Add `series`: opens, unique opens and clicks per hour or per day (UTC).")
+        Bucket | None,
+        Query(description="Add `series`: opens, first opens, clicks and conversions per hour or per day (UTC)."),
     ] = None,
     start: Annotated[
         UtcDatetime | None,
         Query(
             alias="from",
             description="Series start, inclusive (rounded down to the bucket); only with `bucket`. Default: the "
-            "bucket of the first opening or click.",
+            "bucket of the first opening, click or conversion.",
         ),
     ] = None,
     end: Annotated[
@@ -50,7 +41,7 @@ def campaign_stats(
         Query(
             alias="to",
             description="Series end, exclusive; must be after `from`; only with `bucket`. Default: the end of the "
-            "bucket of the last opening or click. At most 10,000 buckets from `from` to `to`.",
+            "bucket of the last opening, click or conversion. At most 10,000 buckets from `from` to `to`.",
         ),
     ] = None,
     control: Annotated[
@@ -61,22 +52,25 @@ def campaign_stats(
         ),
     ] = None,
     metric: Annotated[
-        Metric,
+        ABMetric,
         Query(
-            description="The rate `winner` is decided on: `opens` (human_open_rate) or `clicks` "
-            "(human_click_through_rate). `conversions` are not recorded yet (422)."
+            description="The rate `winner` is decided on: `opens` (human_open_rate), `clicks` "
+            "(human_click_through_rate) or `conversions` (conversion_rate)."
         ),
     ] = ABMetric.opens,
 ) -> CampaignStats:
-    """Opens, clicks and rates of the campaign and of each group (A/B arm), each group against the control.
+    """Opens, clicks, conversions and rates of the campaign and of each group (A/B arm), each group
+    against the control.
 
     Every opening and click is counted in the raw totals, and split by client: human (a `browser`
     client), machine (Apple Mail Privacy Protection, mail proxies, scanners, bots) and unknown.
     `human_unique_opens` also counts contacts known to have opened only by a human click. Rates
     are over the sent contacts, or over all contacts while none is marked sent (`open_rate_basis`).
-    Each group's `ab` compares its human open and click rates with the control's (difference, 95 %
-    interval, p-value, Holm-adjusted across groups); `winner` is the group significantly better
-    than the control on `metric`, null below AB_MIN_SAMPLE contacts per group (docs/api.md).
+    Conversions (docs/conversions.md#reports): counts, converters, rates, revenue and value per
+    contact per currency (decimal strings). Each group's `ab` compares its human open and click
+    rates and its conversion rate with the control's (difference, 95 % interval, p-value,
+    Holm-adjusted across groups); `winner` is the group significantly better than the control on
+    `metric`, null below AB_MIN_SAMPLE contacts per group (docs/api.md).
     """
     campaign = campaigns.get_campaign(db, user, campaign_id)
     return stats.campaign_stats(
@@ -142,3 +136,17 @@ def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: 
     campaign = campaigns.get_campaign(db, user, campaign_id)
     rows = export.export_clicks_csv(request.app.state.session_factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-clicks.csv")
+
+
+@router.get(
+    "/campaigns/{campaign_id}/conversions.csv",
+    response_class=StreamingResponse,
+    responses=_csv_doc(export.CONVERSIONS_CSV_COLUMNS),
+)
+def conversions_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
+    """Every conversion of the campaign, in occurred_at order, with its group, name, value (a
+    decimal), currency, order id, source and link (docs/conversions.md#reports). contact_id and
+    email only for contacts whose tracking consent is `full`: anonymous conversions name no one."""
+    campaign = campaigns.get_campaign(db, user, campaign_id)
+    rows = export.export_conversions_csv(request.app.state.session_factory, campaign.id)
+    return _csv_response(rows, f"campaign-{campaign.id}-conversions.csv")

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from app.models import ContactStatus, Tracking
 from app.models.base import MAX_ID
 from app.schemas.common import JSON_INT, Id, InModel, OutModel, PatchModel, UtcDatetime
+from app.schemas.email import FastEmailStr
 
 MAX_BULK_CONTACTS = 10_000
 
@@ -16,7 +17,7 @@ def _lower(value: str | None) -> str | None:
 
 
 class ContactCreate(InModel):
-    email: Annotated[EmailStr, Field(max_length=254, examples=["ana@example.com"])]
+    email: Annotated[FastEmailStr, Field(max_length=254, examples=["ana@example.com"])]
     name: Annotated[str, Field(max_length=200, examples=["Ana"])] | None = None
     scheduled_at: UtcDatetime | None = None
     status: ContactStatus = ContactStatus.scheduled
@@ -33,7 +34,7 @@ class ContactCreate(InModel):
 class ContactUpdate(PatchModel):
     required_if_sent = frozenset({"email", "group_id", "status", "tracking"})
 
-    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    email: Annotated[FastEmailStr, Field(max_length=254)] | None = None
     name: Annotated[str, Field(max_length=200)] | None = None
     group_id: Annotated[int, Field(ge=1, le=MAX_ID), JSON_INT] | None = Field(
         default=None, description="Move the contact to another group of the same campaign."

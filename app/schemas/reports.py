@@ -24,6 +24,7 @@ class ABMetric(enum.StrEnum):
 
     opens = "opens"  # human_open_rate
     clicks = "clicks"  # human_click_through_rate
+    conversions = "conversions"  # conversion_rate
 
 
 # Examples: the report of the first campaign of sample.json (`pixeltrack load-sample`).
@@ -91,6 +92,29 @@ class StatsFields(BaseModel):
         description="Median over the opened contacts of (first opening - sent_at, or scheduled_at when sent_at is "
         "null); contacts with neither are left out, negative delays count as 0. Null without data."
     )
+    conversions: int = Field(
+        description="Conversions recorded (docs/conversions.md): every stored one, anonymous contacts' included "
+        "(an order id counts once per contact)."
+    )
+    unique_converters: int = Field(
+        description="Contacts with at least one conversion. Anonymous contacts' conversions name no one: they "
+        "count in conversions and revenue, not here."
+    )
+    anonymous_conversions: int = Field(description="Conversions of `anonymous` contacts (in conversions, revenue).")
+    conversion_rate: float = Field(description="unique_converters / the same denominator as open_rate.")
+    conversion_rate_of_human_clickers: float = Field(
+        description="Human clickers who converted / human_unique_clicks (0 when nobody clicked as a person)."
+    )
+    revenue: dict[str, str] = Field(
+        description="Sum of the conversions' values per ISO 4217 currency, as decimal strings with 4 decimals "
+        "(never floats); currencies without a conversion are absent.",
+        examples=[{"EUR": "42.5000"}],
+    )
+    value_per_contact: dict[str, str] = Field(
+        description="revenue / the same denominator as open_rate, per currency, 4 decimals (rounded half up; "
+        '"0.0000" when the denominator is 0).',
+        examples=[{"EUR": "1.5179"}],
+    )
 
 
 class _GroupKey(BaseModel):
@@ -121,6 +145,7 @@ class ABComparison(BaseModel):
 class GroupAB(BaseModel):
     opens: ABComparison = Field(description="On human_open_rate.")
     clicks: ABComparison = Field(description="On human_click_through_rate.")
+    conversions: ABComparison = Field(description="On conversion_rate (unique_converters).")
 
 
 class GroupStats(StatsFields, _GroupKey):  # fields of the last base come first: group_id, name, ...
@@ -135,8 +160,27 @@ class SeriesPoint(BaseModel):
         "unique_opens): the growth of the open rate."
     )
     clicks: int = Field(description="Clicks recorded in this bucket.")
+    conversions: int = Field(description="Conversions that occurred in this bucket (their occurred_at).")
 
 
+# (sample.json records no conversions: docs/conversions.md#reports has an example with some.)
+_NO_CONVERSIONS_EXAMPLE: dict[str, Any] = {
+    "conversions": 0,
+    "unique_converters": 0,
+    "anonymous_conversions": 0,
+    "conversion_rate": 0.0,
+    "conversion_rate_of_human_clickers": 0.0,
+    "revenue": {},
+    "value_per_contact": {},
+}
+_NOTHING_EITHER_WAY: dict[str, Any] = {
+    "difference": 0.0,
+    "ci_low": -0.2153,
+    "ci_high": 0.2153,
+    "p_value": 1.0,
+    "p_adjusted": 1.0,
+    "test": "fisher",
+}
 _GROUP_EXAMPLE: dict[str, Any] = {
     "group_id": 1,
     "name": "A - discount in subject",
@@ -163,6 +207,7 @@ _GROUP_EXAMPLE: dict[str, Any] = {
     "human_unique_clicks": 0,
     "human_click_through_rate": 0.0,
     "median_seconds_to_first_open": 34971.5,
+    **_NO_CONVERSIONS_EXAMPLE,
     "ab": None,  # the control
 }
 
@@ -217,6 +262,7 @@ class CampaignStats(StatsFields, _CampaignKey):
                 "human_unique_clicks": 0,
                 "human_click_through_rate": 0.0,
                 "median_seconds_to_first_open": 40415.0,
+                **_NO_CONVERSIONS_EXAMPLE,
                 "groups": [
                     _GROUP_EXAMPLE,
                     {
@@ -242,14 +288,8 @@ class CampaignStats(StatsFields, _CampaignKey):
                                 "p_adjusted": 0.01275,
                                 "test": "fisher",
                             },
-                            "clicks": {
-                                "difference": 0.0,
-                                "ci_low": -0.2153,
-                                "ci_high": 0.2153,
-                                "p_value": 1.0,
-                                "p_adjusted": 1.0,
-                                "test": "fisher",
-                            },
+                            "clicks": _NOTHING_EITHER_WAY,
+                            "conversions": _NOTHING_EITHER_WAY,
                         },
                     },
                 ],
@@ -257,8 +297,20 @@ class CampaignStats(StatsFields, _CampaignKey):
                 "winner_metric": "opens",
                 "winner": None,  # B is worse than the control A, and 14 contacts are below AB_MIN_SAMPLE
                 "series": [
-                    {"bucket_start": "2026-03-02T00:00:00+00:00", "opens": 10, "first_opens": 6, "clicks": 0},
-                    {"bucket_start": "2026-03-03T00:00:00+00:00", "opens": 10, "first_opens": 4, "clicks": 0},
+                    {
+                        "bucket_start": "2026-03-02T00:00:00+00:00",
+                        "opens": 10,
+                        "first_opens": 6,
+                        "clicks": 0,
+                        "conversions": 0,
+                    },
+                    {
+                        "bucket_start": "2026-03-03T00:00:00+00:00",
+                        "opens": 10,
+                        "first_opens": 4,
+                        "clicks": 0,
+                        "conversions": 0,
+                    },
                 ],
             }
         }

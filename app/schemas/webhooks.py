@@ -134,18 +134,34 @@ class EventOut(OutModel):
     occurred_at: str = Field(json_schema_extra={"format": "date-time"})
     campaign_id: Id
     group_id: Id
-    contact_id: Id | None = None
+    contact_id: Id | None = Field(
+        default=None,
+        description="A `full` contact's id; absent otherwise, except on a conversion, where it is null when "
+        "the conversion names no one (an anonymous contact's).",
+    )
     email: str | None = None
     pixel_id: Id | None = None
-    link_id: Id | None = None
+    link_id: Id | None = Field(
+        default=None, description="click: the link; conversion: the link whose click carried the token (or null)."
+    )
     url: str | None = None
     client: str | None = None
     machine: bool | None = Field(default=None, description="true: a machine; false: a person; null: unknown.")
     reason: str | None = None
-    name: str | None = Field(default=None, description="conversion only")
-    value: str | None = Field(default=None, description="conversion only: a decimal string")
-    currency: str | None = Field(default=None, description="conversion only")
-    conversion_id: str | None = Field(default=None, description="conversion only")
+    name: str | None = Field(default=None, description="conversion only: its name (`purchase`, `signup`...).")
+    value: str | None = Field(
+        default=None,
+        description='conversion only: its value as a decimal string with 4 decimals ("42.5000"), never a float; '
+        "null without a value.",
+        examples=["42.5000"],
+    )
+    currency: str | None = Field(default=None, description="conversion only: ISO 4217, with a value; else null.")
+    order_id: str | None = Field(
+        default=None, description="conversion only: the `id` it was reported with (its order id); else null."
+    )
+    source: Literal["browser", "api"] | None = Field(
+        default=None, description="conversion only: `browser` (POST /e, GET /e.gif) or `api` (POST /conversions)."
+    )
 
 
 class FeedOut(OutModel):

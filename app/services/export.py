@@ -1,5 +1,6 @@
-"""Campaign CSV exports: the openings and the clicks, streamed in keyset chunks (those of contacts
-whose tracking consent is `full`: docs/consent.md)."""
+"""Campaign CSV exports: the openings and the clicks (those of contacts whose tracking consent is
+`full`: docs/consent.md) and the conversions (every one; only a `full` contact's names the contact:
+docs/conversions.md#reports), streamed in keyset chunks."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.db import read_only
-from app.models import Click, Contact, Group, Link
+from app.models import Click, Contact, Conversion, Group, Link
 from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import consent
 
@@ -52,6 +53,22 @@ CLICKS_CSV_COLUMNS = (
     "user_agent",
     "event_id",
     "reason",
+)
+CONVERSIONS_CSV_COLUMNS = (
+    "conversion_id",
+    "occurred_at",
+    "campaign_id",
+    "group_id",
+    "group_name",
+    "contact_id",
+    "email",
+    "name",
+    "value",
+    "currency",
+    "order_id",
+    "source",
+    "link_id",
+    "event_id",
 )
 
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection"): =, +, -, @, and tab / CR.
@@ -125,11 +142,46 @@ def _chunk(export: _Csv, campaign_id: int, after: tuple[datetime, int] | None) -
     return stmt
 
 
+def _conversions_chunk(campaign_id: int, after: tuple[datetime, int] | None) -> AnySelect:
+    c = Conversion
+    named = and_(c.contact_id.is_not(None), consent.listed())  # anonymous (then or since): no one
+    stmt = (
+        select(
+            c.id,
+            c.occurred_at,
+            c.campaign_id,
+            c.group_id,
+            Group.name,
+            case((named, c.contact_id)),
+            case((named, Contact.email)),
+            c.name,
+            c.value,
+            c.currency,
+            c.order_id,
+            c.source,
+            c.link_id,
+            c.event_id,
+        )
+        .join(Group, Group.id == c.group_id)
+        .outerjoin(Contact, Contact.id == c.contact_id)
+        .where(c.campaign_id == campaign_id)  # the index (campaign_id, occurred_at) + the row id
+        .order_by(c.occurred_at, c.id)
+    )
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(or_(c.occurred_at > at, and_(c.occurred_at == at, c.id > last_id)))
+    return stmt
+
+
 def _export(
-    session_factory: Callable[[], Session], export: _Csv, campaign_id: int, chunk_rows: int | None
+    session_factory: Callable[[], Session],
+    header: Sequence[str],
+    chunk: Callable[[tuple[datetime, int] | None], AnySelect],
+    chunk_rows: int | None,
 ) -> Iterator[bytes]:
+    """The header, then the rows of `chunk(after)`: (id, time, ...) in (time, id) order."""
     chunk_rows = chunk_rows or CSV_CHUNK_ROWS
-    yield _csv_lines([export.header])
+    yield _csv_lines([header])
     # Its own session: the request's is closed when the route returns, before the body streams.
     # One transaction for the whole export (a consistent snapshot on MariaDB), read in keyset
     # chunks in time order, so memory stays at one chunk whatever the campaign's size.
@@ -137,7 +189,7 @@ def _export(
         read_only(db)
         after: tuple[datetime, int] | None = None
         while True:
-            rows = db.execute(_chunk(export, campaign_id, after).limit(chunk_rows)).all()
+            rows = db.execute(chunk(after).limit(chunk_rows)).all()
             if rows:
                 yield _csv_lines(rows)
             if len(rows) < chunk_rows:
@@ -149,11 +201,19 @@ def export_openings_csv(
     session_factory: Callable[[], Session], campaign_id: int, *, chunk_rows: int | None = None
 ) -> Iterator[bytes]:
     """The campaign's openings as CSV (header first), in opened_at order."""
-    return _export(session_factory, _OPENINGS_CSV, campaign_id, chunk_rows)
+    return _export(session_factory, _OPENINGS_CSV.header, lambda a: _chunk(_OPENINGS_CSV, campaign_id, a), chunk_rows)
 
 
 def export_clicks_csv(
     session_factory: Callable[[], Session], campaign_id: int, *, chunk_rows: int | None = None
 ) -> Iterator[bytes]:
     """The campaign's clicks as CSV (header first), in clicked_at order."""
-    return _export(session_factory, _CLICKS_CSV, campaign_id, chunk_rows)
+    return _export(session_factory, _CLICKS_CSV.header, lambda a: _chunk(_CLICKS_CSV, campaign_id, a), chunk_rows)
+
+
+def export_conversions_csv(
+    session_factory: Callable[[], Session], campaign_id: int, *, chunk_rows: int | None = None
+) -> Iterator[bytes]:
+    """The campaign's conversions as CSV (header first), in occurred_at order; contact_id and email
+    only for a contact whose consent is `full`, empty for the others (they count, naming no one)."""
+    return _export(session_factory, CONVERSIONS_CSV_COLUMNS, lambda a: _conversions_chunk(campaign_id, a), chunk_rows)

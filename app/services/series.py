@@ -1,8 +1,9 @@
-"""Campaign time series: opens, first opens and clicks per hour or day bucket.
+"""Campaign time series: opens, first opens, clicks and conversions per hour or day bucket.
 
 Whole hours come from campaign_hours (one row per hour), the partial hours at the edges of
-`from`/`to` from the openings/clicks themselves, and the first opens per bucket from the index
-(campaign_id, first_opened_at).
+`from`/`to` from the openings/clicks themselves, the first opens per bucket from the index
+(campaign_id, first_opened_at), and the conversions per bucket from the index (campaign_id,
+occurred_at) of the conversions (one grouped query).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationFailed
-from app.models import CampaignHour, Click, ContactStats, Opening
+from app.models import CampaignHour, Click, ContactStats, Conversion, Opening
 from app.schemas.reports import BUCKET_SECONDS, Bucket, SeriesPoint
 from app.services.sql import epoch_bucket, int_div
 
@@ -65,11 +66,12 @@ def _raw_counts(db: Session, campaign_id: int, step: int, start: datetime, end: 
 def campaign_series(
     db: Session, campaign_id: int, bucket: Bucket, start: datetime | None, end: datetime | None
 ) -> list[SeriesPoint]:
-    """Opens, first opens (contacts opening for the first time) and clicks per bucket, zero-filled.
+    """Opens, first opens (contacts opening for the first time), clicks and conversions per bucket,
+    zero-filled.
 
     `from` is inclusive and `to` exclusive; buckets start at `from` rounded down to the hour/day
-    (UTC). Defaults: the bucket of the campaign's first opening/click, and the end of the bucket
-    of its last one.
+    (UTC). Defaults: the bucket of the campaign's first opening/click/conversion, and the end of
+    the bucket of its last one.
     """
     step = BUCKET_SECONDS[bucket]
     if start is not None and end is not None and end <= start:
@@ -81,8 +83,12 @@ def campaign_series(
         first_click, last_click = db.execute(
             select(func.min(Click.clicked_at), func.max(Click.clicked_at)).where(Click.campaign_id == campaign_id)
         ).one()
-        firsts = [t for t in (first_open, first_click) if t is not None]
-        lasts = [t for t in (last_open, last_click) if t is not None]
+        c = Conversion
+        first_conversion, last_conversion = db.execute(
+            select(func.min(c.occurred_at), func.max(c.occurred_at)).where(c.campaign_id == campaign_id)
+        ).one()
+        firsts = [t for t in (first_open, first_click, first_conversion) if t is not None]
+        lasts = [t for t in (last_open, last_click, last_conversion) if t is not None]
         if not firsts:
             return []  # nothing recorded: no default range
         start = start if start is not None else _floor(min(firsts), step)
@@ -132,6 +138,15 @@ def campaign_series(
             .group_by(first_at)
         ).all()
     }
+    converted_at = epoch_bucket(Conversion.occurred_at, step)
+    conversions = {
+        int(b): int(n)
+        for b, n in db.execute(
+            select(converted_at, func.count())
+            .where(Conversion.campaign_id == campaign_id, Conversion.occurred_at >= start, Conversion.occurred_at < end)
+            .group_by(converted_at)
+        ).all()
+    }
     first_index = _epoch_seconds(first_bucket) // step
     points = []
     for index in range(first_index, first_index + buckets):
@@ -142,6 +157,7 @@ def campaign_series(
                 opens=opens,
                 first_opens=firsts_by_bucket.get(index, 0),
                 clicks=clicks,
+                conversions=conversions.get(index, 0),
             )
         )
     return points

@@ -12,11 +12,13 @@ contacts, not of openings. For a campaign:
 3. the median delay to the first open, per group and overall: the middle entry (or the two middle
    ones) of the index (campaign_id[, group_id], first_open_delay_us), read at its position
    (`ORDER BY ... LIMIT 2 OFFSET n`), index-only;
-4. with `bucket`: the time series (app/services/series.py).
+4. with `bucket`: the time series (app/services/series.py);
+5. the conversions per group (app/services/conversion_stats.py: two grouped queries on the
+   `conversions` table);
+6. the A/B comparisons of each group with the control group on the human open and click rates
+   and the conversion rate, and the winner (app/services/abtest.py).
 
 Campaign totals are the sums of the group rows (a contact belongs to exactly one group).
-5. the A/B comparisons of each group with the control group on the human open and click rates,
-   and the winner (app/services/abtest.py).
 
 What each figure counts: app/schemas/reports.py and docs/api.md#reports.
 """
@@ -34,7 +36,7 @@ from sqlalchemy.orm import Session
 from app.errors import ValidationFailed
 from app.models import MACHINE_CLIENTS, OPEN_COLUMNS, Campaign, ClientKind, ContactStats, Group, GroupCounts
 from app.schemas.reports import ABComparison, ABMetric, Bucket, CampaignStats, GroupAB, GroupStats
-from app.services import abtest
+from app.services import abtest, conversion_stats
 from app.services.series import campaign_series
 
 RATE_DIGITS = 4
@@ -59,6 +61,7 @@ class _Tally:
     human_clickers: int = 0
     by_client: dict[ClientKind, int] = field(default_factory=lambda: dict.fromkeys(ClientKind, 0))
     median_us: float | None = None
+    conv: conversion_stats.ConversionTally = field(default_factory=conversion_stats.ConversionTally)
 
     def add(self, other: _Tally) -> None:
         self.contacts += other.contacts
@@ -75,6 +78,7 @@ class _Tally:
         self.human_clickers += other.human_clickers
         for kind, n in other.by_client.items():
             self.by_client[kind] += n
+        self.conv.add(other.conv)
 
 
 def _ratio(num: int, den: int) -> Fraction:
@@ -118,6 +122,7 @@ def _fields(tally: _Tally, basis: str) -> dict[str, Any]:
         "human_unique_clicks": tally.human_clickers,
         "human_click_through_rate": _rate(tally.human_clickers, den),
         "median_seconds_to_first_open": None if tally.median_us is None else round(tally.median_us / 1e6, 3),
+        **conversion_stats.fields(tally.conv, den, tally.human_clickers, _rate),
     }
 
 
@@ -172,6 +177,8 @@ def _median(db: Session, campaign_id: int, group_id: int | None, n: int) -> floa
 
 
 def _successes(tally: _Tally, metric: ABMetric) -> int:
+    if metric is ABMetric.conversions:
+        return tally.conv.converters
     return tally.human_openers if metric is ABMetric.opens else tally.human_clickers
 
 
@@ -213,7 +220,7 @@ def _control(groups: dict[int, tuple[str, _Tally]], control: int | None) -> int 
 def _ab(
     groups: dict[int, tuple[str, _Tally]], control: int, basis: str, metric: ABMetric, min_sample: int
 ) -> tuple[dict[int, GroupAB], int | None]:
-    """Each group but the control against the control, on both metrics; the winner on `metric`."""
+    """Each group but the control against the control, on every metric; the winner on `metric`."""
     results: dict[ABMetric, dict[int, abtest.Comparison]] = {}
     winner: int | None = None
     for kind in ABMetric:
@@ -249,8 +256,10 @@ def campaign_stats(
     # from/to only delimit the series: without a bucket there is no series and they are unused.
     series = campaign_series(db, campaign.id, bucket, start, end) if bucket is not None else None
 
+    conversions = conversion_stats.by_group(db, campaign.id)
     total = _Tally()
     for gid, (_name, tally) in groups.items():
+        tally.conv = conversions.get(gid, tally.conv)
         tally.median_us = _median(db, campaign.id, gid, tally.timed_opens)
         total.add(tally)
     total.median_us = _median(db, campaign.id, None, total.timed_opens)

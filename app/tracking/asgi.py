@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import cooperative
 from app.tracking.tracker import Reply
 
 
@@ -30,7 +31,9 @@ async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
 class TrackingFastPath:
     """Wraps the FastAPI app: the public tracking paths never reach FastAPI at all.
 
-    Everything else (including lifespan) goes to the wrapped app; `state` is its state.
+    Everything else (including lifespan) goes to the wrapped app; `state` is its state. Every
+    HTTP request is counted while in flight: bulk work in the threadpool steps aside for them
+    (app/cooperative.py).
     """
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
@@ -41,6 +44,13 @@ class TrackingFastPath:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cooperative.arrived()
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            cooperative.left()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         path: str = scope["path"]
         reply: Reply | None = None

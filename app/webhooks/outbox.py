@@ -2,7 +2,8 @@
 ingest's own transaction (app/tracking/ingest.py), so an event exists for the feed and the
 webhooks iff its opening/click exists.
 
-Per batch: one SELECT (the contacts' group, consent and owner) and one multi-row INSERT. The
+Per batch and table: one INSERT ... SELECT, which the database builds from the rows just inserted
+(found by their unique event id) joined with their contact and campaign; nothing is read back. The
 consent rules of SPEC §8 are applied here: an `anonymous` contact's event keeps no contact id and
 no pixel id (nothing that names someone); an `off` contact's is not written (nothing is recorded
 for it, so there is nothing to tell). The payload itself is built when read (app/webhooks/payload.py).
@@ -14,9 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Insert, Select, case, insert, literal, select
 
 from app.models import Campaign, Contact, Event, Tracking
+from app.models.tracking import CLICKS, OPENINGS, EventTable
 
 CHUNK = 1000
 _COLUMNS = (
@@ -35,48 +37,59 @@ _COLUMNS = (
 
 
 def record(conn: Connection, openings: Sequence[dict[str, Any]], clicks: Sequence[dict[str, Any]]) -> int:
-    """Write the events of the rows just inserted (the ingest's row dicts); returns how many."""
-    if not openings and not clicks:
-        return 0
-    contact_ids = sorted({row["contact_id"] for row in (*openings, *clicks)})
-    who: dict[int, tuple[int, str, int]] = {}  # contact → (group, tracking, owner)
-    for start in range(0, len(contact_ids), CHUNK):
-        query = (
-            select(Contact.id, Contact.group_id, Contact.tracking, Campaign.owner_id)
-            .join(Campaign, Campaign.id == Contact.campaign_id)
-            .where(Contact.id.in_(contact_ids[start : start + CHUNK]))
-        )
-        who.update((row[0], (row[1], row[2], row[3])) for row in conn.execute(query))
+    """Write the events of the rows just inserted (the ingest's row dicts); returns how many
+    rows were offered. The database builds them from the inserted rows, found by their unique
+    event id (as the counters are, app/services/counters/events.py): only the event ids travel,
+    and the contacts' group, consent and owner are joined there instead of read back."""
     now = datetime.now(UTC)
-    values: list[tuple[Any, ...]] = []
-    for kind, rows, target, time in (
-        ("open", openings, "pixel_id", "opened_at"),
-        ("click", clicks, "link_id", "clicked_at"),
-    ):
-        for row in rows:
-            found = who.get(row["contact_id"])
-            if found is None or found[1] == Tracking.off:
-                continue
-            group_id, tracking, owner_id = found
-            named = tracking == Tracking.full
-            values.append(
-                (
-                    row["event_id"],
-                    kind,
-                    owner_id,
-                    row["campaign_id"],
-                    group_id,
-                    row["contact_id"] if named else None,
-                    row[target] if named or kind == "click" else None,  # a link names no one; a pixel does
-                    row["client"],
-                    row["reason"],
-                    row[time],
-                    now,
-                )
+    offered = 0
+    for table, rows in ((OPENINGS, openings), (CLICKS, clicks)):
+        ids = [row["event_id"] for row in rows]
+        for start in range(0, len(ids), CHUNK):
+            conn.execute(
+                _ignore(insert(Event)).from_select(_COLUMNS, _events_of(table, ids[start : start + CHUNK], now))
             )
-    if values:
-        _insert(conn, values)
-    return len(values)
+        offered += len(ids)
+    return offered
+
+
+# The event rows read by the unique event_id index, never by a scan (which would wait for the
+# locks of rows another worker is inserting), as the counters read them.
+_BY_EVENT_ID = "FORCE INDEX (uq_{table}_event_id)"
+
+
+def _events_of(table: EventTable, event_ids: list[str], now: datetime) -> Select[Any]:
+    """The `events` rows (in _COLUMNS order) of these openings/clicks: not for an `off` contact;
+    an `anonymous` contact's name no contact, and no pixel (a link names no one)."""
+    model = table.model
+    named = Contact.tracking == Tracking.full.value
+    target = case((named, table.target), else_=None) if table is OPENINGS else table.target
+    hint = _BY_EVENT_ID.format(table=model.__tablename__)
+    return (
+        select(
+            model.event_id,
+            literal(table.kind),
+            Campaign.owner_id,
+            model.campaign_id,
+            Contact.group_id,
+            case((named, model.contact_id), else_=None),
+            target,
+            model.client,
+            model.reason,
+            table.time,
+            literal(now, type_=Event.created_at.type),
+        )
+        .join(Contact, Contact.id == model.contact_id)
+        .join(Campaign, Campaign.id == model.campaign_id)
+        .where(model.event_id.in_(event_ids), Contact.tracking != Tracking.off.value)
+        .order_by(model.id)  # the events in the order of their rows (the feed's order within a batch)
+        .with_hint(model, hint, dialect_name="mysql")
+        .with_hint(model, hint, dialect_name="mariadb")
+    )
+
+
+def _ignore(stmt: Insert) -> Insert:
+    return stmt.prefix_with("IGNORE", dialect="mysql").prefix_with("OR IGNORE", dialect="sqlite")
 
 
 def record_conversions(conn: Connection, rows: Sequence[dict[str, Any]], owners: dict[str, int]) -> int:

@@ -6,17 +6,28 @@ consent has been lowered since) carries only `id`, `type`, `occurred_at`, `campa
 `group_id`, `client`, `machine`, `reason`, and for a click `link_id` + `url` (which name no one).
 Building it at read time means a changed email or a lowered consent is what is sent, and an
 erased contact's events are simply gone.
+
+A `conversion` event (docs/conversions.md) is read with its row of `conversions` (by its
+`event_id`, the conversion's key): `name`, `value` (a decimal string, never a float), `currency`,
+`order_id`, `source`, `link_id`, and `contact_id` (null unless the contact is `full`: an anonymous
+conversion names no one); no client, machine or reason. An event whose conversion is gone (its group
+deleted) is not told.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 
-from app.models import MACHINE_CLIENTS, ClientKind, Contact, Event, Link, Tracking
+from app.models import MACHINE_CLIENTS, ClientKind, Contact, Conversion, Event, Link, Tracking
+from app.models.conversion import VALUE_SCALE
+
+CONVERSION = "conversion"
+_VALUE_PLACES = Decimal(1).scaleb(-VALUE_SCALE)
 
 
 def machine(client: str) -> bool | None:
@@ -49,10 +60,35 @@ def events_query() -> Any:
             Contact.email,
             Contact.tracking,
             Link.url,
+            Conversion.name.label("conversion_name"),
+            Conversion.value.label("conversion_value"),
+            Conversion.currency.label("conversion_currency"),
+            Conversion.order_id.label("conversion_order_id"),
+            Conversion.source.label("conversion_source"),
         )
         .outerjoin(Contact, Contact.id == Event.contact_id)
         .outerjoin(Link, and_(Event.type == "click", Link.id == Event.target_id))
+        .outerjoin(Conversion, and_(Event.type == CONVERSION, Conversion.event_id == Event.event_id))
+        .where(or_(Event.type != CONVERSION, Conversion.id.is_not(None)))
     )
+
+
+def decimal_string(value: Decimal | None) -> str | None:
+    """A stored value as a decimal string with the column's 4 decimals ("42.5000")."""
+    return None if value is None else format(Decimal(value).quantize(_VALUE_PLACES), "f")
+
+
+def _conversion(event: Any, out: dict[str, Any], named: bool) -> dict[str, Any]:
+    out["contact_id"] = event.contact_id if named else None
+    if named:
+        out["email"] = event.email
+    out["link_id"] = event.target_id
+    out["name"] = event.conversion_name
+    out["value"] = decimal_string(event.conversion_value)
+    out["currency"] = event.conversion_currency
+    out["order_id"] = event.conversion_order_id
+    out["source"] = event.conversion_source
+    return out
 
 
 def payload(event: Any) -> dict[str, Any]:
@@ -65,6 +101,8 @@ def payload(event: Any) -> dict[str, Any]:
         "group_id": event.group_id,
     }
     named = event.contact_id is not None and event.tracking == Tracking.full
+    if event.type == CONVERSION:
+        return _conversion(event, out, named)
     if named:
         out["contact_id"] = event.contact_id
         out["email"] = event.email

@@ -13,6 +13,16 @@ from tests import factories
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ZERO_CLIENTS = {kind.value: 0 for kind in ClientKind}
+# The conversion figures of a group (or campaign) without conversions.
+NO_CONVERSIONS: dict[str, Any] = {
+    "conversions": 0,
+    "unique_converters": 0,
+    "anonymous_conversions": 0,
+    "conversion_rate": 0.0,
+    "conversion_rate_of_human_clickers": 0.0,
+    "revenue": {},
+    "value_per_contact": {},
+}
 NOT_COUNTERS = (
     "campaign_id",
     "group_id",

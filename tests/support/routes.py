@@ -86,6 +86,7 @@ API_CALLS: list[ApiCall] = [
     ApiCall("GET", "/api/v1/campaigns/{campaign}/stats?bucket=day", None, 200),
     ApiCall("GET", "/api/v1/campaigns/{campaign}/openings.csv", None, 200),
     ApiCall("GET", "/api/v1/campaigns/{campaign}/clicks.csv", None, 200),
+    ApiCall("GET", "/api/v1/campaigns/{campaign}/conversions.csv", None, 200),
     # Send time (the render creates a link for its new URL; the tree's contact has its pixel already).
     ApiCall(
         "POST", "/api/v1/campaigns/{campaign}/render", {"html": '<p><a href="https://example.com/rendered">x</a>'}, 200

@@ -3,7 +3,8 @@
 `refresh_contacts`: after any change other than the ingest, the owner (session.py) recomputes
 the touched contacts' rows from the source tables (an INSERT ... SELECT: on MariaDB it reads the
 latest committed rows under shared locks, so it cannot miss an opening a worker commits
-meanwhile), and moves their groups'; `forget_contacts` before contacts are deleted.
+meanwhile), and moves their groups'; `forget_contacts` before contacts are deleted;
+`count_new_contacts` after an INSERT of contacts (the bulk import), the same rows for less.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from sqlalchemy import (
     Executable,
     Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
     case,
     cast,
+    false,
     func,
     select,
     update,
@@ -168,6 +171,37 @@ def _refresh_statements(dialect: str) -> tuple[Executable, Select[Any]]:
     )
     recompute = upsert_statement(dialect, STATS, KEY, replace_all, columns=SELECTED, select=rows)
     return recompute, group_sums_query(STATS.c.contact_id.in_(ids)).with_for_update()
+
+
+NEW_CAMPAIGN, NEW_GROUP, NEW_EMAILS = "new_campaign_id", "new_group_id", "new_emails"
+NEW_CHUNK = 2000  # new contacts per statement (by email: a short IN list of strings)
+
+
+def count_new_contacts(db: DB, campaign_id: int, group_id: int, emails: list[str], sent: int) -> None:
+    """After an INSERT of these contacts of one group (new in this transaction: no pixel, opening
+    or click can point at them yet), `sent` of them with the status `sent`: their rows, as
+    `refresh_contacts` computes them (one INSERT ... SELECT per NEW_CHUNK contacts, found by the
+    unique (campaign, group, email)), and their group's moved by what such rows sum to: as many
+    contacts, `sent` sent, nothing else (no pixels, openings or clicks). `refresh_contacts` would
+    read their ids, the (empty) sums before and the sums after, and aggregate their (absent)
+    pixels, openings and clicks: 4 statements per 500 contacts instead of 1 per 2,000."""
+    recompute = _new_contacts_statement(dialect_name(db))
+    for start in range(0, len(emails), NEW_CHUNK):
+        params = {NEW_CAMPAIGN: campaign_id, NEW_GROUP: group_id, NEW_EMAILS: emails[start : start + NEW_CHUNK]}
+        db.execute(recompute, params)
+    add_groups(db, {(campaign_id, group_id): {"contacts": len(emails), "sent": sent}})
+
+
+@cache
+def _new_contacts_statement(dialect: str) -> Executable:
+    """`count_new_contacts`' recompute, built once per dialect (as `_refresh_statements`)."""
+    new = (
+        (Contact.campaign_id == bindparam(NEW_CAMPAIGN, type_=BigInteger()))
+        & (Contact.group_id == bindparam(NEW_GROUP, type_=BigInteger()))
+        & Contact.email.in_(bindparam(NEW_EMAILS, expanding=True, type_=String()))
+    )
+    rows = contact_rows(new, false(), false(), false())
+    return upsert_statement(dialect, STATS, KEY, replace_all, columns=SELECTED, select=rows)
 
 
 def move_reference(db: DB, where: ColumnElement[bool], matched: int) -> bool:

@@ -14,7 +14,8 @@ tests' factories all get it) registers three Session events:
   per flush, in chunks; then add the hours of the openings/clicks inserted or changed.
 - `do_orm_execute`: ORM statements run through the session are not flushes
   (`db.execute(insert(Contact), rows)` in the bulk import, `delete(Pixel).where(...)`): the same
-  two steps run around the statement itself (a statement the owner cannot follow, such as an
+  two steps run around the statement itself (new contacts, which have nothing of their own yet,
+  by a shorter path: counters/contacts.count_new_contacts) (a statement the owner cannot follow, such as an
   INSERT ... SELECT into a counted table, is refused rather than left uncounted).
 
 Core statements on a Connection are seen by no Session event: their writers go through the
@@ -37,8 +38,14 @@ from sqlalchemy import Column, ColumnElement, Delete, Select, Update, delete, ev
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 from sqlalchemy.sql import visitors
 
-from app.models import Click, Contact, Group, Link, Opening, Pixel
-from app.services.counters.contacts import forget_contacts, lock_contacts, move_reference, refresh_contacts
+from app.models import Click, Contact, ContactStatus, Group, Link, Opening, Pixel
+from app.services.counters.contacts import (
+    count_new_contacts,
+    forget_contacts,
+    lock_contacts,
+    move_reference,
+    refresh_contacts,
+)
 from app.services.counters.hours import count_hours, forget_hours
 from app.services.sql import DB, dialect_name
 
@@ -227,19 +234,23 @@ def _rows(state: ORMExecuteState) -> list[Mapping[str, Any]]:
     return list(params or [])
 
 
-def _inserted(db: DB, model: type[Any], rows: list[Mapping[str, Any]]) -> Change:
-    """The change of an INSERT of these rows, once they are in."""
+def _contacts_inserted(db: DB, rows: list[Mapping[str, Any]]) -> None:
+    """Count the contacts of an INSERT, once they are in: new, they have nothing of their own
+    yet (counters/contacts.count_new_contacts: found by the unique (campaign, group, email))."""
+    by_group: dict[tuple[int, int], list[str]] = defaultdict(list)
+    sent: dict[tuple[int, int], int] = defaultdict(int)
+    for row in rows:
+        key = (row["campaign_id"], row["group_id"])
+        by_group[key].append(row["email"])
+        # (The column's default: scheduled.)
+        sent[key] += ContactStatus(row.get("status") or ContactStatus.scheduled) is ContactStatus.sent
+    for (campaign_id, group_id), emails in sorted(by_group.items()):
+        count_new_contacts(db, campaign_id, group_id, emails, sent[(campaign_id, group_id)])
+
+
+def _inserted(model: type[Any], rows: list[Mapping[str, Any]]) -> Change:
+    """The change of an INSERT of these pixels, openings or clicks, once they are in."""
     change = Change()
-    if model is Contact:
-        by_group: dict[tuple[int, int], list[str]] = defaultdict(list)
-        for row in rows:
-            by_group[(row["campaign_id"], row["group_id"])].append(row["email"])
-        for (campaign_id, group_id), emails in by_group.items():
-            for start in range(0, len(emails), CHUNK):
-                # By the unique (campaign_id, group_id, email).
-                same = (Contact.campaign_id == campaign_id) & (Contact.group_id == group_id)
-                change.contacts |= _values(db, Contact.id, same & Contact.email.in_(emails[start : start + CHUNK]))
-        return change
     change.contacts = {row["contact_id"] for row in rows}
     if model is not Pixel:
         events = [row["event_id"] for row in rows]
@@ -287,7 +298,10 @@ def _on_execute(state: ORMExecuteState) -> Any:
             raise NotImplementedError(f"the report counters cannot follow this INSERT into {model.__name__}")
         result = state.invoke_statement()
         with state.session.no_autoflush:
-            after(db, _inserted(db, model, rows))
+            if model is Contact:
+                _contacts_inserted(db, rows)
+            else:
+                after(db, _inserted(model, rows))
         return result
     change = Change()
     if state.is_delete:

@@ -25,6 +25,7 @@ from app.routers import (
     auth,
     campaigns,
     contacts,
+    conversions,
     events,
     groups,
     health,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks,
         events,
         apikeys,
+        conversions,
     ):
         app.include_router(module.router)
     # Inside metrics, CORS and the security headers, before anything reads a body.

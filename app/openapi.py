@@ -2,7 +2,8 @@
 
 FastAPI builds it from the routes; this module adds what it cannot see or states loosely:
 
-- the contacts POST body, parsed by hand (one object or a list), is published as a schema;
+- the contacts and conversions POST bodies, parsed by hand (one object or a list), are published
+  as schemas;
 - every operation that signs in or authenticates (and so reads the database) documents the
   503 it answers when the database is down;
 - an optional body (`PixelCreate | None = None`) is a plain `$ref` with `required: false`,
@@ -21,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from app.models.base import MAX_ID
 from app.schemas.common import error_responses
 from app.schemas.contact import ContactCreate
+from app.schemas.conversions_api import ConversionBatch, ConversionPost
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _METHODS = ("get", "head", "post", "put", "patch", "delete")
@@ -31,9 +33,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    contact_schema = ContactCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(contact_schema.pop("$defs", {}))
-    components["ContactCreate"] = contact_schema
+    for model in (ContactCreate, ConversionPost, ConversionBatch):  # bodies parsed by hand
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
     _document_database_errors(schema)
     for path in schema.get("paths", {}).values():
         for method in _METHODS:

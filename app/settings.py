@@ -3,7 +3,8 @@
 Every variable the service reads is a field here; `.env.example` and docs/configuration.md
 (generated from the fields) document them.
 `DATABASE_URL` overrides the MYSQL_* variables and `REDIS_URL` the REDIS_* ones.
-With no MySQL configured the service uses an embedded SQLite file, with no Redis an in-process cache and queue.
+With no MySQL configured the service uses an embedded SQLite file, and with no
+Redis configured an in-process cache and queue.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.credentials import MIN_PASSWORD_LENGTH, password_problem
-from app.settings_intake import IntakeSettings
+from app.settings_conversions import ConversionSettings
 from app.settings_webhooks import WebhookSettings
 
 # Values shipped in .env.example: never acceptable in production.
@@ -52,7 +53,7 @@ class StartupError(RuntimeError):
     """Configuration that must stop the process before it serves anything."""
 
 
-class Settings(WebhookSettings, IntakeSettings):
+class Settings(WebhookSettings, ConversionSettings):
     # Each field's docstring is its description: scripts/gen_config_docs.py renders them into
     # docs/configuration.md (tests/test_config_docs.py fails when that page is out of date).
     model_config = SettingsConfigDict(
@@ -157,7 +158,6 @@ class Settings(WebhookSettings, IntakeSettings):
     """How long the API then skips Redis (pixels: in-process queue; rate limits: per process)."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest request body (413 beyond, counted while it streams); 8 MB holds a 10,000-contact import."""
-
     cors_origins: str = ""
     """Browser origins allowed to call the API (comma-separated); empty: no CORS. Credentials never allowed."""
 

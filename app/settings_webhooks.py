@@ -22,6 +22,8 @@ class WebhookSettings(BaseSettings):
     """A webhook whose deliveries only failed for this many days is disabled (and says why)."""
     webhook_allow_private: bool = False
     """Allow webhook URLs resolving to loopback, private, link-local or metadata addresses (tests, closed networks)."""
+    webhook_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """A batch claimed by a dispatcher that died (or lost its database) mid-attempt is sent again, with the same `webhook-id`, this long after the attempt's timeout."""
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
     """Webhooks one dispatcher delivers to at once (each webhook has at most one request in flight)."""
     webhook_poll_seconds: float = Field(default=0.2, gt=0, le=60)

@@ -109,8 +109,8 @@ def make_opening(db: Session, pixel: Pixel, **kw: Any) -> Opening:
     return _save(db, Opening(pixel_id=pixel.id, contact_id=contact.id, campaign_id=contact.campaign_id, **kw))
 
 
-def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/landing") -> Link:
-    return _save(db, Link(campaign_id=campaign.id, url=url, uuid=uuid.uuid4().hex))
+def make_link(db: Session, campaign: Campaign, url: str = "https://example.com/landing", **kw: Any) -> Link:
+    return _save(db, Link(campaign_id=campaign.id, url=url, uuid=uuid.uuid4().hex, **kw))
 
 
 def make_click(db: Session, link: Link, contact: Contact, **kw: Any) -> Click:

@@ -47,9 +47,13 @@ def test_create_campaign_returns_201_and_stores_utc(client, db: Session, user: U
         "starts_at",
         "ends_at",
         "tracking_default",
+        "attribution_default",
+        "conversion_origins",
         "created_at",
         "updated_at",
     }
+    assert body["attribution_default"] is False
+    assert body["conversion_origins"] == []
     assert body["owner_id"] == user.id
     assert body["name"] == "Spring sale"
     assert body["description"] == "Offers"

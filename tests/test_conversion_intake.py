@@ -99,7 +99,7 @@ def test_forged_expired_and_foreign_tokens_record_nothing(
     flipped = pt[:10] + ("A" if pt[10] != "A" else "B") + pt[11:]
     other_key = AttributionCodec([Fernet.generate_key().decode()], lifetime_seconds=86400)
     foreign = other_key.seal(codec_attribution(settings, pt))
-    expired = token(settings, tree, issued_at=int(time.time()) - 31 * 86400)
+    expired = token(settings, tree, issued_at=int(time.time()) - settings.attribution_token_seconds() - 60)
     alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
     unused_bits = pt[:-1] + alphabet[alphabet.index(pt[-1]) ^ 1]  # the same bytes, spelt otherwise
     before = answered("invalid_token")

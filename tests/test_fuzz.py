@@ -277,6 +277,33 @@ def _valid_body(body: dict[str, Any], ids: dict[str, int] | None) -> None:
     name = body.get("name")
     if isinstance(name, str) and not name.strip():
         body["name"] = "fuzzed name"  # names are stripped, then must not be empty (minLength counts spaces)
+    if "conversion_origins" in body:  # exact origins (scheme://host[:port]): more than a pattern says
+        body["conversion_origins"] = ["https://shop.example.com"]
+    if "token" in body or "contact_id" in body:
+        _valid_conversion(body, ids)
+    rows = body.get("conversions")
+    if isinstance(rows, list):
+        for row in rows:
+            if isinstance(row, dict):
+                _valid_conversion(row, ids)
+
+
+def _valid_conversion(row: dict[str, Any], ids: dict[str, int] | None) -> None:
+    """A conversion names exactly one of token and contact_id (a contact of the caller's, where
+    known), a value with its currency (a decimal, an ISO 4217 code), a time not in the future."""
+    row.pop("token", None)
+    row["contact_id"] = ids["contact_id"] if ids is not None else row.get("contact_id") or 1
+    if row.get("value") is None or row.get("currency") is None:
+        row.pop("value", None)
+        row.pop("currency", None)
+    else:
+        row["value"], row["currency"] = "12.5", "EUR"
+    occurred = _timestamp(row.get("occurred_at"))
+    if occurred is not None and occurred > datetime.now(UTC):
+        del row["occurred_at"]
+    name = row.get("name")
+    if not isinstance(name, str) or not name.strip():
+        row["name"] = "purchase"
 
 
 @pytest.fixture

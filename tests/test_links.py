@@ -41,7 +41,8 @@ def test_create_link(client, db: Session, headers: dict[str, str], campaign: Cam
     response = client.post(links_path(campaign), json={"url": url, "name": "Spring offers"}, headers=headers)
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "campaign_id", "name", "url", "uuid", "trap", "created_at"}
+    assert set(body) == {"id", "campaign_id", "name", "url", "uuid", "trap", "attribution", "created_at"}
+    assert body["attribution"] is False
     assert body["trap"] is False
     assert (body["campaign_id"], body["name"], body["url"]) == (campaign.id, "Spring offers", url)
     row = db.get_one(Link, body["id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, WithJsonSchema, field_validator
+from pydantic import AnyHttpUrl, Field, StrictBool, WithJsonSchema, field_validator
 
 from app.models import ClientKind
 from app.models.tracking import MAX_PIXEL_NUMBER
@@ -115,18 +115,32 @@ def _url_length(value: AnyHttpUrl | None) -> AnyHttpUrl | None:
     return value
 
 
+Attribution = Annotated[
+    StrictBool,
+    Field(
+        description="Its click redirect appends `pt=<attribution token>` to the URL, for the landing page to "
+        "report conversions with (docs/conversions.md); never for contacts whose tracking is `off`."
+    ),
+]
+
+
 class LinkCreate(InModel):
     url: HttpUrl2048
     name: Annotated[str, Field(max_length=200, examples=["Spring offers"])] | None = None
+    attribution: Attribution | None = Field(
+        default=None,
+        description="Append `pt=<attribution token>` on click; default: the campaign's `attribution_default`.",
+    )
 
     _len = field_validator("url")(_url_length)
 
 
 class LinkUpdate(PatchModel):
-    required_if_sent = frozenset({"url"})
+    required_if_sent = frozenset({"url", "attribution"})
 
     url: HttpUrl2048 | None = None
     name: Annotated[str, Field(max_length=200)] | None = None
+    attribution: Attribution | None = None
 
     _len = field_validator("url")(_url_length)
 
@@ -141,6 +155,7 @@ class LinkOut(OutModel):
         description="The campaign's hidden trap link (render's `trap_link`): its clicks are `scanner`, reason "
         "`trap:link`; not a column of the send sheet."
     )
+    attribution: Attribution
     created_at: UtcDatetime
 
 

@@ -13,7 +13,7 @@ from app.errors import ValidationFailed
 from app.models import Campaign, Group, Tracking, User
 from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
 from app.services.common import apply_changes, conflict, get_owned, owned, paginate
-from app.tracking import origins
+from app.tracking import origins as origins_cache
 
 DATES_OUT_OF_ORDER = "ends_at must be after starts_at"
 
@@ -42,11 +42,13 @@ def create_campaign(db: Session, user: User, data: CampaignCreate) -> Campaign:
         starts_at=data.starts_at,
         ends_at=data.ends_at,
         tracking_default=Tracking(data.tracking_default).value,
+        attribution_default=data.attribution_default,
+        conversion_origins=list(data.conversion_origins),
     )
     db.add(campaign)
     db.flush()
     if campaign.conversion_origins:
-        origins.changed(db)  # the public intake's CORS origins: reloaded once committed
+        origins_changed(db)
     return campaign
 
 
@@ -57,18 +59,28 @@ def update_campaign(db: Session, campaign: Campaign, patch: CampaignUpdate) -> C
         raise ValidationFailed([{"loc": ["body", "ends_at"], "msg": DATES_OUT_OF_ORDER, "type": "value_error"}])
     if "tracking_default" in changes:  # (for contacts created from now on: existing ones keep theirs)
         changes["tracking_default"] = Tracking(changes["tracking_default"]).value
+    origins = "conversion_origins" in changes and changes["conversion_origins"] != campaign.conversion_origins
     apply_changes(campaign, changes)
     db.flush()
-    if "conversion_origins" in changes:
-        origins.changed(db)
+    if origins:
+        origins_changed(db)
     return campaign
 
 
 def delete_campaign(db: Session, campaign: Campaign) -> None:
-    if campaign.conversion_origins:
-        origins.changed(db)
-    db.delete(campaign)  # groups, contacts, pixels, openings, links, clicks: ON DELETE CASCADE
+    had_origins = bool(campaign.conversion_origins)
+    db.delete(campaign)  # groups, contacts, pixels, openings, links, clicks, conversions: ON DELETE CASCADE
     db.flush()
+    if had_origins:
+        origins_changed(db)
+
+
+def origins_changed(db: Session) -> None:
+    """The call point for the public intake's in-process origins cache (`POST /e`'s CORS,
+    docs/conversions.md): called, in the request's transaction, whenever a campaign's
+    `conversion_origins` change (created with some, edited, deleted): once the session commits,
+    this process's cache reloads and the other API processes are told (app/tracking/origins.py)."""
+    origins_cache.changed(db)
 
 
 def get_group(db: Session, user: User, group_id: int) -> Group:

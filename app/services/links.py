@@ -25,7 +25,10 @@ def list_links(db: Session, campaign: Campaign, *, limit: int, offset: int) -> t
 
 
 def create_link(db: Session, campaign: Campaign, data: LinkCreate) -> Link:
-    link = Link(campaign_id=campaign.id, uuid=uuid.uuid4().hex, url=str(data.url), name=data.name)
+    attribution = campaign.attribution_default if data.attribution is None else data.attribution
+    link = Link(
+        campaign_id=campaign.id, uuid=uuid.uuid4().hex, url=str(data.url), name=data.name, attribution=attribution
+    )
     db.add(link)
     db.flush()
     return link

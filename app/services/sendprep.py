@@ -159,13 +159,18 @@ def ensure_pixels(db: Session, contact_ids: Sequence[int]) -> dict[int, int]:
     return found
 
 
-def _lock_campaign(db: Session, campaign_id: int) -> bool:
-    return db.scalar(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update()) is not None
+def _lock_campaign(db: Session, campaign_id: int) -> bool | None:
+    """Lock the campaign; its `attribution_default` (None: the campaign is gone)."""
+    found: bool | None = db.scalar(
+        select(Campaign.attribution_default).where(Campaign.id == campaign_id).with_for_update()
+    )
+    return found
 
 
-def ensure_links(db: Session, campaign_id: int, urls: Sequence[str]) -> list[int]:
+def ensure_links(db: Session, campaign_id: int, urls: Sequence[str], *, attribution: bool = False) -> list[int]:
     """The link id of each URL (in order): an existing link of the campaign with exactly that URL
-    (the oldest; never the trap link), else a new one. Call with the campaign locked."""
+    (the oldest; never the trap link), else a new one, with `attribution` (the campaign's
+    `attribution_default`). Call with the campaign locked."""
     existing: dict[str, int] = {}
     for start in range(0, len(urls), _LOOKUP):
         rows = db.execute(
@@ -176,7 +181,11 @@ def ensure_links(db: Session, campaign_id: int, urls: Sequence[str]) -> list[int
         )
         for url, link_id in rows:
             existing.setdefault(url, link_id)
-    new = [Link(campaign_id=campaign_id, url=url, uuid=uuid.uuid4().hex) for url in urls if url not in existing]
+    new = [
+        Link(campaign_id=campaign_id, url=url, uuid=uuid.uuid4().hex, attribution=attribution)
+        for url in urls
+        if url not in existing
+    ]
     if new:
         db.add_all(new)
         db.flush()
@@ -219,9 +228,10 @@ class Links:
         if not self.urls and self.trap_url is None:
             self.ids = []
             return True
-        if not _lock_campaign(db, campaign_id):
+        attribution = _lock_campaign(db, campaign_id)
+        if attribution is None:
             return False
-        ids = ensure_links(db, campaign_id, self.urls)
+        ids = ensure_links(db, campaign_id, self.urls, attribution=attribution)
         trap = ensure_trap_link(db, campaign_id, self.trap_url) if self.trap_url is not None else None
         self.ids, self.trap_id = ids, trap
         return True

@@ -17,6 +17,7 @@ from app.tracking.click_rules import ClickRules
 from app.tracking.intake import Intake
 from app.tracking.origins import OriginsCache
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
+from app.tracking.redirect import Attributor, ContactCache
 from app.tracking.tokens import TokenCodec
 from app.tracking.tracker import LinkCache, Tracker
 
@@ -57,13 +58,17 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
         TokenCodec(settings.fernet_keys()),
         queue,
         LinkCache(engine, redis=client),
+        attribution=Attributor(
+            AttributionCodec(settings.fernet_keys(), lifetime_seconds=settings.attribution_token_seconds()),
+            ContactCache(engine),
+        ),
         anonymize_ip=settings.anonymize_ip,
         disabled=settings.tracking_disabled,
         respect_dnt=settings.respect_dnt,
     )
     limiter = RateLimiter(client, breaker=breaker)
     intake = Intake(
-        AttributionCodec(settings.fernet_keys(), lifetime_seconds=attribution_lifetime(settings)),
+        AttributionCodec(settings.fernet_keys(), lifetime_seconds=settings.attribution_token_seconds()),
         queue,
         OriginsCache(engine, redis=client, refresh_seconds=settings.conversion_origins_refresh_seconds),
         limiter,
@@ -78,9 +83,3 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
         tracker=tracker, memory=memory, redis=client, breaker=breaker, limiter=limiter, intake=intake
     )
 
-
-def attribution_lifetime(settings: Settings) -> int:
-    """Seconds an attribution token opens: ATTRIBUTION_TOKEN_DAYS (app/settings_conversions.py,
-    30 days until that setting exists)."""
-    days: float = getattr(settings, "attribution_token_days", 30)
-    return int(days * 86400)

@@ -5,7 +5,8 @@ in-process, note the raw facts and the first-pass machine/human split (the inges
 the client later, in batches), submit the event to the queue (Redis: one
 group-committed round trip for dedupe + enqueue; never the database), answer.
 It backs both the ASGI wrapper (app/tracking/asgi.py) and the documented FastAPI routes
-(app/routers/tracking.py). `LinkCache` holds the click targets.
+(app/routers/tracking.py). `LinkCache` holds the click targets; a link with `attribution`
+gets `pt=<token>` on its redirect (app/tracking/redirect.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import base64
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, select
@@ -28,6 +29,7 @@ from app.models import Link
 from app.tracking.classify import first_pass
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
 from app.tracking.queue import EventQueue
+from app.tracking.redirect import Attributor
 from app.tracking.tokens import TokenCodec
 
 log = logging.getLogger("pixeltrack.tracking")
@@ -63,8 +65,14 @@ _UNAVAILABLE_REPLY: Reply = (503, UNAVAILABLE_HEADERS, UNAVAILABLE)
 LINKS_CHANGED = "pt:links:changed"  # Redis pub/sub channel: ids of links edited or deleted
 
 
+class LinkTarget(NamedTuple):
+    url: str
+    attribution: bool  # the redirect appends `pt=` (app/tracking/redirect.py)
+    campaign_id: int
+
+
 class LinkCache:
-    """link id → stored URL, cached briefly in-process so clicks rarely wait on the database.
+    """link id → stored URL (with its attribution flag and campaign), cached briefly in-process so clicks rarely wait on the database.
 
     An edit or delete drops the entry at once in the process that made it (`changed`); with Redis,
     it is also published on LINKS_CHANGED, and every other API process (`--workers N`, several
@@ -78,24 +86,24 @@ class LinkCache:
         self._engine = engine
         self._ttl = ttl
         self._max = max_size
-        self._items: dict[int, tuple[str | None, float]] = {}
+        self._items: dict[int, tuple[LinkTarget | None, float]] = {}
         self.down = False
         self._changes = ChangeFeed(
             redis, LINKS_CHANGED, on_message=self._apply, on_resubscribe=self._items.clear, ttl=ttl
         )
 
-    def _query(self, link_id: int) -> str | None:
+    def _query(self, link_id: int) -> LinkTarget | None:
         with connect_read_only(self._engine) as conn:
-            url: str | None = conn.scalar(select(Link.url).where(Link.id == link_id))
-        return url
+            row = conn.execute(select(Link.url, Link.attribution, Link.campaign_id).where(Link.id == link_id)).first()
+        return None if row is None else LinkTarget(row[0], bool(row[1]), row[2])
 
-    async def url(self, link_id: int) -> str | None:
+    async def target(self, link_id: int) -> LinkTarget | None:
         now = time.monotonic()
         hit = self._items.get(link_id)
         if hit is not None and hit[1] > now:
             return hit[0]
         try:
-            url = await asyncio.to_thread(self._query, link_id)
+            target = await asyncio.to_thread(self._query, link_id)
         except SQLAlchemyError as exc:
             metrics.DEPENDENCY_ERRORS.labels("database", "api").inc()
             if not self.down:  # one line per outage, not one per click
@@ -107,8 +115,8 @@ class LinkCache:
             self.down = False
         if len(self._items) >= self._max:
             self._items.clear()
-        self._items[link_id] = (url, now + self._ttl)
-        return url
+        self._items[link_id] = (target, now + self._ttl)
+        return target
 
     def forget(self, link_id: int) -> None:
         self._items.pop(link_id, None)
@@ -137,6 +145,7 @@ class Tracker:
         queue: EventQueue,
         links: LinkCache,
         *,
+        attribution: Attributor | None = None,
         anonymize_ip: bool = False,
         disabled: bool = False,
         respect_dnt: bool = False,
@@ -144,6 +153,7 @@ class Tracker:
         self.codec = codec
         self.queue = queue
         self.links = links
+        self.attribution = attribution  # None: no `pt=` on any redirect
         self.anonymize_ip = anonymize_ip
         self.disabled = disabled  # TRACKING_DISABLED: answer, record nothing
         self.respect_dnt = respect_dnt  # RESPECT_DNT: honour DNT: 1 / Sec-GPC: 1
@@ -183,12 +193,23 @@ class Tracker:
     async def click(self, token: str, headers: Any, ip: str, method: str = "GET") -> Reply:
         ref = self.codec.decode_click(token)
         try:
-            url = await self.links.url(ref.link_id) if ref is not None else None
+            target = await self.links.target(ref.link_id) if ref is not None else None
         except SQLAlchemyError:
             # An uncached link while the database is unreachable: the one error shape, retry later.
             return _UNAVAILABLE_REPLY
-        if ref is None or url is None:
+        if ref is None or target is None:
             metrics.invalid_token(CLICK)
             return _NOT_FOUND_REPLY
-        await self._record(self._event(CLICK, ref.link_id, ref.contact_id, headers, ip, method))
-        return 302, [(b"location", url.encode()), (b"cache-control", NO_CACHE), (b"content-length", b"0")], b""
+        event = self._event(CLICK, ref.link_id, ref.contact_id, headers, ip, method)
+        location = target.url
+        if target.attribution and event is not None and self.attribution is not None:
+            # The token names this click's event id: the one the recorded click gets.
+            location = await self.attribution.location(
+                location,
+                campaign_id=target.campaign_id,
+                link_id=ref.link_id,
+                contact_id=ref.contact_id,
+                event_id=event.event_id,
+            )
+        await self._record(event)
+        return 302, [(b"location", location.encode()), (b"cache-control", NO_CACHE), (b"content-length", b"0")], b""

@@ -15,18 +15,21 @@ from __future__ import annotations
 import json
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from app.db import connect_read_only
+from app.db import connect_read_only, make_engine
 from app.models import MACHINE_CLIENTS, BatchStatus, Event, Webhook, WebhookBatch, WebhookDelivery
 from app.webhooks import sequence
 from app.webhooks.delivery import Outcome
+from app.webhooks.payload import events_query
 
 LEASE_MARGIN = timedelta(seconds=30)
+READ_COMMITTED = "READ COMMITTED"
 BACKOFF_CAP_SECONDS = 2 * 3600.0
 
 
@@ -39,6 +42,8 @@ class Claim:
     event_ids: list[int]
     url: str
     secrets: list[str]  # sealed: the current one, and the old one during a rotation
+    created_at: datetime
+    rows: Sequence[Any] | None = None  # a new batch's payload rows (`events_query`), read with the claim
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Policy:
     retry_hours: float
     disable_after_days: float
     backoff_base: float = 5.0  # seconds before the first retry; doubling, with jitter, up to 2 h
+    lease_margin: float = LEASE_MARGIN.total_seconds()  # WEBHOOK_LEASE_SECONDS: past the timeout
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -58,9 +64,20 @@ def backoff(attempt: int, base: float) -> float:
 
 def _begin(engine: Engine) -> Connection:
     conn = engine.connect()
-    if conn.dialect.name in ("mysql", "mariadb"):
-        conn = conn.execution_options(isolation_level="READ COMMITTED")
+    if conn.dialect.name in ("mysql", "mariadb") and conn.default_isolation_level != READ_COMMITTED:
+        conn = conn.execution_options(isolation_level=READ_COMMITTED)  # set now, reset when returned
     return conn
+
+
+def writer_engine(engine: Engine, pool_size: int, **options: Any) -> Engine:
+    """The dispatcher's engine for its claims and records. MariaDB: READ COMMITTED on every new
+    connection (not set and reset around each transaction: two round trips), and the lean pool
+    (no ping and no ROLLBACK around a connection back within a second: app/db._lean_pool).
+    `options`: make_engine's (the database timeouts). SQLite: `engine` itself."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return engine
+    url = engine.url.render_as_string(hide_password=False)
+    return make_engine(url, lean_pool=True, isolation_level=READ_COMMITTED, pool_size=pool_size, **options)
 
 
 def _lock_webhook(conn: Connection, webhook_id: int, *, skip_locked: bool) -> Any:
@@ -70,8 +87,10 @@ def _lock_webhook(conn: Connection, webhook_id: int, *, skip_locked: bool) -> An
     return conn.execute(stmt).first()
 
 
-def matching_events(webhook: Any) -> Any:
-    stmt = select(Event.id, Event.seq).where(Event.owner_id == webhook.owner_id)
+def matching_events(webhook: Any, stmt: Any = None) -> Any:
+    """`stmt` (default: the events' id and seq) restricted to what the webhook asked for."""
+    stmt = select(Event.id, Event.seq) if stmt is None else stmt
+    stmt = stmt.where(Event.owner_id == webhook.owner_id)
     stmt = stmt.where(Event.type.in_(webhook.events.split(",")))
     if webhook.campaign_id is not None:
         stmt = stmt.where(Event.campaign_id == webhook.campaign_id)
@@ -92,9 +111,15 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
     if webhook is None or not webhook.enabled:
         return None
     now = datetime.now(UTC)
-    lease = now + timedelta(seconds=policy.timeout) + LEASE_MARGIN
+    lease = now + timedelta(seconds=policy.timeout + policy.lease_margin)
     batch = conn.execute(
-        select(WebhookBatch.id, WebhookBatch.next_attempt_at, WebhookBatch.attempts, WebhookBatch.msg_id)
+        select(
+            WebhookBatch.id,
+            WebhookBatch.next_attempt_at,
+            WebhookBatch.attempts,
+            WebhookBatch.msg_id,
+            WebhookBatch.created_at,
+        )
         .where(WebhookBatch.webhook_id == webhook.id, WebhookBatch.status == BatchStatus.pending)
         .order_by(WebhookBatch.id)
         .limit(1)
@@ -103,8 +128,9 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
         return None  # waiting for its retry (or leased to another attempt)
     if batch is None:
         high = sequence.last_seq(conn)
+        # The payload's rows at once (one query for the batch, not its ids and then its payload).
         rows = conn.execute(
-            matching_events(webhook)
+            matching_events(webhook, events_query().add_columns(Event.id))
             .where(Event.seq > webhook.cursor_seq, Event.seq <= high)
             .order_by(Event.seq)
             .limit(policy.batch_max)
@@ -116,7 +142,7 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
             return None
         ids = [row.id for row in rows]
         msg_id = "msg_" + secrets.token_urlsafe(18)
-        attempt = 1
+        attempt, created_at = 1, now
         inserted = conn.execute(
             insert(WebhookBatch).values(
                 webhook_id=webhook.id,
@@ -131,14 +157,15 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
         ).inserted_primary_key
         batch_id = int((inserted or (0,))[0])
     else:
-        batch_id, msg_id, attempt = batch.id, batch.msg_id, batch.attempts + 1
+        rows = None  # a retry: its events are read when it is sent (an erased one drops out)
+        batch_id, msg_id, attempt, created_at = batch.id, batch.msg_id, batch.attempts + 1, batch.created_at
         ids = json.loads(conn.scalar(select(WebhookBatch.event_ids).where(WebhookBatch.id == batch_id)) or "[]")
         conn.execute(
             update(WebhookBatch).where(WebhookBatch.id == batch_id).values(attempts=attempt, next_attempt_at=lease)
         )
     rotating = webhook.old_secret is not None and (webhook.old_secret_until or now) > now
     sealed = [webhook.secret, *([webhook.old_secret] if rotating and webhook.old_secret else [])]
-    return Claim(webhook.id, batch_id, msg_id, attempt, ids, webhook.url, sealed)
+    return Claim(webhook.id, batch_id, msg_id, attempt, ids, webhook.url, sealed, created_at, rows)
 
 
 def record(
@@ -150,15 +177,15 @@ def record(
     now = datetime.now(UTC)
     with _begin(engine) as conn, conn.begin():
         webhook = _lock_webhook(conn, claim.webhook_id, skip_locked=False)
-        created = conn.scalar(select(WebhookBatch.created_at).where(WebhookBatch.id == claim.batch_id))
-        if webhook is None or created is None:
+        if webhook is None:
             return "gone", None  # deleted meanwhile: nothing left to account for
+        created = claim.created_at
         batch: dict[str, Any] = {}
         hook: dict[str, Any] = {}
         if outcome.ok:
             result = "delivered"
             batch = {"status": BatchStatus.delivered.value, "finished_at": now}
-            hook = {"failing_since": None}
+            hook = {"failing_since": None} if webhook.failing_since is not None else {}
         elif outcome.status_code == 410:
             result = "gone"
             batch = {"status": BatchStatus.failed.value, "finished_at": now}
@@ -176,8 +203,11 @@ def record(
             if now - failing_since >= timedelta(days=policy.disable_after_days):
                 days = f"{policy.disable_after_days:g}"
                 hook.update(enabled=False, disabled_reason=f"every delivery failed for {days} days")
-        conn.execute(update(WebhookBatch).where(WebhookBatch.id == claim.batch_id).values(**batch))
-        conn.execute(update(Webhook).where(Webhook.id == claim.webhook_id).values(**hook))
+        moved = conn.execute(update(WebhookBatch).where(WebhookBatch.id == claim.batch_id).values(**batch))
+        if moved.rowcount == 0:
+            return "gone", None  # the batch was deleted meanwhile
+        if hook:
+            conn.execute(update(Webhook).where(Webhook.id == claim.webhook_id).values(**hook))
         conn.execute(
             insert(WebhookDelivery).values(
                 webhook_id=claim.webhook_id,
@@ -194,7 +224,7 @@ def record(
         )
         if not (then_claim and result == "delivered"):
             return result, None
-        return result, _claim_locked(conn, _lock_webhook(conn, claim.webhook_id, skip_locked=False), policy)
+        return result, _claim_locked(conn, webhook, policy)  # still locked; only failing_since changed
 
 
 def finish_empty(engine: Engine, claim: Claim) -> None:

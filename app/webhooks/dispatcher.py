@@ -46,6 +46,8 @@ class Dispatcher:
         self, engine: Engine, settings: Settings, *, client: httpx.Client | None = None, backoff_base: float = 5.0
     ) -> None:
         self.engine = engine
+        # Claims and records (MariaDB: an engine of their own, READ COMMITTED, lean pool).
+        self.writer = batches.writer_engine(engine, settings.webhook_concurrency + 2, **settings.database_timeouts)
         self.settings = settings
         self.client = client or delivery.new_client()
         self.policy = batches.Policy(
@@ -54,6 +56,7 @@ class Dispatcher:
             retry_hours=settings.webhook_retry_hours,
             disable_after_days=settings.webhook_disable_after_days,
             backoff_base=backoff_base,
+            lease_margin=settings.webhook_lease_seconds,
         )
         self.pool = ThreadPoolExecutor(settings.webhook_concurrency, thread_name_prefix="webhook")
         self.busy: set[int] = set()
@@ -94,7 +97,7 @@ class Dispatcher:
     def attempt(self, webhook_id: int) -> bool:
         """Send the webhook's due batches, one after the other: a bounded run (DRAIN_ATTEMPTS), so
         other webhooks get the thread too. Returns whether anything was sent."""
-        claim = batches.claim(self.engine, webhook_id, self.policy)
+        claim = batches.claim(self.writer, webhook_id, self.policy)
         sent = 0
         while claim is not None and sent < DRAIN_ATTEMPTS and not self.stopping.is_set():
             claim = self.send(claim, then_claim=sent + 1 < DRAIN_ATTEMPTS)
@@ -103,12 +106,14 @@ class Dispatcher:
 
     def send(self, claim: batches.Claim, *, then_claim: bool) -> batches.Claim | None:
         """One attempt of a claimed batch, recorded; the webhook's next claim when asked (and delivered)."""
-        with connect_read_only(self.engine) as conn:
-            rows = conn.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
+        rows = claim.rows
+        if rows is None:  # a retry: its events as they are now
+            with connect_read_only(self.engine) as conn:
+                rows = conn.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
         events = payloads(rows)
         if not events:
-            batches.finish_empty(self.engine, claim)
-            return batches.claim(self.engine, claim.webhook_id, self.policy) if then_claim else None
+            batches.finish_empty(self.writer, claim)
+            return batches.claim(self.writer, claim.webhook_id, self.policy) if then_claim else None
         body = body_of(events)
         secrets = [signing.unseal(self.settings, sealed) for sealed in claim.secrets]
         headers = signing.headers(secrets, claim.msg_id, datetime.now(UTC), body)
@@ -120,7 +125,7 @@ class Dispatcher:
             timeout=self.policy.timeout,
             allow_private=self.settings.webhook_allow_private,
         )
-        result, following = batches.record(self.engine, claim, outcome, len(events), self.policy, then_claim=then_claim)
+        result, following = batches.record(self.writer, claim, outcome, len(events), self.policy, then_claim=then_claim)
         metrics.WEBHOOK_ATTEMPTS.labels(result).inc()
         if result == "delivered":
             metrics.WEBHOOK_EVENTS.inc(len(events))
@@ -172,6 +177,8 @@ class Dispatcher:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         self.client.close()
+        if self.writer is not self.engine:
+            self.writer.dispose()
 
 
 def run_command(settings: Settings, make_engine: Callable[[Settings], Engine]) -> int:

@@ -18,11 +18,8 @@ from tests import factories
 from tests.support.app_state import app_state, in_app_loop
 
 SHOP = "https://shop.example"
-LIFETIME = 30 * 86400
-
-
 def codec(settings: Settings) -> AttributionCodec:
-    return AttributionCodec(settings.fernet_keys(), lifetime_seconds=LIFETIME)
+    return AttributionCodec(settings.fernet_keys(), lifetime_seconds=settings.attribution_token_seconds())
 
 
 def shop(db: Session, owner: User, origins: list[str] | None = None, **contact: Any) -> dict[str, Any]:

@@ -134,6 +134,9 @@ API_CALLS: list[ApiCall] = [
     ApiCall("GET", "/api/v1/webhooks/{webhook}/deliveries", None, 200),
     ApiCall("POST", "/api/v1/webhooks/{webhook}/replay?since=2026-01-01T00:00:00Z", None, 200),
     ApiCall("GET", "/api/v1/events", None, 200),
+    # Conversions from a backend (docs/conversions.md): by contact id, one or a batch.
+    ApiCall("POST", "/api/v1/conversions", {"contact_id": "{contact}", "name": "purchase"}, 200),
+    ApiCall("POST", "/api/v1/conversions", {"conversions": [{"contact_id": "{contact}", "name": "signup"}]}, 200),
 ]
 
 

@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 class Received:
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # the status answered (set before the answer is written: the sender may be gone)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -68,14 +69,17 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if receiver.hold is not None:
                 receiver.hold.wait(30)
             with receiver.changed:
-                receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
-                code = 500 if len(receiver.requests) <= receiver.fail_first else receiver.status
-            self.send_response(code)
-            if receiver.location:
-                self.send_header("location", receiver.location)
-            self.send_header("content-length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
+                code = 500 if len(receiver.requests) < receiver.fail_first else receiver.status
+                receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body, code))
+            try:
+                self.send_response(code)
+                if receiver.location:
+                    self.send_header("location", receiver.location)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            except OSError:  # the sender died meanwhile (a dispatcher killed mid-batch)
+                pass
             with receiver.changed:
                 receiver.answered.append(code)
                 receiver.changed.notify_all()

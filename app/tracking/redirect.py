@@ -1,0 +1,126 @@
+"""The attribution token on a click's redirect (docs/conversions.md, "Attribution").
+
+A click on a link with `attribution` is redirected to the link's URL with `pt=<token>` added
+(app/tracking/attribution.py): the token names the campaign, the contact's group, the contact (0
+for an `anonymous` one), the link, the click's own event id (the id the recorded click gets) and
+when it was issued. Contacts whose tracking is `off` get the plain URL, as do clicks that are not
+recorded at all (TRACKING_DISABLED, a honoured DNT).
+
+The group and the consent level are the contact's, read from the database only for attribution
+links and only on a miss of `ContactCache` (an in-process LRU with a short TTL, in a worker
+thread as the link cache does): a consent withdrawn a moment ago may still get a token for up to
+the TTL, and the conversion it carries is then refused when stored (app/tracking/conversions.py
+reads the consent again). When the database cannot be read the redirect goes out without `pt`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import NamedTuple
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import metrics
+from app.db import connect_read_only
+from app.errors import describe_db_error
+from app.models import Contact, Tracking
+from app.tracking.attribution import Attribution, AttributionCodec
+
+log = logging.getLogger("pixeltrack.tracking")
+
+PARAM = "pt"
+_OFF, _ANONYMOUS = Tracking.off.value, Tracking.anonymous.value
+
+
+def with_param(url: str, value: str, name: str = PARAM) -> str:
+    """`url` with `name=value` as its last query parameter: an existing `name` parameter is
+    dropped (not duplicated), every other one kept as it was, the fragment stays last."""
+    base, hash_mark, fragment = url.partition("#")
+    path, _, query = base.partition("?")
+    kept = [part for part in query.split("&") if part and part.partition("=")[0] != name]
+    kept.append(f"{name}={value}")
+    return f"{path}?{'&'.join(kept)}{hash_mark}{fragment}"
+
+
+class ContactInfo(NamedTuple):
+    campaign_id: int
+    group_id: int
+    tracking: str
+
+
+class ContactCache:
+    """contact id → (campaign, group, consent), least recently used dropped beyond `max_size`,
+    each entry trusted for `ttl` seconds (a deleted contact is cached as None too)."""
+
+    def __init__(self, engine: Engine, *, ttl: float = 10.0, max_size: int = 50_000) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._max = max_size
+        self._items: OrderedDict[int, tuple[ContactInfo | None, float]] = OrderedDict()
+        self.down = False
+
+    def _query(self, contact_id: int) -> ContactInfo | None:
+        with connect_read_only(self._engine) as conn:
+            row = conn.execute(
+                select(Contact.campaign_id, Contact.group_id, Contact.tracking).where(Contact.id == contact_id)
+            ).first()
+        return None if row is None else ContactInfo(*row)
+
+    async def get(self, contact_id: int) -> ContactInfo | None:
+        """The contact, or None when it does not exist. Raises SQLAlchemyError on a miss while the
+        database is unreachable."""
+        now = time.monotonic()
+        hit = self._items.get(contact_id)
+        if hit is not None and hit[1] > now:
+            self._items.move_to_end(contact_id)
+            return hit[0]
+        try:
+            info = await asyncio.to_thread(self._query, contact_id)
+        except SQLAlchemyError as exc:
+            metrics.DEPENDENCY_ERRORS.labels("database", "api").inc()
+            if not self.down:  # one line per outage, not one per click
+                log.error("contacts unreadable, attribution tokens left out (%s)", describe_db_error(exc))
+                self.down = True
+            raise
+        self.down = False
+        self._items[contact_id] = (info, now + self._ttl)
+        self._items.move_to_end(contact_id)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return info
+
+    def forget(self, contact_id: int) -> None:
+        self._items.pop(contact_id, None)
+
+
+class Attributor:
+    """Seals the attribution token of a click (one per API process, built at start-up)."""
+
+    def __init__(self, codec: AttributionCodec, contacts: ContactCache) -> None:
+        self.codec = codec
+        self.contacts = contacts
+
+    async def location(self, url: str, *, campaign_id: int, link_id: int, contact_id: int, event_id: str) -> str:
+        """The redirect's Location: `url` with `pt=`, or `url` itself when the contact gets none
+        (tracking `off`, deleted, not of the link's campaign, or unreadable now)."""
+        try:
+            contact = await self.contacts.get(contact_id)
+        except SQLAlchemyError:
+            return url
+        if contact is None or contact.campaign_id != campaign_id or contact.tracking == _OFF:
+            return url
+        token = self.codec.seal(
+            Attribution(
+                campaign_id=campaign_id,
+                group_id=contact.group_id,
+                contact_id=0 if contact.tracking == _ANONYMOUS else contact_id,
+                link_id=link_id,
+                click_event_id=event_id,
+                issued_at=int(time.time()),
+            )
+        )
+        return with_param(url, token)

@@ -1,7 +1,8 @@
 """A real browser end to end (issue #15): headless Chromium (Debian `chromium` + `chromium-driver`,
 driven by selenium) opens a landing page served on loopback with `pt=` in its URL; the page
 includes `/t.js` from `pixeltrack serve` (a real process on another loopback port) and calls
-`pixeltrack.convert('purchase', {value: 42.5, currency: 'EUR', id: 'order-1'})`. A reload (the
+`pixeltrack.convert('purchase', {value: 42.5, currency: 'EUR', id: 'order-1'})`; the browser gets
+there by following a tracked link's click redirect (attribution on: the 302 appends `pt=`). A reload (the
 token now from localStorage) does not count twice; a page of another origin is refused by CORS.
 
 Whether a beacon was answered is read from Chromium's own network log (the DevTools events of
@@ -26,7 +27,9 @@ from sqlalchemy.orm import Session
 
 from app.models import User
 from app.settings import Settings
-from tests.support.conversions import purchase, rows, shop, token
+from app.tracking.tokens import TokenCodec
+from tests import factories
+from tests.support.conversions import codec, purchase, rows, shop
 from tests.support.processes import free_port, wait_until
 from tests.support.serve import Serve, clean_environ
 
@@ -132,6 +135,9 @@ def test_a_browser_converts_once_and_other_origins_are_refused(
 ) -> None:
     shop_origin = f"http://127.0.0.1:{landing['port']}"
     tree = shop(db, user, origins=[shop_origin])
+    with factories.one_commit(db):  # the email's tracked link, with attribution, lands on the shop's page
+        tree["link"].url = f"{shop_origin}/thanks?utm_source=email"
+        tree["link"].attribution = True
     env = clean_environ(
         DATABASE_URL=database_url,
         FERNET_KEY=settings.fernet_keys()[0],
@@ -142,12 +148,20 @@ def test_a_browser_converts_once_and_other_origins_are_refused(
     try:
         server.wait_healthy()
         landing["html"] = PAGE.format(tracker=server.base)
-        pt = token(settings, tree)
+        click = TokenCodec(settings.fernet_keys()).click_token(tree["link"].id, tree["contact"].id)
         seen: list[tuple[str, str, int]] = []
 
-        browser.get(f"{shop_origin}/thanks?{urlencode({'utm_source': 'email', 'pt': pt})}")
+        browser.get(f"{server.base}/c/{click}")  # the click in the email: its 302 appends pt=
         wait_until(lambda: browser.execute_script("return window.sent === true"), "convert() to send", timeout=20)
-        assert browser.execute_script("return window.tokenKept") == pt
+        assert browser.current_url.startswith(f"{shop_origin}/thanks?utm_source=email&pt=")
+        pt = browser.execute_script("return window.tokenKept")
+        opened = codec(settings).open(pt)
+        assert opened is not None
+        assert (opened.campaign_id, opened.group_id, opened.contact_id) == (
+            tree["campaign"].id,
+            tree["group"].id,
+            tree["contact"].id,
+        )
         assert browser.execute_script("return pixeltrack.version") == "1"
         wait_until(lambda: len(_posts_to_e(_answers(browser, seen), server.base)) >= 2, "two answers", timeout=20)
         wait_until(lambda: browser.execute_script("return window.jsonFetch"), "the JSON fetch", timeout=20)

@@ -18,6 +18,8 @@ from tests import factories
 from tests.support.app_state import app_state, in_app_loop
 
 SHOP = "https://shop.example"
+
+
 def codec(settings: Settings) -> AttributionCodec:
     return AttributionCodec(settings.fernet_keys(), lifetime_seconds=settings.attribution_token_seconds())
 

@@ -219,14 +219,14 @@ def _valid_query(path: str, query: dict[str, Any]) -> None:
     if path.endswith("/stats"):
         _valid_stats_query(query)
     if path == "/e.gif":
-        _valid_conversion(query)
+        _valid_intake_fields(query)
     if path == "/api/v1/events":
         query.pop("after", None)  # a cursor is one the feed gave out (any other string is a 422)
         query.pop("types", None)  # a comma-separated list of event types
 
 
-def _valid_conversion(fields: dict[str, Any]) -> None:
-    """A conversion's value comes with its currency, an ISO 4217 code (not a pattern), and has at
+def _valid_intake_fields(fields: dict[str, Any]) -> None:
+    """POST /e, GET /e.gif: a conversion's value comes with its currency, an ISO 4217 code (not a pattern), and has at
     most 18 digits (JSON Schema has no `maxDigits`)."""
     if fields.get("value") is None and fields.get("currency") is None:
         fields.pop("value", None)
@@ -273,7 +273,7 @@ def _valid_body(body: dict[str, Any], ids: dict[str, int] | None) -> None:
         # stateful run may see the same body again.
         body["html"] = "<p>" + body["html"]
     if "pt" in body:  # POST /e
-        _valid_conversion(body)
+        _valid_intake_fields(body)
     name = body.get("name")
     if isinstance(name, str) and not name.strip():
         body["name"] = "fuzzed name"  # names are stripped, then must not be empty (minLength counts spaces)

@@ -82,4 +82,3 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
     return TrackingRuntime(
         tracker=tracker, memory=memory, redis=client, breaker=breaker, limiter=limiter, intake=intake
     )
-

@@ -304,3 +304,24 @@ def test_the_documented_routes_answer_as_the_fast_path(
     assert {"post", "options"} <= set(paths["/e"])
     assert "get" in paths["/e.gif"]
     assert "get" in paths["/t.js"]
+
+
+def test_origins_edited_through_the_api_apply_at_once(
+    embedded: TestClient, settings: Settings, db: Session, user: User, headers: dict[str, str]
+) -> None:
+    tree = shop(db, user)
+    reload_origins(embedded)
+    pt, moved = token(settings, tree), "https://new-shop.example"
+    patch = {"conversion_origins": [moved]}
+    assert embedded.patch(f"/api/v1/campaigns/{tree['campaign'].id}", json=patch, headers=headers).status_code == 200
+    # No reload asked for: the commit of the PATCH reloaded this process's cache.
+    assert post(embedded, body(pt), {**TEXT, "origin": moved}).status_code == 204
+    assert post(embedded, body(pt, id="o-2"), TEXT).status_code == 403  # the old origin is no longer one
+    created = embedded.post(
+        "/api/v1/campaigns", json={"name": "Another", "conversion_origins": ["https://third.example"]}, headers=headers
+    )
+    assert created.status_code == 201
+    preflight = {"origin": "https://third.example", "access-control-request-method": "POST"}
+    assert embedded.options("/e", headers=preflight).status_code == 204
+    flush_memory(embedded)
+    assert rows(db) == [purchase(tree)]

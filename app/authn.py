@@ -67,11 +67,25 @@ class Account:
 
     @classmethod
     def of(cls, row: Any) -> Account:
-        values = {name: getattr(row, name) for name in _ACCOUNT_COLUMNS}
-        return cls(**values, user=User(**values))
-
-
-_ACCOUNT_COLUMNS = ("id", "username", "email", "is_admin", "is_active", "token_version", "created_at")
+        user = User(
+            id=row.id,
+            username=row.username,
+            email=row.email,
+            is_admin=row.is_admin,
+            is_active=row.is_active,
+            token_version=row.token_version,
+            created_at=row.created_at,
+        )
+        return cls(
+            id=row.id,
+            username=row.username,
+            email=row.email,
+            is_admin=row.is_admin,
+            is_active=row.is_active,
+            token_version=row.token_version,
+            created_at=row.created_at,
+            user=user,
+        )
 
 
 @dataclass(slots=True)

@@ -20,7 +20,6 @@ from app.db import READ_ONLY, make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
 from app.openapi import build_openapi
-from app.ratelimit import RateLimiter
 from app.routers import (
     apikeys,
     auth,
@@ -79,7 +78,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)
     app.state.tracker = app.state.tracking.tracker
-    app.state.limiter = RateLimiter(app.state.tracking.redis, breaker=app.state.tracking.breaker)
+    app.state.limiter = app.state.tracking.limiter
+    app.state.intake = app.state.tracking.intake
     app.state.auth = Authenticator(
         app.state.engine,
         secret=settings.secret_key(),

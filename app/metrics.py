@@ -54,9 +54,10 @@ if _multiproc_dir := os.environ.get(MULTIPROC_ENV):
 
 LOADS = Counter(
     "pixeltrack_tracking_requests_total",
-    "Pixel loads (kind=open) and clicks (kind=click) answered, by the request path's first-pass split "
-    "(first_pass=machine|human; the final class is on pixeltrack_events_inserted_total) and result "
-    "(recorded, deduplicated, invalid_token).",
+    "Pixel loads (kind=open), clicks (kind=click) and conversions (kind=conversion, POST /e and GET /e.gif, "
+    "first_pass=none) answered, by the request path's first-pass split (first_pass=machine|human; the final "
+    "class is on pixeltrack_events_inserted_total) and result (recorded, deduplicated, invalid_token; "
+    "conversions also refused: origin, fields or rate limit).",
     ["kind", "first_pass", "result"],
 )
 INSERTED = Counter(
@@ -136,8 +137,11 @@ _LOAD_CHILDREN = {
     for machine in (False, True)
     for result in ("recorded", "deduplicated")
 }
-_INVALID = {kind: LOADS.labels(kind, "none", "invalid_token") for kind in ("open", "click")}
-_KINDS = {"o": "open", "c": "click"}
+_INVALID = {kind: LOADS.labels(kind, "none", "invalid_token") for kind in ("open", "click", "conversion")}
+_CONVERSIONS = {
+    result: LOADS.labels("conversion", "none", result) for result in ("recorded", "deduplicated", "refused")
+}
+_KINDS = {"o": "open", "c": "click", "v": "conversion"}
 
 
 def tracking_request(kind: str, machine: bool, recorded: bool) -> None:
@@ -147,6 +151,11 @@ def tracking_request(kind: str, machine: bool, recorded: bool) -> None:
 
 def invalid_token(kind: str) -> None:
     _INVALID[_KINDS[kind]].inc()
+
+
+def conversion_request(result: str) -> None:
+    """One conversion answered: recorded, deduplicated or refused (invalid tokens: `invalid_token`)."""
+    _CONVERSIONS[result].inc()
 
 
 def set_degraded(degraded: bool) -> None:

@@ -4,10 +4,12 @@ so they are read, documented and checked with every other variable."""
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from app.settings_intake import IntakeSettings
 
 
-class ConversionSettings(BaseSettings):
+class ConversionSettings(IntakeSettings):  # and the public intake's (POST /e, GET /e.gif, GET /t.js)
     model_config = SettingsConfigDict(extra="ignore", use_attribute_docstrings=True)
 
     attribution_token_days: int = Field(default=90, ge=1, le=3650)

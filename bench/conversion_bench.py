@@ -8,8 +8,9 @@ pixel path (`GET /o/<token>.gif`) measured in the same run against the same serv
    in Redis) does not refuse wrk's one address.
 3. Rounds alternate wrk on the pixel path and on POST /e (a new order id per post: each accepted
    post is a new conversion), `--duration` s each; the figures are medians over the rounds.
-4. The stream is drained by the worker, and the conversions stored are counted: rows == posts
-   answered 204 (nothing lost, nothing twice).
+4. The stream is drained by the worker, and the conversions stored are counted: at least the
+   posts answered 204 (nothing lost), at most the posts sent (nothing twice: wrk stops with up to
+   one post per connection in flight, which the server may still have stored).
 Writes bench/results/conversion-latest.{md,json}. Target: POST /e ≥ 0.5x the pixel path.
 
 Run: `.venv/bin/python -m bench.conversion_bench [--duration 10] [--rounds 3] [--tokens 20000]`
@@ -45,12 +46,12 @@ from bench.servers import PrivateRedis, fresh_database, production_env, start_ap
 ORIGIN = "https://shop.bench.example"
 
 
-def conversion_wrk(tokens_file: Any, duration: int, connections: int, threads: int) -> dict[str, Any]:
+def conversion_wrk(tokens_file: Any, duration: int, connections: int, threads: int, round_: int) -> dict[str, Any]:
     out = subprocess.run(
         [
             *("wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"),
             *("-s", str(ROOT / "bench" / "conversion_load.lua"), f"http://127.0.0.1:{PORT}"),
-            *("--", str(tokens_file), str(threads), ORIGIN),
+            *("--", str(tokens_file), str(threads), ORIGIN, str(round_)),
         ],
         capture_output=True,
         text=True,
@@ -61,6 +62,7 @@ def conversion_wrk(tokens_file: Any, duration: int, connections: int, threads: i
     refused = int(errors.group(1)) if errors else 0
     return {
         "requests": total,
+        "made": int(re.search(r"MADE (\d+)", out).group(1)),  # type: ignore[union-attr]
         "non_2xx": refused,
         "accepted_per_s": (total - refused) / duration,
         "p50_ms": int(re.search(r"P50_US (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
@@ -119,7 +121,7 @@ def main() -> int:
         for round_ in range(opts.rounds):
             log(f"round {round_ + 1}/{opts.rounds}: pixel path, then POST /e ...")
             pixel.append(run_wrk(pixel_file, opts.duration, opts.connections, opts.threads))
-            conversion.append(conversion_wrk(conversion_file, opts.duration, opts.connections, opts.threads))
+            conversion.append(conversion_wrk(conversion_file, opts.duration, opts.connections, opts.threads, round_))
     finally:
         stop_server(proc)
     redis = sync_redis(private_redis.url)
@@ -132,6 +134,8 @@ def main() -> int:
     private_redis.stop()
 
     accepted = sum(c["requests"] - c["non_2xx"] for c in conversion)
+    sent = sum(c["made"] for c in conversion)
+    ok = accepted <= stored <= sent
     pixel_rate = statistics.median(p["rps"] for p in pixel)
     conversion_rate = statistics.median(c["accepted_per_s"] for c in conversion)
     ratio = conversion_rate / pixel_rate
@@ -144,8 +148,8 @@ def main() -> int:
         "pixel_loads_per_s": round(pixel_rate),
         "conversions_accepted_per_s": round(conversion_rate),
         "ratio": round(ratio, 3),
-        "row_check": {"accepted_posts": accepted, "conversions_stored": stored, "ok": accepted == stored},
-        "targets": {"POST /e >= 0.5x pixel path": ratio >= 0.5, "nothing lost or twice": accepted == stored},
+        "row_check": {"accepted_posts": accepted, "posts_sent": sent, "conversions_stored": stored, "ok": ok},
+        "targets": {"POST /e >= 0.5x pixel path": ratio >= 0.5, "nothing lost or twice": ok},
     }
     lines = [
         "# Conversion intake benchmark (latest run)",
@@ -161,8 +165,8 @@ def main() -> int:
         ),
         "",
         f"Medians: pixel {pixel_rate:,.0f}/s, POST /e {conversion_rate:,.0f}/s: **{ratio:.3f}x** (target ≥ 0.5x).",
-        f"Row check: {accepted:,} posts answered 204, {stored:,} conversions stored after the drain "
-        f"({'OK' if accepted == stored else 'MISMATCH'}).",
+        f"Row check: {accepted:,} posts answered 204 of {sent:,} sent, {stored:,} conversions stored after the drain "
+        f"({'OK' if ok else 'MISMATCH'}: answered ≤ stored ≤ sent).",
         "",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         redis_host=None,
         # Abuse limits are tested by tests that set them; the suite makes many requests as one user.
         rate_limit_per_minute=0,
+        conversion_rate_limit_per_minute=0,
         login_max_failures=1000,
     )
 

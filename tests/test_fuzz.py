@@ -13,7 +13,8 @@
   and body as documented; valid data accepted, invalid data refused; auth enforced; `Allow`
   on 405; use after delete...) and `error_shape`: every error is JSON {"detail", "code"}.
 - `test_public_*`: random, oversized, non-ASCII, percent-encoded, path-traversal and tampered
-  tokens on `/o/{token}.gif` and `/c/{token}` answer 404 with the error shape and write nothing.
+  tokens on `/o/{token}.gif`, `/c/{token}` and `/e.gif?pt=` answer 404 with the error shape and
+  write nothing.
 - `test_rate_limited_answers_are_documented`: the 429 of RATE_LIMIT_PER_MINUTE (off in the
   suite's settings) is documented on every authenticated operation.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import gc
 import re
 import string
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
@@ -53,6 +55,7 @@ from app.main import create_app, create_asgi
 from app.models import Base
 from app.models.base import MAX_ID
 from app.settings import Settings
+from app.tracking.attribution import Attribution
 from tests import factories
 
 pytestmark = pytest.mark.slow  # long: not in the fast loop
@@ -215,9 +218,21 @@ def _valid_query(path: str, query: dict[str, Any]) -> None:
     """Rules of a valid query string (positive cases only)."""
     if path.endswith("/stats"):
         _valid_stats_query(query)
+    if path == "/e.gif":
+        _valid_intake_fields(query)
     if path == "/api/v1/events":
         query.pop("after", None)  # a cursor is one the feed gave out (any other string is a 422)
         query.pop("types", None)  # a comma-separated list of event types
+
+
+def _valid_intake_fields(fields: dict[str, Any]) -> None:
+    """POST /e, GET /e.gif: a conversion's value comes with its currency, an ISO 4217 code (not a pattern), and has at
+    most 18 digits (JSON Schema has no `maxDigits`)."""
+    if fields.get("value") is None and fields.get("currency") is None:
+        fields.pop("value", None)
+        fields.pop("currency", None)
+    else:
+        fields["value"], fields["currency"] = "42.5", "EUR"
 
 
 def _valid_stats_query(query: dict[str, Any]) -> None:
@@ -257,6 +272,8 @@ def _valid_body(body: dict[str, Any], ids: dict[str, int] | None) -> None:
         # A template has a tag (anything else is "not HTML"). Idempotent, as every rule here: a
         # stateful run may see the same body again.
         body["html"] = "<p>" + body["html"]
+    if "pt" in body:  # POST /e
+        _valid_intake_fields(body)
     name = body.get("name")
     if isinstance(name, str) and not name.strip():
         body["name"] = "fuzzed name"  # names are stripped, then must not be empty (minLength counts spaces)
@@ -341,6 +358,10 @@ def test_stateful(world: World, asgi_app: Any) -> None:
         def before_call(self, case: Any) -> None:
             if _positive(case) and isinstance(case.body, dict):
                 _valid_body(case.body, None)
+                if case.method.upper() == "PATCH" and len({"starts_at", "ends_at"} & set(case.body)) == 1:
+                    # ends_at must stay after starts_at, and the stored other date is not known here
+                    case.body.pop("starts_at", None)
+                    case.body.pop("ends_at", None)
             if _positive(case) and case.query:
                 _valid_query(case.operation.path, case.query)
                 case.query.pop("control", None)  # which groups the campaign has is not known here
@@ -479,6 +500,16 @@ def test_public_click_hostile_tokens(world: World, asgi_app: Any, engine: Engine
     with st_asgi.get_client(asgi_app) as client:
         response = client.get(f"/c/{unknown}", allow_redirects=False)
     assert response.status_code == 404, response.text
+
+
+def test_public_conversion_hostile_tokens(world: World, asgi_app: Any, engine: Engine) -> None:
+    """GET /e.gif (no Origin needed): any token but a real one is a 404 that records nothing."""
+    shared = world.shared
+    attribution = Attribution(
+        shared["campaign_id"], shared["group_id"], shared["contact_id"], shared["link_id"], "0" * 24, int(time.time())
+    )
+    real = asgi_app.state.intake.codec.seal(attribution)
+    _public_fuzz(asgi_app, engine, lambda token: f"/e.gif?name=purchase&pt={token}", real)
 
 
 def test_rate_limited_answers_are_documented(settings: Settings, world: World, asgi_lifespans: None) -> None:

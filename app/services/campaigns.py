@@ -13,6 +13,7 @@ from app.errors import ValidationFailed
 from app.models import Campaign, Group, Tracking, User
 from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
 from app.services.common import apply_changes, conflict, get_owned, owned, paginate
+from app.tracking import origins as origins_cache
 
 DATES_OUT_OF_ORDER = "ends_at must be after starts_at"
 
@@ -77,8 +78,9 @@ def delete_campaign(db: Session, campaign: Campaign) -> None:
 def origins_changed(db: Session) -> None:
     """The call point for the public intake's in-process origins cache (`POST /e`'s CORS,
     docs/conversions.md): called, in the request's transaction, whenever a campaign's
-    `conversion_origins` change (created with some, edited, deleted). The intake hooks its reload
-    here (after the commit); until it does, this does nothing."""
+    `conversion_origins` change (created with some, edited, deleted): once the session commits,
+    this process's cache reloads and the other API processes are told (app/tracking/origins.py)."""
+    origins_cache.changed(db)
 
 
 def get_group(db: Session, user: User, group_id: int) -> Group:

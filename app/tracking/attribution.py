@@ -77,6 +77,8 @@ class AttributionCodec:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             return None
+        if base64.urlsafe_b64encode(sealed).rstrip(b"=") != token.encode():
+            return None  # not as sealed (padding, unused low bits): one token, one spelling
         for sealer in self._sealers:
             try:
                 raw = sealer.decrypt(sealed, None)

@@ -1,4 +1,4 @@
-"""A tracking event (one pixel load or one click), its wire form and its Redis keys.
+"""A tracking event (one pixel load, one click or one conversion), its wire form and its Redis keys.
 
 The one definition of the tracking-event format; later versions extend it here.
 
@@ -7,17 +7,25 @@ header or a mail-proxy/scanner user agent, else `human`: app/tracking/classify.f
 ingest (worker or in-process flusher) classifies the events in batches into a client class and
 a reason (app/tracking/classify.classify), off the hot path.
 
-Wire format, version 3 (one string: a Redis stream entry's field `e`, or an entry of the
+Wire format, version 4 (one string: a Redis stream entry's field `e`, or an entry of the
 in-process queue), fields separated by the ASCII unit separator (\x1f), events of a batch
 by the record separator (\x1e); both are removed from free text beforehand:
 
-    "3" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id
-        | split (m/h) | method | purpose | ip | user agent
+    open, click:  "4" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id
+                      | split (m/h) | method | purpose | ip | user agent
+    conversion:   "4" | "v" | campaign id | group id | contact id (0: anonymous) | link id
+                      | click event id | epoch ms | event id | name | value | currency | order id | source
 
 `client` is "" (the ingest classifies) unless the event was classified when it was made.
-`decode` still reads version 2 (`"2" | kind | target | contact | ms | client | event id | ip | ua`,
-classified on the request path by the previous release), so entries left in the stream by it are
-ingested after an upgrade, with their class as it was decided then.
+A conversion (POST /e, GET /e.gif: `ConversionEvent`) carries what its attribution token named and
+what the page said, validated on the request path (app/schemas/conversions.py: no field can hold a
+separator); `value` is the decimal as a string ("" with no value, as currency and order id). The
+ingest stores it through app/tracking/conversions.store.
+`decode` still reads version 3 (opens and clicks laid out as in version 4) and version 2
+(`"2" | kind | target | contact | ms | client | event id | ip | ua`, classified on the request path),
+so entries left in the stream by an older release are ingested after an upgrade, with their class
+as it was decided then. Upgrade workers before API processes: a version 3 worker drops version 4
+entries as malformed.
 
 Event ids: 96 random bits from the OS CSPRNG as 24 hex digits (`new_event_id`; ~0.4 µs).
 The id of one tenant's load tells nothing about the next one, so nobody can pre-record
@@ -34,6 +42,9 @@ Redis keys (computed here, passed to the enqueue script in KEYS, never built ins
   for a click, set with `NX EX <DEDUPE_WINDOW_SECONDS>`: within the window one machine and one
   human event of each are recorded, so a proxy's prefetch never swallows the person's own open.
   (Keys of version 2, without the split, expire within one window after an upgrade.)
+  A conversion's is `pt:d:v:<its idempotency key>` (`conversion_key` of its campaign, contact and
+  order id; without an order id a fresh one: each post counts once), so the same order posted twice
+  within the window is enqueued once; the store's unique key keeps it once after the window too.
 """
 
 from __future__ import annotations
@@ -42,15 +53,17 @@ import base64
 import hashlib
 import ipaddress
 import os
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import NamedTuple
 
-VERSION = "3"
-PREVIOUS = "2"  # still decoded: entries an older release left in the stream
+VERSION = "4"
+PREVIOUS = ("3", "2")  # still decoded: entries older releases left in the stream
+_V4, _V3, _V2 = VERSION + "\x1f", "3\x1f", "2\x1f"
 SEP = "\x1f"  # between the fields of one event
 RECORD_SEP = "\x1e"  # between events of a batch (app/tracking/queue.py)
 _SEPARATORS = str.maketrans({SEP: " ", RECORD_SEP: " "})
-OPEN, CLICK = "o", "c"
+OPEN, CLICK, CONVERSION = "o", "c", "v"
 MACHINE, HUMAN = "m", "h"  # the first-pass split
 UA_MAX = 512
 EVENT_ID_BYTES = 12  # 96 random bits
@@ -136,22 +149,83 @@ class Event(NamedTuple):
 
     @classmethod
     def decode(cls, data: str | bytes) -> Event:
-        """This version or the previous one; raises ValueError on anything malformed."""
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        if text.startswith(VERSION + SEP):
-            parts = text.split(SEP, 11)
-            if len(parts) != 12 or parts[1] not in (OPEN, CLICK) or parts[7] not in (MACHINE, HUMAN):
-                raise ValueError("malformed event")
-            _v, kind, target, contact, at_ms, client, event_id, split, method, purpose, ip, ua = parts
-            machine = split == MACHINE
-            return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id, machine, method, purpose)
-        if text.startswith(PREVIOUS + SEP):
-            parts = text.split(SEP, 8)
-            if len(parts) != 9 or parts[1] not in (OPEN, CLICK) or not parts[5]:
-                raise ValueError("malformed event")
-            _v, kind, target, contact, at_ms, client, event_id, ip, ua = parts
-            return cls(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id, reason="event:v2")
-        raise ValueError("malformed event")
+        """An open or a click of this version or an older one; raises ValueError on anything else."""
+        event = decode(data)
+        if not isinstance(event, Event):
+            raise ValueError("not an open or a click")
+        return event
+
+
+class ConversionEvent(NamedTuple):
+    """A conversion reported by a landing page (POST /e, GET /e.gif), as its attribution token named it."""
+
+    campaign_id: int
+    group_id: int
+    contact_id: int  # 0: an anonymous contact's token
+    link_id: int
+    click_event_id: str
+    at_ms: int
+    event_id: str  # "v" + new_event_id(): the row's key when there is no order id
+    name: str
+    value: Decimal | None
+    currency: str | None
+    order_id: str | None
+    source: str = "browser"
+
+    @property
+    def kind(self) -> str:
+        return CONVERSION
+
+    @property
+    def dedupe_key(self) -> str:
+        if self.order_id is None:
+            return "pt:d:v:" + self.event_id  # each post counts once
+        return "pt:d:v:" + conversion_key(self.campaign_id, self.contact_id or None, self.order_id)
+
+    def encode(self) -> str:
+        ids = (self.campaign_id, self.group_id, self.contact_id, self.link_id)
+        value = "" if self.value is None else str(self.value)
+        tail = (self.name, value, self.currency or "", self.order_id or "", self.source)
+        return SEP.join(
+            (VERSION, CONVERSION, *map(str, ids), self.click_event_id, str(self.at_ms), self.event_id, *tail)
+        )
+
+
+def _conversion(parts: list[str]) -> ConversionEvent:
+    if len(parts) != 14 or not parts[8] or not parts[9]:
+        raise ValueError("malformed conversion")
+    _v, _kind, campaign, group, contact, link, click, at_ms, event_id, name, value, currency, order, source = parts
+    try:
+        amount = Decimal(value) if value else None
+    except InvalidOperation as exc:
+        raise ValueError("malformed conversion value") from exc
+    ids = int(campaign), int(group), int(contact), int(link)
+    return ConversionEvent(*ids, click, int(at_ms), event_id, name, amount, currency or None, order or None, source)
+
+
+def decode(data: str | bytes) -> Event | ConversionEvent:
+    """An event of this version or an older one; raises ValueError on anything malformed."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if text.startswith(_V4) or text.startswith(_V3):
+        parts = text.split(SEP, 11)
+        kind = parts[1] if len(parts) > 1 else ""
+        if kind == CONVERSION and text.startswith(_V4):
+            return _conversion(text.split(SEP))
+        if len(parts) != 12 or kind not in (OPEN, CLICK) or parts[7] not in (MACHINE, HUMAN):
+            raise ValueError("malformed event")
+        _v, kind, target, contact, at_ms, client, event_id, split, method, purpose, ip, ua = parts
+        machine = split == MACHINE
+        return Event(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id, machine, method, purpose)
+    if text.startswith(_V2):
+        parts = text.split(SEP, 8)
+        if len(parts) != 9 or parts[1] not in (OPEN, CLICK) or not parts[5]:
+            raise ValueError("malformed event")
+        _v, kind, target, contact, at_ms, client, event_id, ip, ua = parts
+        return Event(kind, int(target), int(contact), int(at_ms), client, ip, ua, event_id, reason="event:v2")
+    raise ValueError("malformed event")
+
+
+Tracked = Event | ConversionEvent  # what the queue carries
 
 
 @lru_cache(maxsize=8192)

@@ -15,7 +15,9 @@ which first drops the events already stored (a locking read, so the count is exa
 A MariaDB deadlock or lock wait timeout (e.g. with a contact deleted meanwhile) rolls the
 batch's transaction back; it is run again at once (app/db.retrying) instead of failing the
 batch (the worker's backoff, the flusher's retry later) for what is a routine collision.
-The same transaction writes the events outbox of the feed and the webhooks (app/webhooks/outbox.py).
+The same transaction writes the events outbox of the feed and the webhooks (app/webhooks/outbox.py),
+and the batch's conversions (POST /e, GET /e.gif) through app/tracking/conversions.store, which
+applies their consent rules and idempotency itself.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from app.services import counters
 from app.tracking import click_rules
 from app.tracking.classify import classify
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
-from app.tracking.events import CLICK, OPEN, Event
+from app.tracking.conversions import ConversionIn
+from app.tracking.conversions import store as store_conversions
+from app.tracking.events import CLICK, OPEN, ConversionEvent, Event, Tracked
 from app.webhooks import outbox
 
 CHUNK = 1000
@@ -51,12 +55,14 @@ class IngestResult:
     skipped_missing: int = 0
     duplicates: int = 0
     skipped_consent: int = 0  # events of contacts whose tracking is `off` (docs/consent.md)
+    conversions: int = 0  # conversions stored (not stored before; consent applied)
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.inserted += other.inserted
         self.skipped_missing += other.skipped_missing
         self.duplicates += other.duplicates
         self.skipped_consent += other.skipped_consent
+        self.conversions += other.conversions
         return self
 
 
@@ -205,7 +211,7 @@ def _write(
 
 
 def store_events(
-    engine: Engine, events: Sequence[tuple[str, Event]], *, rules: ClickRules = DEFAULT_RULES
+    engine: Engine, events: Sequence[tuple[str, Tracked]], *, rules: ClickRules = DEFAULT_RULES
 ) -> IngestResult:
     """Insert (event_id, event) pairs in one transaction; returns what happened to them.
 
@@ -216,13 +222,31 @@ def store_events(
     (stream entry id, or the in-process queue's): one load, one row, whichever path stored it.
     """
     started = time.perf_counter()
-    events = [(e.event_id or eid, _classified(e)) for eid, e in events]
+    tracked = [(e.event_id or eid, _classified(e)) for eid, e in events if isinstance(e, Event)]
+    conversions = [_conversion(e) for _, e in events if isinstance(e, ConversionEvent)]
     try:
-        result, written = retrying(lambda: _store(engine, events, rules, careful=False), what="ingest")
+        result, written = retrying(lambda: _store(engine, tracked, conversions, rules, careful=False), what="ingest")
     except _Replayed:
-        result, written = retrying(lambda: _store(engine, events, rules, careful=True), what="ingest")
+        result, written = retrying(lambda: _store(engine, tracked, conversions, rules, careful=True), what="ingest")
     _observe(result, written, len(events), time.perf_counter() - started)
     return result
+
+
+def _conversion(e: ConversionEvent) -> ConversionIn:
+    return ConversionIn(
+        e.event_id,
+        e.campaign_id,
+        e.group_id,
+        e.contact_id,
+        e.name,
+        e.value,
+        e.currency,
+        e.order_id,
+        e.source,
+        _at(e.at_ms),
+        e.link_id or None,
+        e.click_event_id or None,
+    )
 
 
 def _classified(e: Event) -> Event:
@@ -235,7 +259,12 @@ def _classified(e: Event) -> Event:
 
 
 def _store(
-    engine: Engine, events: list[tuple[str, Event]], rules: ClickRules, *, careful: bool
+    engine: Engine,
+    events: list[tuple[str, Event]],
+    conversions: list[ConversionIn],
+    rules: ClickRules,
+    *,
+    careful: bool,
 ) -> tuple[IngestResult, Counter[tuple[str, int, int, str]]]:
     result = IngestResult()
     written: Counter[tuple[str, int, int, str]] = Counter()  # (kind, campaign, group, client) → rows
@@ -299,6 +328,8 @@ def _store(
             outbox.record(conn, opening_rows, click_rows)  # the feed/webhooks outbox, same transaction
         if clicks:
             click_rules.refresh(conn, rescanned)
+        if conversions:
+            result.conversions = store_conversions(conn, conversions, now=datetime.now(UTC))
     for table, table_rows in ((OPENINGS, opening_rows), (CLICKS, click_rows)):
         for row in table_rows:
             written[(table.kind, row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1

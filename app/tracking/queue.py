@@ -30,7 +30,7 @@ from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
 from app.errors import describe_db_error
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
-from app.tracking.events import GROUP, RECORD_SEP, STREAM, Event
+from app.tracking.events import GROUP, RECORD_SEP, STREAM, Tracked
 from app.tracking.ingest import IngestResult, store_events
 
 log = logging.getLogger("pixeltrack.queue")
@@ -65,7 +65,7 @@ return out
 
 
 class EventQueue(Protocol):
-    async def submit(self, event: Event) -> bool:
+    async def submit(self, event: Tracked) -> bool:
         """Record the event unless it is a duplicate within the window; True if recorded."""
         ...
 
@@ -94,7 +94,7 @@ class MemoryQueue:
         self._max_batch = max_batch
         self._clock = clock
         self._seen: dict[str, float] = {}
-        self._pending: list[tuple[str, Event]] = []
+        self._pending: list[tuple[str, Tracked]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -104,7 +104,7 @@ class MemoryQueue:
         self.db_down = False
         self.totals = IngestResult()
 
-    def offer(self, event: Event) -> bool:
+    def offer(self, event: Tracked) -> bool:
         """Dedupe and enqueue synchronously (no await): True if it will be recorded."""
         now = self._clock()
         if self._window > 0:
@@ -120,7 +120,7 @@ class MemoryQueue:
             self._wake.set()
         return True
 
-    async def submit(self, event: Event) -> bool:
+    async def submit(self, event: Tracked) -> bool:
         return self.offer(event)
 
     def _sweep(self, now: float) -> None:
@@ -221,7 +221,7 @@ class RedisQueue:
         # A failed or slow round trip opens it: loads then go to the fallback at once.
         self._breaker = breaker or CircuitBreaker()
         self._on_degraded = on_degraded
-        self._pending: list[tuple[Event, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[Tracked, asyncio.Future[bool]]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._script = redis.register_script(DEDUPE_AND_ADD)
         self.degraded = False
@@ -234,7 +234,7 @@ class RedisQueue:
             await self._flush_task  # answers the requests already waiting
         await self._fallback.close()
 
-    async def submit(self, event: Event) -> bool:
+    async def submit(self, event: Tracked) -> bool:
         if self._breaker.is_open:
             if not self.degraded:  # another user of the breaker (rate limiter) saw Redis fail first
                 self._set_degraded(True, None)
@@ -254,7 +254,7 @@ class RedisQueue:
         finally:
             self._flush_task = None
 
-    async def _flush(self, batch: list[tuple[Event, asyncio.Future[bool]]]) -> None:
+    async def _flush(self, batch: list[tuple[Tracked, asyncio.Future[bool]]]) -> None:
         joined = RECORD_SEP.join(event.encode() for event, _ in batch)
         keys = [self._stream, *(event.dedupe_key for event, _ in batch)]
         try:

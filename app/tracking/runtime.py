@@ -10,9 +10,12 @@ from sqlalchemy import Engine
 from app import metrics
 from app.breaker import CircuitBreaker
 from app.clients import async_redis
+from app.ratelimit import RateLimiter
 from app.settings import Settings
 from app.tracking.attribution import AttributionCodec
 from app.tracking.click_rules import ClickRules
+from app.tracking.intake import Intake
+from app.tracking.origins import OriginsCache
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
 from app.tracking.redirect import Attributor, ContactCache
 from app.tracking.tokens import TokenCodec
@@ -26,8 +29,11 @@ class TrackingRuntime:
     redis: aioredis.Redis | None
     # Shared by every user of `redis` in this process (queue, rate limiter, /readyz).
     breaker: CircuitBreaker
+    limiter: RateLimiter
+    intake: Intake  # POST /e, GET /e.gif, GET /t.js
 
     async def close(self) -> None:
+        await self.intake.origins.close()
         await self.tracker.links.close()
         await self.tracker.queue.close()
         if self.redis is not None:
@@ -60,6 +66,19 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
         disabled=settings.tracking_disabled,
         respect_dnt=settings.respect_dnt,
     )
+    limiter = RateLimiter(client, breaker=breaker)
+    intake = Intake(
+        AttributionCodec(settings.fernet_keys(), lifetime_seconds=settings.attribution_token_seconds()),
+        queue,
+        OriginsCache(engine, redis=client, refresh_seconds=settings.conversion_origins_refresh_seconds),
+        limiter,
+        rate_limit=settings.conversion_rate_limit_per_minute,
+        disabled=settings.tracking_disabled,
+        respect_dnt=settings.respect_dnt,
+    )
     await queue.start()
     await tracker.links.start()
-    return TrackingRuntime(tracker=tracker, memory=memory, redis=client, breaker=breaker)
+    await intake.origins.start()
+    return TrackingRuntime(
+        tracker=tracker, memory=memory, redis=client, breaker=breaker, limiter=limiter, intake=intake
+    )

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import metrics
 from app.db import connect_read_only
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
-from app.tracking.events import Event
+from app.tracking.events import Tracked, decode
 from app.tracking.ingest import IngestResult, store_events
 from app.tracking.queue import GROUP, STREAM
 
@@ -48,6 +48,7 @@ class WorkerStats:
     duplicates: int = 0
     skipped_missing: int = 0
     skipped_consent: int = 0
+    conversions: int = 0
     malformed: int = 0
     reclaimed: int = 0
     db_errors: int = 0
@@ -139,11 +140,11 @@ class StreamWorker:
     # -- processing ----------------------------------------------------------
     def process(self, entries: Entries) -> IngestResult:
         """Insert a batch, then ack and delete it. Raises SQLAlchemyError if the database fails."""
-        events: list[tuple[str, Event]] = []
+        events: list[tuple[str, Tracked]] = []
         malformed: list[str] = []
         for entry_id, fields in entries:
             try:
-                events.append((entry_id, Event.decode(fields["e"])))
+                events.append((entry_id, decode(fields["e"])))
             except (KeyError, ValueError):
                 malformed.append(entry_id)
         result = store_events(self.engine, events, rules=self.click_rules) if events else IngestResult()
@@ -160,6 +161,7 @@ class StreamWorker:
         self.stats.duplicates += result.duplicates
         self.stats.skipped_missing += result.skipped_missing
         self.stats.skipped_consent += result.skipped_consent
+        self.stats.conversions += result.conversions
         self.stats.malformed += len(malformed)
         return result
 

@@ -105,10 +105,10 @@ def test_event_ids_are_96_random_bits() -> None:
 def test_encoded_events_carry_a_version_marker_and_round_trip() -> None:
     event = Event(OPEN, 7, 0, 1_700_000_000_000, "", "203.0.113.7", "UA\x1fwith\x1eseps", new_event_id(), True, "HEAD")
     encoded = event.encode()
-    assert encoded.split(SEP)[0] == "4"
+    assert encoded.split(SEP)[0] == "3"  # opens and clicks: readable by the previous release's worker
     assert Event.decode(encoded) == event._replace(user_agent="UA with seps")
-    # Version 3 (the previous release's entries, same layout for opens and clicks) still reads.
-    assert Event.decode("3" + encoded[1:]) == event._replace(user_agent="UA with seps")
+    # A "4" marker with the same layout reads too.
+    assert Event.decode("4" + encoded[1:]) == event._replace(user_agent="UA with seps")
     assert Event.decode(encoded.encode()) == Event.decode(encoded)
     human = Event(CLICK, 8, 9, 1, "", "", "", new_event_id(), False, "GET", "prefetch\x1e")
     assert Event.decode(human.encode()) == human._replace(purpose="prefetch ")

@@ -11,7 +11,7 @@ Wire format, version 4 (one string: a Redis stream entry's field `e`, or an entr
 in-process queue), fields separated by the ASCII unit separator (\x1f), events of a batch
 by the record separator (\x1e); both are removed from free text beforehand:
 
-    open, click:  "4" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id
+    open, click:  "3" | kind (o/c) | target id | contact id (0 for o) | epoch ms | client | event id
                       | split (m/h) | method | purpose | ip | user agent
     conversion:   "4" | "v" | campaign id | group id | contact id (0: anonymous) | link id
                       | click event id | epoch ms | event id | name | value | currency | order id | source
@@ -21,11 +21,12 @@ A conversion (POST /e, GET /e.gif: `ConversionEvent`) carries what its attributi
 what the page said, validated on the request path (app/schemas/conversions.py: no field can hold a
 separator); `value` is the decimal as a string ("" with no value, as currency and order id). The
 ingest stores it through app/tracking/conversions.store.
-`decode` still reads version 3 (opens and clicks laid out as in version 4) and version 2
-(`"2" | kind | target | contact | ms | client | event id | ip | ua`, classified on the request path),
-so entries left in the stream by an older release are ingested after an upgrade, with their class
-as it was decided then. Upgrade workers before API processes: a version 3 worker drops version 4
-entries as malformed.
+Opens and clicks keep version 3's marker and layout (a "4" with that layout also reads), so API
+processes and workers of this release and the previous one read each other's opens and clicks
+during a rolling upgrade, in either order; only conversions are version 4, which a previous
+worker drops as malformed: upgrade the workers before the API processes (CHANGELOG). `decode`
+still reads version 2 (`"2" | kind | target | contact | ms | client | event id | ip | ua`,
+classified on the request path), with its class as it was decided then.
 
 Event ids: 96 random bits from the OS CSPRNG as 24 hex digits (`new_event_id`; ~0.4 µs).
 The id of one tenant's load tells nothing about the next one, so nobody can pre-record
@@ -58,6 +59,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 VERSION = "4"
+# Opens and clicks are laid out as in version 3 and still written as "3": a worker of the previous
+# release reads them during a rolling upgrade, whichever is upgraded first. Only conversions need 4.
+OPEN_CLICK_VERSION = "3"
 PREVIOUS = ("3", "2")  # still decoded: entries older releases left in the stream
 _V4, _V3, _V2 = VERSION + "\x1f", "3\x1f", "2\x1f"
 SEP = "\x1f"  # between the fields of one event
@@ -145,7 +149,7 @@ class Event(NamedTuple):
         split = MACHINE if self.machine else HUMAN
         fields = (str(self.target_id), str(self.contact_id), str(self.at_ms), self.client, self.event_id, split)
         free = (_clean(self.method), _clean(self.purpose), _clean(self.ip), _clean(self.user_agent))
-        return SEP.join((VERSION, self.kind, *fields, *free))
+        return SEP.join((OPEN_CLICK_VERSION, self.kind, *fields, *free))
 
     @classmethod
     def decode(cls, data: str | bytes) -> Event:

@@ -15,20 +15,17 @@ reads the consent again). When the database cannot be read the redirect goes out
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import OrderedDict
 from typing import NamedTuple
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import metrics
 from app.db import connect_read_only
-from app.errors import describe_db_error
 from app.models import Contact, Tracking
 from app.tracking.attribution import Attribution, AttributionCodec
+from app.tracking.readcache import ReadCache
 
 log = logging.getLogger("pixeltrack.tracking")
 
@@ -53,15 +50,12 @@ class ContactInfo(NamedTuple):
 
 
 class ContactCache:
-    """contact id → (campaign, group, consent), least recently used dropped beyond `max_size`,
-    each entry trusted for `ttl` seconds (a deleted contact is cached as None too)."""
+    """contact id → (campaign, group, consent), read on a miss, trusted for `ttl` seconds
+    (app/tracking/readcache.py); a deleted contact is cached as None too."""
 
     def __init__(self, engine: Engine, *, ttl: float = 10.0, max_size: int = 50_000) -> None:
         self._engine = engine
-        self._ttl = ttl
-        self._max = max_size
-        self._items: OrderedDict[int, tuple[ContactInfo | None, float]] = OrderedDict()
-        self.down = False
+        self._rows: ReadCache[ContactInfo] = ReadCache(self._query, what="contacts", ttl=ttl, max_size=max_size)
 
     def _query(self, contact_id: int) -> ContactInfo | None:
         with connect_read_only(self._engine) as conn:
@@ -72,29 +66,11 @@ class ContactCache:
 
     async def get(self, contact_id: int) -> ContactInfo | None:
         """The contact, or None when it does not exist. Raises SQLAlchemyError on a miss while the
-        database is unreachable."""
-        now = time.monotonic()
-        hit = self._items.get(contact_id)
-        if hit is not None and hit[1] > now:
-            self._items.move_to_end(contact_id)
-            return hit[0]
-        try:
-            info = await asyncio.to_thread(self._query, contact_id)
-        except SQLAlchemyError as exc:
-            metrics.DEPENDENCY_ERRORS.labels("database", "api").inc()
-            if not self.down:  # one line per outage, not one per click
-                log.error("contacts unreadable, attribution tokens left out (%s)", describe_db_error(exc))
-                self.down = True
-            raise
-        self.down = False
-        self._items[contact_id] = (info, now + self._ttl)
-        self._items.move_to_end(contact_id)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-        return info
+        database is unreachable (the redirect then goes out without `pt`)."""
+        return await self._rows.get(contact_id)
 
     def forget(self, contact_id: int) -> None:
-        self._items.pop(contact_id, None)
+        self._rows.forget(contact_id)
 
 
 class Attributor:

@@ -11,7 +11,6 @@ gets `pt=<token>` on its redirect (app/tracking/redirect.py).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import time
@@ -24,11 +23,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import metrics
 from app.changefeed import ChangeFeed
 from app.db import connect_read_only
-from app.errors import DB_RETRY_AFTER, describe_db_error
+from app.errors import DB_RETRY_AFTER
 from app.models import Link
 from app.tracking.classify import first_pass
 from app.tracking.events import CLICK, OPEN, Event, anonymize_ip, new_event_id
 from app.tracking.queue import EventQueue
+from app.tracking.readcache import ReadCache
 from app.tracking.redirect import Attributor
 from app.tracking.tokens import TokenCodec
 
@@ -84,12 +84,9 @@ class LinkCache:
         self, engine: Engine, ttl: float = 10.0, max_size: int = 50_000, redis: aioredis.Redis | None = None
     ) -> None:
         self._engine = engine
-        self._ttl = ttl
-        self._max = max_size
-        self._items: dict[int, tuple[LinkTarget | None, float]] = {}
-        self.down = False
+        self._rows: ReadCache[LinkTarget] = ReadCache(self._query, what="links", ttl=ttl, max_size=max_size)
         self._changes = ChangeFeed(
-            redis, LINKS_CHANGED, on_message=self._apply, on_resubscribe=self._items.clear, ttl=ttl
+            redis, LINKS_CHANGED, on_message=self._apply, on_resubscribe=self._rows.clear, ttl=ttl
         )
 
     def _query(self, link_id: int) -> LinkTarget | None:
@@ -98,28 +95,11 @@ class LinkCache:
         return None if row is None else LinkTarget(row[0], bool(row[1]), row[2])
 
     async def target(self, link_id: int) -> LinkTarget | None:
-        now = time.monotonic()
-        hit = self._items.get(link_id)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        try:
-            target = await asyncio.to_thread(self._query, link_id)
-        except SQLAlchemyError as exc:
-            metrics.DEPENDENCY_ERRORS.labels("database", "api").inc()
-            if not self.down:  # one line per outage, not one per click
-                log.error("links unreadable, database unavailable (%s)", describe_db_error(exc))
-                self.down = True
-            raise
-        if self.down:
-            log.warning("links readable again")
-            self.down = False
-        if len(self._items) >= self._max:
-            self._items.clear()
-        self._items[link_id] = (target, now + self._ttl)
-        return target
+        """The link's target (None: no such link); SQLAlchemyError on a miss while the database is down."""
+        return await self._rows.get(link_id)
 
     def forget(self, link_id: int) -> None:
-        self._items.pop(link_id, None)
+        self._rows.forget(link_id)
 
     async def changed(self, link_id: int) -> None:
         """A link was edited or deleted (committed): drop it here and tell the other processes."""

@@ -114,6 +114,7 @@ def test_anonymous_contact_token_names_no_contact(embedded: TestClient, db: Sess
     assert opened is not None
     assert opened.anonymous
     assert (opened.campaign_id, opened.group_id, opened.contact_id) == (objects["campaign"].id, objects["group"].id, 0)
+    assert (opened.link_id, opened.click_event_id) == (objects["link"].id, "0" * 24)  # its click would name it
 
 
 def test_off_contact_and_plain_links_redirect_to_the_stored_url(embedded: TestClient, db: Session, user: User) -> None:

@@ -64,7 +64,7 @@ def test_consent_decides_what_is_stored(engine: Engine, db: Session, tree: dict[
         new = store(
             conn,
             [
-                conversion(campaign, anonymous, group.id, order_id="a"),
+                conversion(campaign, anonymous, group.id, order_id="a", click_event_id="c" * 24),
                 conversion(campaign, off, group.id, order_id="b"),
                 conversion(campaign, None, group.id, order_id="c"),  # an anonymous token
             ],
@@ -73,6 +73,7 @@ def test_consent_decides_what_is_stored(engine: Engine, db: Session, tree: dict[
     assert new == 2
     assert sorted(stored(db), key=str) == [(None, "a", Decimal("42.5000")), (None, "c", Decimal("42.5000"))]
     assert db.scalars(select(Event.contact_id).where(Event.type == "conversion")).all() == [None, None]
+    assert db.scalars(select(Conversion.click_event_id)).all() == [None, None]  # a click row names its contact
 
 
 def test_what_no_longer_exists_or_does_not_match_is_dropped(

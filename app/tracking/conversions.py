@@ -5,7 +5,7 @@ the tracking ingest (POST /e, GET /e.gif through the queue) and the backend API
 `store` applies the consent rules (SPEC §8) on the contacts' latest committed state (locking
 reads, as the ingest's: a withdrawal either waits for this transaction or is seen by it):
 - a contact deleted meanwhile, or whose tracking is `off`: nothing is stored;
-- an `anonymous` contact: stored without its contact id (aggregates only);
+- an `anonymous` contact: stored without its contact id nor its click's (aggregates only);
 - a token of an anonymous contact (contact 0): its group must still be the campaign's.
 With an order id the row's `event_id` is the idempotency key (app/tracking/events.conversion_key,
 computed here, after consent: an anonymous contact's key names no contact); without one the
@@ -104,7 +104,7 @@ def store(conn: Connection, conversions: Sequence[ConversionIn], *, now: datetim
             "group_id": group_id,
             "contact_id": contact_id,
             "link_id": c.link_id,
-            "click_event_id": c.click_event_id,
+            "click_event_id": c.click_event_id if contact_id is not None else None,  # a click names its contact
             "name": c.name,
             "value": c.value,
             "currency": c.currency,

@@ -1,9 +1,10 @@
 """The attribution token on a click's redirect (docs/conversions.md, "Attribution").
 
 A click on a link with `attribution` is redirected to the link's URL with `pt=<token>` added
-(app/tracking/attribution.py): the token names the campaign, the contact's group, the contact (0
-for an `anonymous` one), the link, the click's own event id (the id the recorded click gets) and
-when it was issued. Contacts whose tracking is `off` get the plain URL, as do clicks that are not
+(app/tracking/attribution.py): the token names the campaign, the contact's group, the contact, the
+link, the click's own event id (the id the recorded click gets) and when it was issued; for an
+`anonymous` contact, only the campaign, the group and the link (contact 0, no click: the click's
+row names its contact). Contacts whose tracking is `off` get the plain URL, as do clicks that are not
 recorded at all (TRACKING_DISABLED, a honoured DNT).
 
 The group and the consent level are the contact's, read from the database only for attribution
@@ -30,6 +31,7 @@ from app.tracking.readcache import ReadCache
 log = logging.getLogger("pixeltrack.tracking")
 
 PARAM = "pt"
+NO_CLICK = "0" * 24  # an anonymous contact's token names no click (its row would name the contact)
 _OFF, _ANONYMOUS = Tracking.off.value, Tracking.anonymous.value
 
 
@@ -89,13 +91,14 @@ class Attributor:
             return url
         if contact is None or contact.campaign_id != campaign_id or contact.tracking == _OFF:
             return url
+        anonymous = contact.tracking == _ANONYMOUS
         token = self.codec.seal(
             Attribution(
                 campaign_id=campaign_id,
                 group_id=contact.group_id,
-                contact_id=0 if contact.tracking == _ANONYMOUS else contact_id,
+                contact_id=0 if anonymous else contact_id,
                 link_id=link_id,
-                click_event_id=event_id,
+                click_event_id=NO_CLICK if anonymous else event_id,  # the click row names its contact
                 issued_at=int(time.time()),
             )
         )

@@ -62,7 +62,7 @@ LOADS = Counter(
 )
 INSERTED = Counter(
     "pixeltrack_events_inserted_total",
-    "Openings (kind=open) and clicks (kind=click) written to the database, by client class.",
+    "Openings (kind=open), clicks (kind=click) and conversions (kind=conversion, client empty) written to the database.",
     ["kind", "client"],
 )
 SKIPPED = Counter(

@@ -40,6 +40,10 @@ def answered(result: str) -> float:
     return REGISTRY.get_sample_value("pixeltrack_tracking_requests_total", labels) or 0.0
 
 
+def inserted() -> float:
+    return REGISTRY.get_sample_value("pixeltrack_events_inserted_total", {"kind": "conversion", "client": ""}) or 0.0
+
+
 def post(client: TestClient, payload: Any, headers: dict[str, str] | None = None) -> Any:
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return client.post("/e", content=content, headers=TEXT if headers is None else headers)
@@ -51,7 +55,7 @@ def test_a_landing_page_records_one_conversion_per_order(
     tree = shop(db, user)
     reload_origins(embedded)
     pt = token(settings, tree)
-    recorded, deduplicated = answered("recorded"), answered("deduplicated")
+    recorded, deduplicated, stored = answered("recorded"), answered("deduplicated"), inserted()
     first = post(embedded, body(pt))
     assert first.status_code == 204, first.text
     assert first.headers["access-control-allow-origin"] == SHOP
@@ -61,6 +65,7 @@ def test_a_landing_page_records_one_conversion_per_order(
     assert (answered("recorded") - recorded, answered("deduplicated") - deduplicated) == (1, 1)
     flush_memory(embedded)
     assert rows(db) == [purchase(tree)]
+    assert inserted() - stored == 1  # what the ingest stored, as for opens and clicks
     # Without an id each post counts; without a value, no currency.
     assert post(embedded, {"pt": pt, "name": "signup"}).status_code == 204
     assert post(embedded, {"pt": pt, "name": "signup"}).status_code == 204

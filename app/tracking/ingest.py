@@ -345,6 +345,8 @@ def _observe(result: IngestResult, written: Counter[tuple[str, int, int, str]], 
         by_client[kind, client] += n
     for (kind, client), n in by_client.items():
         metrics.INSERTED.labels(kind, client).inc(n)
+    if result.conversions:
+        metrics.INSERTED.labels("conversion", "").inc(result.conversions)  # no client class: a page reported it
     if result.skipped_missing:
         metrics.SKIPPED.labels("event", "missing").inc(result.skipped_missing)
     if result.duplicates:

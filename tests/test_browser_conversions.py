@@ -31,6 +31,7 @@ from app.tracking.tokens import TokenCodec
 from tests import factories
 from tests.support.conversions import codec, purchase, rows, shop
 from tests.support.processes import free_port, wait_until
+from tests.support.reports import group_of, stats
 from tests.support.serve import Serve, clean_environ
 
 pytestmark = pytest.mark.processes
@@ -132,6 +133,8 @@ def test_a_browser_converts_once_and_other_origins_are_refused(
     tmp_path: Path,
     db: Session,
     user: User,
+    client: Any,
+    headers: dict[str, str],
 ) -> None:
     shop_origin = f"http://127.0.0.1:{landing['port']}"
     tree = shop(db, user, origins=[shop_origin])
@@ -186,3 +189,7 @@ def test_a_browser_converts_once_and_other_origins_are_refused(
     assert [r for r in rows(db) if r[2] == "purchase"] == [purchase(tree)]
     assert (contact.id, group.id) == purchase(tree)[:2]
     assert [r[5] for r in rows(db) if r[2] == "json-fetch"] == ["j-1"]  # once, though posted twice
+    # In the campaign's stats, for the clicked contact's group: 2 conversions (the purchase, the
+    # JSON fetch) by one converter, 42.5 EUR.
+    figures = group_of(stats(client, tree["campaign"].id, headers), group.id)
+    assert (figures["conversions"], figures["unique_converters"], figures["revenue"]) == (2, 1, {"EUR": "42.5000"})

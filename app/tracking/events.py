@@ -37,7 +37,15 @@ records the load through its fallback queue too, and the unique column keeps one
 Manual openings (app/services/openings.py) live in their own namespace (`<pixel id>~<key>`:
 `~` never occurs in a tracking id), so they cannot collide with these (`manual_event_id`).
 
-Redis keys (computed here, passed to the enqueue script in KEYS, never built inside it):
+Redis keys (computed here, passed to the enqueue script in KEYS, never built inside it), by a
+`KeyScheme` (STREAM_PARTITIONS, REDIS_CLUSTER). An event goes to partition `id % N` (`partition_id`:
+the pixel of a load, the link of a click, the campaign of a conversion, so one dedupe key always
+lands in one partition). With one partition on one Redis (the default) the names are as below,
+unchanged since version 2. Partitioned (N > 1, or any N on a Redis Cluster) each partition's stream
+and dedupe keys share the hash tag `{p<i>}`, so one script call touches one cluster slot:
+`pt:{p3}:events`, `pt:{p3}:d:o:<pixel id>:<split>`, ... (the names below with `pt:` → `pt:{p3}:`).
+Changing N moves a target to another partition: its dedupe key starts afresh (at most one more
+event per target and split within the first window) and the old streams are drained by the workers.
 - `STREAM` (`pt:events`): the stream the worker's consumer group `GROUP` (`pt:ingest`) reads;
 - `dedupe_key`: `pt:d:o:<pixel id>:<split>` for a load, `pt:d:c:<link id>:<contact id>:<split>`
   for a click, set with `NX EX <DEDUPE_WINDOW_SECONDS>`: within the window one machine and one
@@ -230,6 +238,41 @@ def decode(data: str | bytes) -> Event | ConversionEvent:
 
 
 Tracked = Event | ConversionEvent  # what the queue carries
+
+
+def partition_id(event: Tracked) -> int:
+    """The id an event is partitioned by: pixel (load), link (click), campaign (conversion)."""
+    return event.target_id if isinstance(event, Event) else event.campaign_id
+
+
+class KeyScheme(NamedTuple):
+    """The Redis key names of the event streams and dedupe keys (module docstring)."""
+
+    partitions: int = 1
+    tagged: bool = False  # hash-tagged names: partitions > 1, or a Redis Cluster
+
+    @classmethod
+    def of(cls, partitions: int = 1, cluster: bool = False) -> KeyScheme:
+        if partitions < 1:
+            raise ValueError("STREAM_PARTITIONS must be at least 1")
+        return cls(partitions, cluster or partitions > 1)
+
+    def partition(self, event: Tracked) -> int:
+        return partition_id(event) % self.partitions if self.partitions > 1 else 0
+
+    def stream(self, partition: int) -> str:
+        return f"pt:{{p{partition}}}:events" if self.tagged else STREAM
+
+    def streams(self) -> list[str]:
+        return [self.stream(p) for p in range(self.partitions)]
+
+    def dedupe(self, event: Tracked, partition: int) -> str:
+        """The event's dedupe key in its partition (`partition` = self.partition(event))."""
+        key = event.dedupe_key
+        return f"pt:{{p{partition}}}:{key[3:]}" if self.tagged else key
+
+
+DEFAULT_KEYS = KeyScheme()
 
 
 @lru_cache(maxsize=8192)

@@ -1,10 +1,9 @@
 """The one place configuration is read (environment variables and `.env`).
 
-Every variable the service reads is a field here; `.env.example` and docs/configuration.md
-(generated from the fields) document them.
+Every variable the service reads is a field here or in a base (app/settings_*.py); `.env.example`
+and docs/configuration.md (generated from the fields) document them.
 `DATABASE_URL` overrides the MYSQL_* variables and `REDIS_URL` the REDIS_* ones.
-With no MySQL configured the service uses an embedded SQLite file, and with no
-Redis configured an in-process cache and queue.
+With no MySQL configured the service uses an embedded SQLite file, and with no Redis an in-process queue.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.credentials import MIN_PASSWORD_LENGTH, password_problem
 from app.settings_conversions import ConversionSettings
+from app.settings_scale import ScaleSettings
 from app.settings_webhooks import WebhookSettings
 
 # Values shipped in .env.example: never acceptable in production.
@@ -53,7 +53,7 @@ class StartupError(RuntimeError):
     """Configuration that must stop the process before it serves anything."""
 
 
-class Settings(WebhookSettings, ConversionSettings):
+class Settings(WebhookSettings, ConversionSettings, ScaleSettings):
     # Each field's docstring is its description: scripts/gen_config_docs.py renders them into
     # docs/configuration.md (tests/test_config_docs.py fails when that page is out of date).
     model_config = SettingsConfigDict(

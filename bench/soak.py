@@ -54,6 +54,7 @@ from app.models import Opening
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.tokens import TokenCodec
 from bench.pixel_bench import seed
+from bench.procstat import cpu_seconds, machine_busy, pids_of
 from bench.servers import PrivateRedis, fresh_database, production_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,29 +97,7 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 DAEMONS = ("redis-server", "mariadbd")
-
-
-def pids_of(name: str) -> list[int]:
-    """Processes whose command name is `name` (the system Redis and MariaDB, shared with others)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 def rss_mb(pid: int) -> float:
@@ -129,13 +108,6 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies over all cores since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
 
 
 def scrape(url: str, token: str) -> dict[str, float]:

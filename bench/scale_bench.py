@@ -59,8 +59,10 @@ from app.db import make_engine
 from app.tracking.tokens import TokenCodec
 from bench import scale_report
 from bench.pixel_bench import seed
+from bench.procstat import pids_of
 from bench.scale_cells import Backend, load_average, pixel_cell, worker_cell
 from bench.servers import PIXELTRACK, ROOT, PrivateRedis, free_port, fresh_database, production_env
+from tests.support.mariadb_server import PrivateMariaDB
 
 RESULTS = ROOT / "bench" / "results"
 API_PROCESSES = (1, 2)
@@ -97,7 +99,7 @@ def single_backend() -> Backend:
 
 
 def cluster_backend() -> Backend:
-    from tests.support.redis_cluster import PrivateRedisCluster  # (imported only once it is merged)
+    from tests.support.redis_cluster import PrivateRedisCluster  # (lazily: only once it is merged)
 
     cluster = PrivateRedisCluster(Path(tempfile.mkdtemp(prefix="pixeltrack-bench-cluster-")))
 
@@ -117,6 +119,29 @@ def cluster_backend() -> Backend:
     )
 
 
+def database(opts: argparse.Namespace) -> str:
+    """The run's database: on a mariadbd of its own (default: its CPU is the database's alone), or a
+    throwaway database on the machine's server (`--system-mariadb`, BENCH_MYSQL_URL)."""
+    if opts.system_mariadb:
+        opts.database_pids = lambda: pids_of("mariadbd")
+        opts.database_server = "the machine's mariadbd (shared: its CPU includes whatever else ran)"
+        return fresh_database("pixeltrack_scale")
+    server = PrivateMariaDB(Path(tempfile.mkdtemp(prefix="pixeltrack-bench-mariadb-")))
+
+    def stop() -> None:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+    atexit.register(stop)
+    server.install()
+    server.start()
+    opts.database_pids = lambda: [server.proc.pid] if server.proc is not None else []
+    opts.database_server = (
+        "a mariadbd of this run (tests/support/mariadb_server.py: 64 MB buffer pool, durable commits)"
+    )
+    return fresh_database("pixeltrack_scale", server.server_url())
+
+
 def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk load per pixel cell (default 10)")
@@ -131,6 +156,12 @@ def options() -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes (development): 2 s, 2,000 pixels, 5,000 events"
     )
+    parser.add_argument(
+        "--system-mariadb",
+        action="store_true",
+        help="a throwaway database on BENCH_MYSQL_URL's server, not a private one",
+    )
+    parser.add_argument("--only", choices=("pixel", "worker"), help="one table only (development)")
     parser.add_argument("--no-results", action="store_true", help="print only: do not write bench/results/")
     opts = parser.parse_args()
     if opts.quick:
@@ -146,7 +177,7 @@ def main() -> int:
     load_start, started = load_average(), time.monotonic()
     log(f"load average at start: {load_start}")
     fernet_key = Fernet.generate_key().decode()
-    url = fresh_database("pixeltrack_scale")
+    url = database(opts)
     log(f"seeding {opts.tokens:,} contacts and pixels ...")
     pixel_ids = seed(url, opts.tokens)
     opts.tokens_file = RESULTS / "tmp" / "scale-tokens.txt"
@@ -163,10 +194,12 @@ def main() -> int:
     workers: list[dict[str, Any]] = []
     cluster: Backend | None = None
     try:
-        for n in API_PROCESSES:
+        for n in API_PROCESSES if opts.only != "worker" else ():
             log(f"pixel: {n} API process(es), single Redis ...")
             pixel.append(pixel_cell(engine, single, {**env, "STREAM_PARTITIONS": "1"}, n, opts, port))
-        if have_cluster and have_partitions:
+        if opts.only == "worker":
+            pass
+        elif have_cluster and have_partitions:
             log("starting a 3-master + 3-replica Redis Cluster ...")
             cluster = cluster_backend()
             cluster_env = {**env, "REDIS_URL": cluster.url, "STREAM_PARTITIONS": str(CLUSTER_PARTITIONS)}
@@ -178,7 +211,7 @@ def main() -> int:
             pixel.extend(
                 {"api_processes": n, "redis": "3-master cluster", "na": f"{missing} not merged"} for n in API_PROCESSES
             )
-        for partitions in PARTITIONS:
+        for partitions in PARTITIONS if opts.only != "pixel" else ():
             for n in WORKER_PROCESSES:
                 if partitions > 1 and not have_partitions:
                     workers.append({"processes": n, "partitions": partitions, "na": "partitioned streams not merged"})
@@ -194,7 +227,7 @@ def main() -> int:
         "load_average_at_start": load_start,
         "load_average_at_end": load_average(),
         "run_seconds": round(time.monotonic() - started),
-        "options": {k: v for k, v in vars(opts).items() if k != "tokens_file"},
+        "options": {k: v for k, v in vars(opts).items() if k not in ("tokens_file", "database_pids")},
         "api_as": "pixeltrack serve --no-worker --no-sample --workers N (bench/servers.start_api)",
         "worker_as": "pixeltrack worker --consumer NAME [--partitions RANGE] (WORKER_BATCH_SIZE default)",
         "pixel": pixel,

@@ -31,13 +31,14 @@ PIXELTRACK = str(Path(sys.executable).with_name("pixeltrack"))
 SERVER_URL = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
 
 
-def fresh_database(name: str) -> str:
+def fresh_database(name: str, server_url: str = SERVER_URL) -> str:
     """A new MariaDB database and a user of its own with a random password: the URL production accepts.
 
     Production refuses a passwordless DATABASE_URL, so the benchmarks connect as a database user
-    made for the run (all privileges on that database only), as a deployment would.
+    made for the run (all privileges on that database only), as a deployment would. `server_url`:
+    an administrator's URL of the server (default BENCH_MYSQL_URL, else root on 127.0.0.1:3306).
     """
-    server = make_url(SERVER_URL)
+    server = make_url(server_url)
     user, password = f"bench_{name}"[:32], secrets.token_urlsafe(24)
     admin = create_engine(server)
     with admin.connect() as conn:

@@ -233,6 +233,7 @@ def main() -> int:
         "pixel": pixel,
         "worker": workers,
     }
+    summary["capacity"] = scale_report.capacity(summary)
     lines = scale_report.markdown(summary)
     if not opts.no_results:
         RESULTS.mkdir(parents=True, exist_ok=True)

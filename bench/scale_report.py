@@ -3,6 +3,7 @@ first cell, and the row checks, as the Markdown of bench/results/scale-latest.md
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -107,5 +108,101 @@ def markdown(s: dict[str, Any]) -> list[str]:
         "pattern data, ~0.8 s of CPU once per process) and stops when every stream is empty. The check: "
         "rows == distinct event ids == events + the warm-up events. "
         f"The database: {o['database_server']}.",
+        "",
+        *capacity_lines(s.get("capacity")),
+    ]
+
+
+HEADROOM = 0.5  # every component planned at half its measured CPU capacity (send-time peaks, a peer's failover)
+PRIMARY_MAX_CORES = 32  # the largest MariaDB primary the plan runs before sharding
+
+
+def _cell(cells: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    return next((c for c in cells if "check" in c and all(c.get(k) == v for k, v in match.items())), None)
+
+
+def capacity(s: dict[str, Any]) -> dict[str, Any] | None:
+    """CPU milliseconds per event of each component, from the baseline cells (1 API process on one
+    Redis; 1 worker on 1 partition), the single box's capacity they imply, and what 10x and 100x
+    of it need: docs/scaling.md's plan, computed."""
+    pixel = _cell(s["pixel"], api_processes=1, redis="single Redis")
+    worker = _cell(s["worker"], processes=1, partitions=1)
+    if pixel is None or worker is None:
+        return None
+    ms = {  # s per 1,000 events == ms per event
+        "api": pixel["api"]["cpu_s_per_1k"],
+        "redis_enqueue": pixel["redis_cpu"]["cpu_s_per_1k"],
+        "worker": worker["worker"]["cpu_s_per_1k"],
+        "redis_consume": worker["redis_cpu"]["cpu_s_per_1k"],
+        "mariadbd": worker["mariadbd_cpu"]["cpu_s_per_1k"],
+    }
+    cores = int(s["machine"].split(", ")[1].split()[0])
+    box = cores * 1000 / sum(ms.values())  # events/s with every component on this box's cores
+    redis_ms = ms["redis_enqueue"] + ms["redis_consume"]
+    plan = {}
+    for factor in (1, 10, 100):
+        rate = box * factor
+
+        def units(cost_ms: float, rate: float = rate) -> int:
+            return max(1, math.ceil(rate * cost_ms / 1000 / HEADROOM))
+
+        workers = units(ms["worker"])
+        masters = units(redis_ms)
+        primary = units(ms["mariadbd"])
+        plan[factor] = {
+            "events_per_s": round(rate),
+            "events_per_day": round(rate * 86_400),
+            "api_cores": units(ms["api"]),
+            "redis_masters": masters,
+            "worker_processes": workers,
+            "partitions": max(16, 2 ** math.ceil(math.log2(max(workers, 4 * masters)))),
+            "primary_cores": primary,
+            "shards": math.ceil(primary / PRIMARY_MAX_CORES),
+        }
+    best_pixel = max(c["rps"] for c in s["pixel"] if "rps" in c)
+    best_worker = max(c["openings_per_s"] for c in s["worker"] if "openings_per_s" in c)
+    return {
+        "ms_per_event": ms,
+        "cores": cores,
+        "box_events_per_s": round(box),
+        "measured_best_loads_per_s": round(best_pixel),
+        "measured_best_openings_per_s": best_worker,
+        "per_core_events_per_s": {k: round(1000 / v) for k, v in ms.items() if v > 0},
+        "redis_node_events_per_s": round(1000 / redis_ms) if redis_ms else None,
+        "headroom": HEADROOM,
+        "primary_max_cores": PRIMARY_MAX_CORES,
+        "plan": plan,
+    }
+
+
+def capacity_lines(cap: dict[str, Any] | None) -> list[str]:
+    if cap is None:
+        return ["## Capacity per component", "", "n/a: a baseline cell is missing.", ""]
+    ms, per = cap["ms_per_event"], cap["per_core_events_per_s"]
+    total = sum(ms.values())
+    rows = [
+        f"| {f}x | {p['events_per_s']:,} | {p['events_per_day'] / 1e6:,.0f} M | {p['api_cores']} | {p['redis_masters']} "
+        f"| {p['partitions']} | {p['worker_processes']} | {p['primary_cores']} | {p['shards']} |"
+        for f, p in cap["plan"].items()
+    ]
+    return [
+        "## Capacity per component (docs/scaling.md's plan)",
+        "",
+        "CPU per event, from the baseline cells (1 API process on one Redis; 1 worker on 1 partition): "
+        + ", ".join(f"{k} {v:.3f} ms ({per.get(k, 0):,}/s per core)" for k, v in ms.items())
+        + f"; in all {total:.3f} ms, so this {cap['cores']}-core box carries {cap['cores']} * 1000 / {total:.3f} = "
+        f"**{cap['box_events_per_s']:,} events/s** ({cap['box_events_per_s'] * 86_400 / 1e6:,.0f} M/day) with every "
+        f"component on it (measured peaks, each half alone: {cap['measured_best_loads_per_s']:,} loads/s, "
+        f"{cap['measured_best_openings_per_s']:,} openings/s). One Redis node (one core) carries "
+        f"{cap['redis_node_events_per_s']:,} events/s (enqueue + consume).",
+        "",
+        f"Each component planned at {cap['headroom']:.0%} of its measured CPU capacity; partitions ≥ worker "
+        f"processes and ≥ 4 per master (a power of two, at least 16); shards = primary cores / "
+        f"{cap['primary_max_cores']} (the largest primary planned).",
+        "",
+        "| scale | events/s | events/day | API cores | Redis masters | partitions | worker processes "
+        "| primary cores | shards |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
         "",
     ]

@@ -29,6 +29,7 @@ from app.models import User
 from app.replicas import ReadRouter
 from app.settings import Settings
 from tests import factories
+from tests.support.app_state import app_state
 from tests.support.mariadb_replication import MariaDBPair
 from tests.support.processes import wait_until
 
@@ -97,7 +98,7 @@ def client(settings_: Settings) -> Iterator[TestClient]:
 
 
 def _reads(client: TestClient) -> ReadRouter:
-    reads: ReadRouter = client.app.state.reads  # type: ignore[attr-defined]
+    reads: ReadRouter = app_state(client).reads
     return reads
 
 

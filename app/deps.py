@@ -64,8 +64,11 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         factory = state.session_factory
         if state.reads.enabled:
             after_commit(request, lambda: _wrote(request))
-    async for session in _session(request, factory):
+    session = _open(request, factory)
+    try:
         yield session
+    finally:
+        await _close(session)
 
 
 async def _wrote(request: Request) -> None:
@@ -74,16 +77,17 @@ async def _wrote(request: Request) -> None:
         await request.app.state.reads.wrote(user_id)
 
 
-async def _session(request: Request, factory: sessionmaker[Session]) -> AsyncIterator[Session]:
+def _open(request: Request, factory: sessionmaker[Session]) -> Session:
     session: Session = factory()
     remember_session(request, session)
-    try:
-        yield session
-    finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
+    return session
+
+
+async def _close(session: Session) -> None:
+    if session.in_transaction():
+        await run_in_threadpool(session.close)
+    else:
+        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -141,8 +145,11 @@ ReadTargetDep = Annotated[ReadTarget, Depends(get_read_target)]
 async def get_read_db(request: Request, target: ReadTargetDep) -> AsyncIterator[Session]:
     """A read-only route's session (stats, lists, CSV exports, the event feed): from the replica
     when one is configured and fit to read from, else the primary's reader."""
-    async for session in _session(request, target.factory):
+    session = _open(request, target.factory)
+    try:
         yield session
+    finally:
+        await _close(session)
 
 
 ReadSessionDep = Annotated[Session, Depends(get_read_db)]

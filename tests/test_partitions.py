@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from app import cli
+from app import cli, metrics
 from app.clients import sync_redis
 from app.main import create_asgi
 from app.models import Click, Contact, Link, Opening, Pixel, User
 from app.settings import Settings
 from app.tracking.events import GROUP, STREAM, Event, KeyScheme, decode, partition_id
-from app.tracking.partitions import PartitionedWorker, key_scheme, parse_partitions
+from app.tracking.partitions import IDLE_BLOCK_MS, PartitionedWorker, key_scheme, parse_partitions
 from app.tracking.queue import MemoryQueue, RedisQueue
 from tests import factories
 from tests.support.app_state import app_state
@@ -224,3 +224,30 @@ def test_the_group_commit_sends_one_call_per_partition(redis_url: str, redis_cli
     assert answers == [True] * 40 + [False] * 8
     assert fallen_back == 10  # partition 2's events, recorded through the fallback
     assert [redis_client.xlen(s) for s in ("pt:{p0}:events", "pt:{p1}:events", "pt:{p3}:events")] == [10] * 3
+
+
+def test_an_idle_worker_blocks_briefly_on_one_partition_at_a_time(
+    redis_url: str, redis_client: Any, engine: Engine
+) -> None:
+    """Blocking on one partition must not starve the others: with several streams a blocking read
+    lasts at most IDLE_BLOCK_MS (one stream alone keeps the configured block)."""
+    many = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, block_ms=5000)
+    assert [w.block_ms for w in many.workers] == [IDLE_BLOCK_MS] * 4
+    assert (
+        PartitionedWorker(sync_redis(redis_url), engine, keys=KeyScheme.of(1), block_ms=5000).workers[0].block_ms
+        == 5000
+    )
+    redis_client.xadd("pt:{p3}:events", {"e": Event("o", 3, 0, 1, "", "", "").encode()})
+    assert many.run_once() == 1  # the non-blocking round finds the event in the last partition
+
+
+def test_the_stream_gauges_sum_every_partition_and_the_legacy_stream(
+    redis_url: str, redis_client: Any, engine: Engine
+) -> None:
+    worker = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, partitions=[0])
+    for stream, count in (("pt:{p1}:events", 2), ("pt:{p3}:events", 3), (STREAM, 4)):
+        for n in range(count):
+            redis_client.xadd(stream, {"e": Event("o", n, 0, 1, "", "", "").encode()})
+    worker.update_gauges()
+    assert metrics.STREAM_LENGTH._value.get() == 9
+    assert metrics.STREAM_LAG._value.get() == 9

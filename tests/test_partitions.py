@@ -7,7 +7,9 @@ both database legs."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests import factories
 from tests.support.app_state import app_state
 from tests.support.cli_env import cli_environment
 from tests.support.processes import wait_until
+from tests.support.serve import PIXELTRACK, clean_environ
 from tests.support.worker_thread import WorkerThread
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
@@ -251,3 +254,33 @@ def test_the_stream_gauges_sum_every_partition_and_the_legacy_stream(
     worker.update_gauges()
     assert metrics.STREAM_LENGTH._value.get() == 9
     assert metrics.STREAM_LAG._value.get() == 9
+
+
+@pytest.mark.processes
+def test_the_worker_command_consumes_only_its_partitions(
+    tmp_path: Path, settings: Settings, engine: Engine, redis_url: str, redis_client: Any
+) -> None:
+    """`pixeltrack worker --partitions 0-1` as a real process (on the migrated test database):
+    partitions 0 and 1 are consumed, 2 and 3 are left to another worker; SIGTERM stops it cleanly."""
+    for stream in FOUR.streams():
+        redis_client.xadd(stream, {"e": Event("o", 10**9, 0, 1, "", "", "").encode()})  # unknown pixel: skipped
+    env = clean_environ(
+        DATABASE_URL=settings.sqlalchemy_url,
+        REDIS_URL=redis_url,
+        STREAM_PARTITIONS="4",
+        WORKER_METRICS_PORT="0",
+        FERNET_KEY=settings.fernet_keys()[0],
+        API_SECRET_KEY=settings.secret_key(),
+    )
+    command = [str(PIXELTRACK), "worker", "--partitions", "0-1", "--consumer", "low"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        consumed = lambda: proc.poll() is not None or [redis_client.xlen(s) for s in FOUR.streams()] == [0, 0, 1, 1]  # noqa: E731
+        wait_until(consumed, "partitions 0-1 consumed")
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        assert [g["consumers"] for s in FOUR.streams()[2:] for g in redis_client.xinfo_groups(s)] == []
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output

@@ -148,6 +148,7 @@ def capacity(s: dict[str, Any]) -> dict[str, Any] | None:
 
         workers = units(ms["worker"])
         masters = units(redis_ms)
+        masters = masters if masters == 1 else max(3, masters)  # a cluster has at least 3 masters
         primary = units(ms["mariadbd"])
         plan[factor] = {
             "events_per_s": round(rate),

@@ -144,7 +144,10 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_wrk(tokens_file: Path, duration: int, connections: int, threads: int, port: int = PORT) -> dict[str, Any]:
+def run_wrk(
+    tokens_file: Path, duration: int, connections: int, threads: int, port: int = PORT, settle: int = 0
+) -> dict[str, Any]:
+    """wrk over the token file (bench/pixel_load.lua); `settle` > 0: only repeats in the last `settle` seconds."""
     out = subprocess.run(
         [
             "wrk",
@@ -158,6 +161,7 @@ def run_wrk(tokens_file: Path, duration: int, connections: int, threads: int, po
             "--",
             str(tokens_file),
             str(threads),
+            *((str(settle), str(duration)) if settle else ()),
         ],
         capture_output=True,
         text=True,

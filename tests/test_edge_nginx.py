@@ -17,14 +17,16 @@ import json
 import signal
 import stat
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 
+from app.models import Click, Contact, Link, Pixel
 from app.settings import Settings
 from app.tracking.tokens import TokenCodec
 from tests.support.nginx_edge import PrivateNginx, nginx_binary
@@ -208,3 +210,36 @@ def _load_with_faults(
         return int(openings(engine, pixels)["rows"]) >= len(loader.acked)
 
     wait_until(stored, "the worker to store every opening", timeout=90, interval=0.2)
+
+
+def test_the_api_records_the_address_nginx_saw_not_one_a_client_claims(
+    stack: Stack, settings: Settings, engine: Engine
+) -> None:
+    """nginx replaces the client's X-Forwarded-For with the peer it saw; the API (FORWARDED_ALLOW_IPS:
+    the edge only) takes the address from it. A click (proxied: the API answers it) shows both."""
+    pixel = seed_pixels(engine, 1)[0]
+    with engine.begin() as conn:
+        contact, campaign = conn.execute(
+            select(Pixel.contact_id, Contact.campaign_id)
+            .join(Contact, Contact.id == Pixel.contact_id)
+            .where(Pixel.id == pixel)
+        ).one()
+        key = conn.execute(
+            insert(Link).values(campaign_id=campaign, url="https://example.com/x", uuid=uuid.uuid4().hex)
+        ).inserted_primary_key
+    assert key is not None
+    link = int(key[0])
+    path = f"/c/{TokenCodec(settings.fernet_keys()).click_token(link, contact)}"
+    spoofed = {"X-Forwarded-For": "203.0.113.9"}
+    assert httpx.get(stack.edge.base + path, headers=spoofed, timeout=10).status_code == 302
+    # Straight to the API from a trusted peer the header is taken as is: the edge is what protects it.
+    assert httpx.get(stack.api + path, headers=spoofed, timeout=10).status_code == 302
+
+    def clicks() -> list[str | None]:
+        with engine.connect() as conn:
+            return sorted(conn.scalars(select(Click.ip).where(Click.link_id == link)), key=str)
+
+    assert wait_until(lambda: len(clicks()) == 2 and clicks(), "both clicks stored", timeout=60) == [
+        "127.0.0.1",
+        "203.0.113.9",
+    ]

@@ -190,8 +190,8 @@ def capacity_lines(cap: dict[str, Any] | None) -> list[str]:
         "## Capacity per component (docs/scaling.md's plan)",
         "",
         "CPU per event, from the baseline cells (1 API process on one Redis; 1 worker on 1 partition): "
-        + ", ".join(f"{k} {v:.3f} ms ({per.get(k, 0):,}/s per core)" for k, v in ms.items())
-        + f"; in all {total:.3f} ms, so this {cap['cores']}-core box carries {cap['cores']} * 1000 / {total:.3f} = "
+        + ", ".join(f"{k} {v:.4f} ms ({per.get(k, 0):,}/s per core)" for k, v in ms.items())
+        + f"; in all {total:.4f} ms, so this {cap['cores']}-core box carries {cap['cores']} * 1000 / {total:.4f} = "
         f"**{cap['box_events_per_s']:,} events/s** ({cap['box_events_per_s'] * 86_400 / 1e6:,.0f} M/day) with every "
         f"component on it (measured peaks, each half alone: {cap['measured_best_loads_per_s']:,} loads/s, "
         f"{cap['measured_best_openings_per_s']:,} openings/s). One Redis node (one core) carries "

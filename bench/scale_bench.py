@@ -154,7 +154,7 @@ def options() -> argparse.Namespace:
     parser.add_argument("--layout", choices=("split", "all"), default="split", help="partitions among workers")
     parser.add_argument("--drain-timeout", type=float, default=300, help="max seconds for the workers to drain")
     parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes (development): 2 s, 2,000 pixels, 5,000 events"
+        "--quick", action="store_true", help="tiny sizes (development): 3 s, 2,000 pixels, 5,000 events"
     )
     parser.add_argument(
         "--system-mariadb",
@@ -165,7 +165,7 @@ def options() -> argparse.Namespace:
     parser.add_argument("--no-results", action="store_true", help="print only: do not write bench/results/")
     opts = parser.parse_args()
     if opts.quick:
-        opts.duration, opts.tokens, opts.events = 2, 2_000, 5_000
+        opts.duration, opts.tokens, opts.events = 3, 2_000, 5_000
     return opts
 
 

@@ -72,7 +72,7 @@ def markdown(s: dict[str, Any]) -> list[str]:
         f"{s['when']} — {s['machine']}; `python -m bench.scale_bench"
         f"{' --quick' if o['quick'] else ''}`: {o['duration']} s of wrk ({o['connections']} connections, "
         f"{o['threads']} thread) per pixel cell over {o['tokens']:,} distinct pixels (first pass new loads, then "
-        f"repeats); {o['events']:,} pre-filled events per worker cell. Load average at start "
+        f"repeats; the last seconds repeats only, so no new load is in flight when wrk stops); {o['events']:,} pre-filled events per worker cell. Load average at start "
         f"{' / '.join(map(str, s['load_average_at_start']))} (1 / 5 / 15 min), at the end "
         f"{' / '.join(map(str, s['load_average_at_end']))}; the run took {s['run_seconds']} s.",
         "",
@@ -89,7 +89,9 @@ def markdown(s: dict[str, Any]) -> list[str]:
         *pixel_rows(s["pixel"]),
         "",
         "After each pixel cell one `pixeltrack worker` drains what the API enqueued; the check: openings "
-        "rows == distinct pixels in them == distinct event ids == distinct pixels wrk loaded.",
+        "rows == distinct pixels in them == distinct event ids == distinct pixels wrk loaded. On the cluster, "
+        "the Redis CPU is that of all 6 redis-server processes (3 masters, and the replicas applying their "
+        "replication streams).",
         "",
         "## Worker openings/s",
         "",

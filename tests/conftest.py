@@ -258,3 +258,24 @@ def redis_client(redis_url: str) -> Iterator[Any]:
     yield client
     client.flushdb()
     client.close()
+
+
+# Redis Cluster: 3 masters + 3 replicas of this run (tests/support/redis_cluster.py), started once
+# per session for the tests that do not break it; fault tests start their own.
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.support.redis_cluster import PrivateRedisCluster
+
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        message = "redis-server / redis-cli are not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required when CI=true)", pytrace=False)
+        pytest.skip(message)
+    cluster = PrivateRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

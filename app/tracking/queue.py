@@ -22,12 +22,12 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
+from app.clients import AsyncRedis
 from app.errors import describe_db_error
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import GROUP, RECORD_SEP, STREAM, Tracked
@@ -206,7 +206,7 @@ class RedisQueue:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AsyncRedis,
         fallback: MemoryQueue,
         *,
         window_seconds: int,

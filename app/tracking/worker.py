@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.clients import SyncRedis
 from app.db import connect_read_only
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import Tracked, decode
@@ -54,7 +54,7 @@ class WorkerStats:
     db_errors: int = 0
 
 
-def ensure_group(redis: Redis, stream: str = STREAM, group: str = GROUP) -> None:
+def ensure_group(redis: SyncRedis, stream: str = STREAM, group: str = GROUP) -> None:
     """Create the consumer group (reading from the start of the stream) if missing."""
     try:
         redis.xgroup_create(stream, group, id="0", mkstream=True)
@@ -66,7 +66,7 @@ def ensure_group(redis: Redis, stream: str = STREAM, group: str = GROUP) -> None
 class StreamWorker:
     def __init__(
         self,
-        redis: Redis,
+        redis: SyncRedis,
         engine: Engine,
         *,
         consumer: str | None = None,

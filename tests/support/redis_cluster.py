@@ -302,6 +302,7 @@ class PrivateRedisCluster:
             return owner if role == "master" else None
 
         owner = wait_until(promoted, f"a replica to take over slot {slot}", timeout=timeout, interval=0.05)
+        assert owner is not None
         self.wait_ok(timeout=timeout)
         return owner
 

@@ -277,9 +277,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from app.clients import sync_redis
     from app.tracking.click_rules import ClickRules
-    from app.tracking.worker import StreamWorker
+    from app.tracking.partitions import PartitionedWorker, key_scheme, parse_partitions
 
     settings = _settings()
+    keys = key_scheme(settings)
+    try:
+        partitions = None if args.partitions is None else parse_partitions(args.partitions, keys.partitions)
+    except ValueError as exc:
+        print(f"pixeltrack: --partitions: {exc}", file=sys.stderr)
+        return 2
     if not settings.redis_dsn:
         print(
             "pixeltrack: the worker needs Redis (REDIS_URL or REDIS_HOST); "
@@ -299,9 +305,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"worker metrics: http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics", flush=True
         )
     engine = _engine(settings)
-    worker = StreamWorker(
+    worker = PartitionedWorker(
         sync_redis(settings.redis_dsn),
         engine,
+        keys=keys,
+        partitions=partitions,
         consumer=args.consumer,
         batch_size=args.batch_size or settings.worker_batch_size,
         claim_idle_ms=settings.worker_claim_idle_ms,
@@ -342,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="move tracking events from the Redis stream into the database")
     worker.add_argument("--consumer", default=None, help="consumer name in the group (default: host-pid)")
     worker.add_argument("--batch-size", type=int, default=None, help="entries per database batch (WORKER_BATCH_SIZE)")
+    worker.add_argument(
+        "--partitions",
+        default=None,
+        metavar="LIST",
+        help="stream partitions to consume, e.g. 0-7, 3, 0-3,8 (default: all)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)").set_defaults(func=cmd_migrate)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.authn import Authenticator
@@ -20,7 +20,8 @@ from app.errors import Forbidden, RateLimited
 from app.models import User
 from app.models.base import MAX_ID
 from app.ratelimit import RateLimiter
-from app.routing import remember_session
+from app.replicas import ReadRouter, ReadTarget
+from app.routing import after_commit, remember_session
 from app.settings import Settings
 from app.tracking.urls import TrackingUrls
 
@@ -54,18 +55,39 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
     an error and re-runs the request on a deadlock. GET/HEAD requests only read: their sessions
     begin as readers (on SQLite: no write lock; app/db.read_only). Making a session costs no
     I/O (it connects on first use); closing one that still holds a connection runs in a worker
-    thread, after the response is sent."""
+    thread, after the response is sent. On the primary always: a write request's user then reads
+    from the primary for REPLICA_STICKY_SECONDS (app/replicas.py)."""
     state = request.app.state
-    factory = state.read_session_factory if request.method in ("GET", "HEAD") else state.session_factory
-    session: Session = factory()
-    remember_session(request, session)
+    if request.method in ("GET", "HEAD"):
+        factory = state.read_session_factory
+    else:
+        factory = state.session_factory
+        if state.reads.enabled:
+            after_commit(request, lambda: _wrote(request))
+    session = _open(request, factory)
     try:
         yield session
     finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
+        await _close(session)
+
+
+async def _wrote(request: Request) -> None:
+    user_id = getattr(request.state, "user_id", None)
+    if user_id is not None:
+        await request.app.state.reads.wrote(user_id)
+
+
+def _open(request: Request, factory: sessionmaker[Session]) -> Session:
+    session: Session = factory()
+    remember_session(request, session)
+    return session
+
+
+async def _close(session: Session) -> None:
+    if session.in_transaction():
+        await run_in_threadpool(session.close)
+    else:
+        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -88,7 +110,9 @@ async def get_current_user(
     """The caller, from a bearer JWT (its token version must be the user's) or an API key (live,
     not expired), through app.authn's short cache; an inactive account answers 403."""
     authenticator: Authenticator = request.app.state.auth
-    return await authenticator.authenticate(token)
+    user = await authenticator.authenticate(token)
+    request.state.user_id = user.id  # whose write this is (read-your-writes, app/replicas.py)
+    return user
 
 
 async def get_rate_limited_user(request: Request, user: Annotated[User, Depends(get_current_user)]) -> User:
@@ -104,6 +128,31 @@ async def get_rate_limited_user(request: Request, user: Annotated[User, Depends(
 
 
 CurrentUser = Annotated[User, Depends(get_rate_limited_user)]
+
+
+async def get_read_target(request: Request, user: CurrentUser) -> ReadTarget:
+    """Where this read request reads: the replica, or the primary when the user wrote in the last
+    REPLICA_STICKY_SECONDS or the replica lags or is down (app/replicas.py)."""
+    router: ReadRouter = request.app.state.reads
+    target = await router.target(user.id)
+    request.state.read_target = target.name  # a failure there re-runs the request (app/routing.py)
+    return target
+
+
+ReadTargetDep = Annotated[ReadTarget, Depends(get_read_target)]
+
+
+async def get_read_db(request: Request, target: ReadTargetDep) -> AsyncIterator[Session]:
+    """A read-only route's session (stats, lists, CSV exports, the event feed): from the replica
+    when one is configured and fit to read from, else the primary's reader."""
+    session = _open(request, target.factory)
+    try:
+        yield session
+    finally:
+        await _close(session)
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_db)]
 
 
 async def get_admin_user(user: CurrentUser) -> User:

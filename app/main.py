@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -20,6 +21,7 @@ from app.db import READ_ONLY, make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.middleware import install_http_middleware
 from app.openapi import build_openapi
+from app.replicas import ReadRouter, ReplicaMonitor, StickyUsers, read_only_engine
 from app.routers import (
     apikeys,
     auth,
@@ -68,6 +70,22 @@ def _create_first_admin(app: FastAPI, settings: Settings) -> None:
         pass  # another worker created it at the same moment
 
 
+def make_read_router(state: Any, settings: Settings) -> ReadRouter:
+    """Where read requests read (app/replicas.py): the replica of DATABASE_REPLICA_URL, else the
+    primary's reader sessions (no replica: no lookup per request)."""
+    if settings.database_replica_url is None:
+        return ReadRouter(state.read_session_factory)
+    replica = read_only_engine(
+        make_engine(settings.database_replica_url.get_secret_value(), lean_pool=True, **settings.database_timeouts)
+    )
+    return ReadRouter(
+        state.read_session_factory,
+        make_sessionmaker(replica.execution_options(**{READ_ONLY: True})),
+        ReplicaMonitor(state.engine, replica, max_lag=settings.replica_max_lag_seconds),
+        StickyUsers(settings.replica_sticky_seconds, state.tracking.redis, state.tracking.breaker),
+    )
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -77,6 +95,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.read_session_factory = make_sessionmaker(app.state.engine.execution_options(**{READ_ONLY: True}))
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)
+    app.state.reads = make_read_router(app.state, settings)
+    await app.state.reads.start()
     app.state.tracker = app.state.tracking.tracker
     app.state.limiter = app.state.tracking.limiter
     app.state.intake = app.state.tracking.intake
@@ -94,6 +114,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if metrics_listener is not None:
             metrics_listener.close()
         await app.state.auth.close()
+        await app.state.reads.close()
         await app.state.tracking.close()  # flushes events still in process memory
         app.state.engine.dispose()
         metrics.mark_process_dead(os.getpid())

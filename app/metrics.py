@@ -98,6 +98,17 @@ DEPENDENCY_UP = Gauge(
     ["dependency"],
     multiprocess_mode="livemin",
 )
+DB_READS = Counter(
+    "pixeltrack_db_reads_total",
+    "Read requests (stats, lists, CSV exports, the event feed) by the database they read from "
+    "(target=primary|replica; only with DATABASE_REPLICA_URL, docs/scaling.md#read-replicas).",
+    ["target"],
+)
+REPLICA_LAG = Gauge(
+    "pixeltrack_replica_lag_seconds",
+    "How far the read replica is behind the primary at the last check (-1: unknown or unreachable).",
+    multiprocess_mode="max",
+)
 IN_PROGRESS = Gauge(
     "pixeltrack_http_requests_inprogress", "API requests being handled.", ["method"], multiprocess_mode="livesum"
 )

@@ -1,5 +1,5 @@
 """`TransactionRoute`: one transaction per API request, committed at one boundary and run
-again on a MariaDB deadlock.
+again on a MariaDB deadlock (or, for a read the replica failed, on the primary).
 
 Services only `flush`; this route class is where the request's transaction ends. After the
 endpoint has returned (dependencies still open: `app.deps.get_db` closes its session after the
@@ -76,6 +76,15 @@ def _close_sessions(request: Request) -> None:
     setattr(request.state, _AFTER_COMMIT, [])
 
 
+def _replica_failed(request: Request, exc: DBAPIError) -> bool:
+    """A read routed to the replica (app.deps.get_read_target) that could not reach it: the
+    replica is marked down and the request runs again, reading from the primary."""
+    if getattr(request.state, "read_target", None) != "replica":
+        return False
+    request.state.read_target = None
+    return bool(request.app.state.reads.replica_failed(exc))
+
+
 def _plain_function(endpoint: Callable[..., Any]) -> bool:
     return inspect.isfunction(endpoint) and not (
         inspect.iscoroutinefunction(endpoint)
@@ -120,6 +129,8 @@ class TransactionRoute(APIRoute):
                         await asyncio.to_thread(_commit_sessions, request)
                 except DBAPIError as exc:
                     await asyncio.to_thread(_close_sessions, request)
+                    if _replica_failed(request, exc) and attempt < RETRY_ATTEMPTS - 1:
+                        continue  # the read again, on the primary (the replica is now marked down)
                     if not is_transient(exc) or attempt == RETRY_ATTEMPTS - 1:
                         raise
                     log.warning("%s %s: transaction rolled back; running it again", request.method, self.path)

@@ -33,6 +33,7 @@ from app.models import Base, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import counter_drift
+from tests.support.webhooks import hook_settings
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 
@@ -258,6 +259,17 @@ def redis_client(redis_url: str) -> Iterator[Any]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def private_ok(app: FastAPI, settings: Settings) -> Iterator[Settings]:
+    """The API accepts loopback webhook receivers (WEBHOOK_ALLOW_PRIVATE=true) for this test."""
+    relaxed = hook_settings(settings)
+    app.state.settings = relaxed
+    try:
+        yield relaxed
+    finally:
+        app.state.settings = settings
 
 
 # Redis Cluster: 3 masters + 3 replicas of this run (tests/support/redis_cluster.py), started once

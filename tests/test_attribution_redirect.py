@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from app.main import create_asgi
-from app.models import Click, Contact, Link, Tracking, User
+from app.models import Click, Contact, Conversion, Link, Opening, Tracking, User
 from app.settings import Settings
 from app.tracking.attribution import Attribution, AttributionCodec
 from app.tracking.redirect import with_param
@@ -152,3 +152,28 @@ def test_token_lifetime_follows_the_setting(settings: Settings, engine: Engine, 
         token = _pt(_click(client, objects["link"], objects["contact"]))
         assert codec.open(token, now=time.time() + 86_400) is not None
         assert codec.open(token, now=time.time() + 3 * 86_400) is None
+
+
+def test_tracking_and_attribution_tokens_cannot_stand_in_for_each_other(
+    embedded: TestClient, db: Session, user: User
+) -> None:
+    """Each token opens at its own endpoint only, though all derive from the one FERNET_KEY: an
+    attribution token is no pixel or click token (404, nothing recorded), and a pixel or click
+    token is no attribution token (the intake refuses it, 404)."""
+    objects = _setup(db, user)
+    pixel = factories.make_pixel(db, objects["contact"])
+    db.commit()
+    pt = _pt(_click(embedded, objects["link"], objects["contact"]))
+    flush_memory(embedded)
+    codec = app_state(embedded).tracker.codec
+    pixel_token, click_token = codec.pixel_token(pixel.id), codec.click_token(objects["link"].id, objects["contact"].id)
+    assert embedded.get(f"/o/{pt}.gif").status_code == 404
+    assert embedded.get(f"/c/{pt}", follow_redirects=False).status_code == 404
+    for token in (pixel_token, click_token):
+        assert _codec(embedded).open(token) is None
+        assert embedded.get("/e.gif", params={"pt": token, "name": "purchase"}).status_code == 404
+    flush_memory(embedded)
+    db.expire_all()
+    assert len(db.scalars(select(Click).where(Click.link_id == objects["link"].id)).all()) == 1  # the real click only
+    assert db.scalars(select(Opening).where(Opening.pixel_id == pixel.id)).all() == []
+    assert db.scalars(select(Conversion).where(Conversion.campaign_id == objects["campaign"].id)).all() == []

@@ -4,12 +4,9 @@ receiver on loopback; its payload follows the contact's consent; both database l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -19,19 +16,9 @@ from app.settings import Settings
 from tests import factories
 from tests.helpers import assert_error
 from tests.support.webhook_receiver import running_receiver
-from tests.support.webhooks import click, consent_tree, dispatching, hook_settings, ingest
+from tests.support.webhooks import click, consent_tree, dispatching, ingest
 
 AT = datetime(2026, 5, 1, 9, 0, 0, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def private_ok(app: FastAPI, settings: Settings) -> Iterator[Settings]:
-    relaxed = hook_settings(settings)
-    app.state.settings = relaxed
-    try:
-        yield relaxed
-    finally:
-        app.state.settings = settings
 
 
 def feed(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:

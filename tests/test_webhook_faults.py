@@ -4,12 +4,9 @@ dispatchers at once, a receiver failing for days, the log and outbox housekeepin
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -20,16 +17,6 @@ from app.webhooks import batches, sequence
 from app.webhooks.dispatcher import Dispatcher
 from tests.support.webhook_receiver import running_receiver
 from tests.support.webhooks import consent_tree, dispatching, hook_settings, ingest, opens
-
-
-@pytest.fixture
-def private_ok(app: FastAPI, settings: Settings) -> Iterator[Settings]:
-    relaxed = hook_settings(settings)
-    app.state.settings = relaxed
-    try:
-        yield relaxed
-    finally:
-        app.state.settings = settings
 
 
 def create(client: TestClient, headers: dict[str, str], url: str, **body: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -23,17 +22,6 @@ from tests import factories
 from tests.helpers import assert_error, count
 from tests.support.webhook_receiver import Receiver, running_receiver
 from tests.support.webhooks import click, consent_tree, dispatching, hook_settings, ingest, opens
-
-
-@pytest.fixture
-def private_ok(app: FastAPI, settings: Settings) -> Iterator[Settings]:
-    """The API accepts loopback receivers (WEBHOOK_ALLOW_PRIVATE=true) for this test."""
-    relaxed = hook_settings(settings)
-    app.state.settings = relaxed
-    try:
-        yield relaxed
-    finally:
-        app.state.settings = settings
 
 
 @pytest.fixture

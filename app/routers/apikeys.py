@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.authn import Authenticator
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.routing import TransactionRoute, after_commit
 from app.schemas.apikey import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.schemas.common import Page, error_responses, page_of
@@ -31,7 +31,7 @@ def create_api_key(body: ApiKeyCreate, user: CurrentUser, db: SessionDep) -> Api
 
 
 @router.get("", response_model=Page[ApiKeyOut], summary="List your API keys")
-def list_api_keys(user: CurrentUser, db: SessionDep, page: PageDep) -> Page[ApiKeyOut]:
+def list_api_keys(user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[ApiKeyOut]:
     """Your keys (name, prefix, created, last used, expiry); never a key or its hash."""
     items, total = apikeys.list_keys(db, user, limit=page.limit, offset=page.offset)
     return page_of(ApiKeyOut, items, total, limit=page.limit, offset=page.offset)

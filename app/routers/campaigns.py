@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.routing import TransactionRoute
 from app.schemas.campaign import CampaignCreate, CampaignOut, CampaignUpdate
 from app.schemas.common import Page, error_responses, page_of
@@ -14,7 +14,7 @@ router = APIRouter(
 
 
 @router.get("/campaigns", response_model=Page[CampaignOut])
-def list_campaigns(user: CurrentUser, db: SessionDep, page: PageDep) -> Page[CampaignOut]:
+def list_campaigns(user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[CampaignOut]:
     """Your campaigns (an admin sees everyone's)."""
     items, total = campaigns.list_campaigns(db, user, limit=page.limit, offset=page.offset)
     return page_of(CampaignOut, items, total, limit=page.limit, offset=page.offset)

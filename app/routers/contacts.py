@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app import cooperative
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.models import ContactStatus
 from app.routing import TransactionRoute
 from app.schemas.common import ErrorOut, Page, UtcDatetime, error_responses, page_of
@@ -137,7 +137,7 @@ def _parse_contacts(body: bytes) -> ContactCreate | list[ContactCreate]:
 def list_contacts(
     group_id: IdPath,
     user: CurrentUser,
-    db: SessionDep,
+    db: ReadSessionDep,
     page: PageDep,
     status: Annotated[ContactStatus | None, Query()] = None,
     scheduled_before: Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.deps import CurrentUser, SessionDep, SettingsDep
+from app.deps import CurrentUser, ReadSessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.models import EventType
 from app.models.base import MAX_ID
@@ -45,7 +45,7 @@ def _types(
 def list_events(
     _sequenced: Annotated[None, Depends(sequenced)],
     user: CurrentUser,
-    db: SessionDep,
+    db: ReadSessionDep,
     settings: SettingsDep,
     types: Annotated[list[EventType], Depends(_types)],
     after: Annotated[str | None, Query(max_length=200, description="The `next` of the previous page.")] = None,

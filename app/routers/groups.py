@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.routing import TransactionRoute
 from app.schemas.campaign import GroupCreate, GroupOut, GroupUpdate
 from app.schemas.common import Page, error_responses, page_of
@@ -14,7 +14,7 @@ router = APIRouter(
 
 
 @router.get("/campaigns/{campaign_id}/groups", response_model=Page[GroupOut])
-def list_groups(campaign_id: IdPath, user: CurrentUser, db: SessionDep, page: PageDep) -> Page[GroupOut]:
+def list_groups(campaign_id: IdPath, user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[GroupOut]:
     campaign = campaigns.get_campaign(db, user, campaign_id)
     items, total = campaigns.list_groups(db, campaign, limit=page.limit, offset=page.offset)
     return page_of(GroupOut, items, total, limit=page.limit, offset=page.offset)

@@ -5,11 +5,14 @@ is the one this code expects (the Alembic revision is a head of app's migrations
 Redis reported `ok` or `degraded` (the service works without it: pixels fall back to the
 in-process queue, rate limits to per-process counters); 503 only when the database or the
 schema is unusable, so an orchestrator never takes a working API out of rotation for Redis.
+With a read replica (DATABASE_REPLICA_URL) `replica` is reported the same way (ok, lagging,
+unavailable: reads then use the primary) with its lag in a `replica` block (app/replicas.py).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
@@ -22,6 +25,7 @@ from app import metrics
 from app.clients import ping
 from app.db import connect_read_only
 from app.migrations import alembic_config
+from app.replicas import ReadRouter
 from app.schemas.common import error_responses
 
 router = APIRouter(tags=["health"])
@@ -68,12 +72,28 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception:  # noqa: BLE001 - breaker open, error, timeout, closed transport: degraded
             checks["redis"] = "degraded"
         metrics.DEPENDENCY_UP.labels("redis").set(1 if checks["redis"] == "ok" else 0)
+    replica = await _replica(request, checks)
     if checks["database"] != "ok" or checks["schema"] != "ok":
         return JSONResponse(
             {"detail": checks, "code": "service_unavailable"}, status_code=503, headers={"Retry-After": RETRY_AFTER}
         )
     status = "ok" if all(state == "ok" for state in checks.values()) else "degraded"
-    return JSONResponse({"status": status, "checks": checks})
+    body: dict[str, Any] = {"status": status, "checks": checks}
+    if replica is not None:
+        body["replica"] = replica
+    return JSONResponse(body)
+
+
+async def _replica(request: Request, checks: dict[str, str]) -> dict[str, Any] | None:
+    """With DATABASE_REPLICA_URL: `replica` ok | lagging (beyond REPLICA_MAX_LAG_SECONDS) |
+    unavailable, measured now, and its lag. Never a 503: reads then use the primary."""
+    reads: ReadRouter = request.app.state.reads
+    if reads.monitor is None:
+        return None
+    monitor = reads.monitor
+    await run_in_threadpool(monitor.check)
+    checks["replica"] = "ok" if monitor.usable() else "lagging" if monitor.up else "unavailable"
+    return reads.readiness()
 
 
 for _method in ("GET", "HEAD"):

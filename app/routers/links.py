@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, UrlsDep
 from app.models.base import MAX_ID
 from app.routing import TransactionRoute, after_commit
 from app.schemas.common import Page, error_responses, page_of
@@ -26,7 +26,7 @@ def _drop_cached_url(request: Request, link_id: int) -> None:
 
 
 @router.get("/campaigns/{campaign_id}/links", response_model=Page[LinkOut])
-def list_links(campaign_id: IdPath, user: CurrentUser, db: SessionDep, page: PageDep) -> Page[LinkOut]:
+def list_links(campaign_id: IdPath, user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[LinkOut]:
     campaign = campaigns.get_campaign(db, user, campaign_id)
     items, total = links.list_links(db, campaign, limit=page.limit, offset=page.offset)
     return page_of(LinkOut, items, total, limit=page.limit, offset=page.offset)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.routing import TransactionRoute
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import OpeningCreate, OpeningOut, OpeningUpdate
@@ -17,7 +17,7 @@ router = APIRouter(
 
 
 @router.get("/pixels/{pixel_id}/openings", response_model=Page[OpeningOut])
-def list_openings(pixel_id: IdPath, user: CurrentUser, db: SessionDep, page: PageDep) -> Page[OpeningOut]:
+def list_openings(pixel_id: IdPath, user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[OpeningOut]:
     """The pixel's openings; none when its contact's tracking consent is not `full` (they are
     counted in the stats, never listed: docs/consent.md)."""
     pixel = pixels.get_pixel(db, user, pixel_id)

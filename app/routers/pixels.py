@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep, UrlsDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, UrlsDep
 from app.models import Pixel
 from app.routing import TransactionRoute
 from app.schemas.common import Page, error_responses
@@ -30,7 +30,9 @@ def _out(pixel: Pixel, urls: TrackingUrls) -> PixelOut:
 
 
 @router.get("/contacts/{contact_id}/pixels", response_model=Page[PixelOut])
-def list_pixels(contact_id: IdPath, user: CurrentUser, db: SessionDep, urls: UrlsDep, page: PageDep) -> Page[PixelOut]:
+def list_pixels(
+    contact_id: IdPath, user: CurrentUser, db: ReadSessionDep, urls: UrlsDep, page: PageDep
+) -> Page[PixelOut]:
     contact = contacts.get_contact(db, user, contact_id)
     items, total = pixels.list_pixels(db, contact, limit=page.limit, offset=page.offset)
     return Page[PixelOut](items=[_out(p, urls) for p in items], total=total, limit=page.limit, offset=page.offset)

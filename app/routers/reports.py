@@ -4,10 +4,10 @@ import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from app.deps import CurrentUser, IdPath, SessionDep, SettingsDep
+from app.deps import CurrentUser, IdPath, ReadSessionDep, ReadTargetDep, SettingsDep
 from app.routing import TransactionRoute
 from app.schemas.common import Id, UtcDatetime, error_responses
 from app.schemas.reports import ABMetric, Bucket, CampaignStats
@@ -22,7 +22,7 @@ router = APIRouter(
 def campaign_stats(
     campaign_id: IdPath,
     user: CurrentUser,
-    db: SessionDep,
+    db: ReadSessionDep,
     settings: SettingsDep,
     bucket: Annotated[
         Bucket | None,
@@ -117,11 +117,13 @@ def _csv_doc(columns: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
     response_class=StreamingResponse,
     responses=_csv_doc(export.OPENINGS_CSV_COLUMNS),
 )
-def openings_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
+def openings_csv(
+    campaign_id: IdPath, user: CurrentUser, db: ReadSessionDep, target: ReadTargetDep
+) -> StreamingResponse:
     """Every opening of the campaign, with its contact, group and pixel (contacts whose tracking
     consent is `full`: the others' openings count in the stats only)."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    rows = export.export_openings_csv(request.app.state.session_factory, campaign.id)
+    rows = export.export_openings_csv(target.factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-openings.csv")
 
 
@@ -130,11 +132,11 @@ def openings_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request
     response_class=StreamingResponse,
     responses=_csv_doc(export.CLICKS_CSV_COLUMNS),
 )
-def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
+def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: ReadSessionDep, target: ReadTargetDep) -> StreamingResponse:
     """Every click of the campaign, with its contact, group and link (contacts whose tracking
     consent is `full`: the others' clicks count in the stats only)."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    rows = export.export_clicks_csv(request.app.state.session_factory, campaign.id)
+    rows = export.export_clicks_csv(target.factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-clicks.csv")
 
 
@@ -143,10 +145,12 @@ def clicks_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: 
     response_class=StreamingResponse,
     responses=_csv_doc(export.CONVERSIONS_CSV_COLUMNS),
 )
-def conversions_csv(campaign_id: IdPath, user: CurrentUser, db: SessionDep, request: Request) -> StreamingResponse:
+def conversions_csv(
+    campaign_id: IdPath, user: CurrentUser, db: ReadSessionDep, target: ReadTargetDep
+) -> StreamingResponse:
     """Every conversion of the campaign, in occurred_at order, with its group, name, value (a
     decimal), currency, order id, source and link (docs/conversions.md#reports). contact_id and
     email only for contacts whose tracking consent is `full`: anonymous conversions name no one."""
     campaign = campaigns.get_campaign(db, user, campaign_id)
-    rows = export.export_conversions_csv(request.app.state.session_factory, campaign.id)
+    rows = export.export_conversions_csv(target.factory, campaign.id)
     return _csv_response(rows, f"campaign-{campaign.id}-conversions.csv")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.authn import Authenticator
-from app.deps import AdminUser, IdPath, PageDep, SessionDep
+from app.deps import AdminUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.routing import TransactionRoute, after_commit
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.user import UserCreate, UserOut, UserUpdate
@@ -26,7 +26,7 @@ router = APIRouter(
 
 
 @router.get("", response_model=Page[UserOut])
-def list_users(_admin: AdminUser, db: SessionDep, page: PageDep) -> Page[UserOut]:
+def list_users(_admin: AdminUser, db: ReadSessionDep, page: PageDep) -> Page[UserOut]:
     items, total = users.list_users(db, limit=page.limit, offset=page.offset)
     return page_of(UserOut, items, total, limit=page.limit, offset=page.offset)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import CurrentUser, IdPath, PageDep, SessionDep, SettingsDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, SettingsDep
 from app.routing import TransactionRoute
 from app.schemas.common import Page, UtcDatetime, error_responses, page_of
 from app.schemas.webhooks import (
@@ -40,7 +40,7 @@ def create_webhook(body: WebhookCreate, user: CurrentUser, db: SessionDep, setti
 
 
 @router.get("/webhooks", response_model=Page[WebhookOut])
-def list_webhooks(user: CurrentUser, db: SessionDep, page: PageDep) -> Page[WebhookOut]:
+def list_webhooks(user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[WebhookOut]:
     """Your webhooks (never their secrets)."""
     items, total = webhooks.list_webhooks(db, user, limit=page.limit, offset=page.offset)
     return page_of(WebhookOut, items, total, limit=page.limit, offset=page.offset)
@@ -77,7 +77,7 @@ def test_webhook(webhook_id: IdPath, user: CurrentUser, db: SessionDep, settings
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", response_model=Page[DeliveryOut], responses=error_responses(404))
-def list_deliveries(webhook_id: IdPath, user: CurrentUser, db: SessionDep, page: PageDep) -> Page[DeliveryOut]:
+def list_deliveries(webhook_id: IdPath, user: CurrentUser, db: ReadSessionDep, page: PageDep) -> Page[DeliveryOut]:
     """The attempt log, newest first (kept WEBHOOK_LOG_DAYS days): no payloads, only what happened."""
     webhook = webhooks.get_webhook(db, user, webhook_id)
     items, total = webhooks.list_deliveries(db, webhook, limit=page.limit, offset=page.offset)

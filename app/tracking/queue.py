@@ -1,11 +1,14 @@
 """The event queue behind the pixel and click endpoints: dedupe + enqueue, group-committed.
 
-`RedisQueue` (production): concurrent requests share one round trip. Each request
-appends its event and awaits; one flush at a time sends the whole pending batch as
-a single EVALSHA of `DEDUPE_AND_ADD` (per event: `SET key NX EX window`, and only
-if that set it, `XADD` to the stream), and every request answers after Redis has
-replied for its event (durable ack). The worker (app/tracking/worker.py) moves the
-stream into the database.
+`RedisQueue` (production): concurrent requests share one round trip per partition. Each
+request appends its event and awaits; one flush at a time splits the whole pending batch by
+partition (`KeyScheme.partition`, app/tracking/events.py: `id % STREAM_PARTITIONS`) and sends
+one EVALSHA of `DEDUPE_AND_ADD` per partition touched, concurrently (per event: `SET key NX EX
+window`, and only if that set it, `XADD` to the partition's stream; every key of a call shares
+the partition's hash tag, so it runs on Redis Cluster). Every request answers after Redis has
+replied for its event (durable ack); a partition whose call fails records its events through
+the fallback, the others are unaffected. With one partition it is one EVALSHA per batch, as
+before partitioning. The worker (app/tracking/worker.py) moves the streams into the database.
 
 `MemoryQueue` (embedded default, and the fallback while Redis is unreachable): a
 TTL dedupe map and a list flushed in batches to the database by a background task
@@ -30,7 +33,7 @@ from app.breaker import BreakerOpen, CircuitBreaker
 from app.clients import AsyncRedis
 from app.errors import describe_db_error
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
-from app.tracking.events import GROUP, RECORD_SEP, STREAM, Tracked
+from app.tracking.events import DEFAULT_KEYS, GROUP, RECORD_SEP, STREAM, KeyScheme, Tracked
 from app.tracking.ingest import IngestResult, store_events
 
 log = logging.getLogger("pixeltrack.queue")
@@ -38,8 +41,9 @@ log = logging.getLogger("pixeltrack.queue")
 MAX_BACKOFF = 10.0  # seconds between the in-process flusher's retries while the database fails
 __all__ = ["DEDUPE_AND_ADD", "GROUP", "STREAM", "EventQueue", "MemoryQueue", "RedisQueue"]
 
-# KEYS[1]: the stream; KEYS[1 + i]: the dedupe key of the batch's i-th event (computed in Python by
-# app/tracking/events.dedupe_key: every key a script touches is in KEYS, as Redis Cluster requires).
+# KEYS[1]: the partition's stream; KEYS[1 + i]: the dedupe key of the batch's i-th event (computed in
+# Python by app/tracking/events.KeyScheme: every key a script touches is in KEYS and all of them share
+# the partition's hash tag, as Redis Cluster requires).
 # ARGV[1]: dedupe window (s); ARGV[2]: the batch, encoded events joined by "\30" (one argument: a batch
 # of hundreds costs one cheap command to send). Per event: `SET key NX EX window`, and only if that
 # set it, `XADD`. Returns one 1 (recorded) or 0 (duplicate) per event.
@@ -210,14 +214,14 @@ class RedisQueue:
         fallback: MemoryQueue,
         *,
         window_seconds: int,
-        stream: str = STREAM,
+        keys: KeyScheme = DEFAULT_KEYS,
         breaker: CircuitBreaker | None = None,
         on_degraded: Callable[[bool], None] | None = None,
     ) -> None:
         self._redis = redis
         self._fallback = fallback
         self._window = window_seconds
-        self._stream = stream
+        self._keys = keys
         # A failed or slow round trip opens it: loads then go to the fallback at once.
         self._breaker = breaker or CircuitBreaker()
         self._on_degraded = on_degraded
@@ -255,8 +259,23 @@ class RedisQueue:
             self._flush_task = None
 
     async def _flush(self, batch: list[tuple[Tracked, asyncio.Future[bool]]]) -> None:
+        if self._keys.partitions == 1:  # the common case: one call, no grouping
+            await self._send(0, batch)
+            return
+        parts: dict[int, list[tuple[Tracked, asyncio.Future[bool]]]] = {}
+        partition = self._keys.partition
+        for item in batch:
+            parts.setdefault(partition(item[0]), []).append(item)
+        await asyncio.gather(*(self._send(p, items) for p, items in parts.items()))
+
+    async def _send(self, partition: int, batch: list[tuple[Tracked, asyncio.Future[bool]]]) -> None:
+        """One EVALSHA for the batch's events of one partition; never raises (a failure falls back)."""
         joined = RECORD_SEP.join(event.encode() for event, _ in batch)
-        keys = [self._stream, *(event.dedupe_key for event, _ in batch)]
+        scheme = self._keys
+        if scheme.tagged:
+            keys = [scheme.stream(partition), *(scheme.dedupe(event, partition) for event, _ in batch)]
+        else:
+            keys = [STREAM, *(event.dedupe_key for event, _ in batch)]
         try:
             answers = await self._breaker.call(lambda: self._script(keys=keys, args=[self._window, joined]))
         except Exception as exc:  # noqa: BLE001

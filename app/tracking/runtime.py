@@ -15,6 +15,7 @@ from app.tracking.attribution import AttributionCodec
 from app.tracking.click_rules import ClickRules
 from app.tracking.intake import Intake
 from app.tracking.origins import OriginsCache
+from app.tracking.partitions import key_scheme
 from app.tracking.queue import EventQueue, MemoryQueue, RedisQueue
 from app.tracking.redirect import Attributor, ContactCache
 from app.tracking.tokens import TokenCodec
@@ -50,6 +51,7 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
             client,
             memory,
             window_seconds=settings.dedupe_window_seconds,
+            keys=key_scheme(settings),
             breaker=breaker,
             on_degraded=metrics.set_degraded,
         )

@@ -1,6 +1,8 @@
 """`pixeltrack worker`: moves tracking events from the Redis stream into the database.
 
-A Redis Streams consumer group; several workers may run. Each loop:
+`StreamWorker` consumes one stream (one partition; app/tracking/partitions.PartitionedWorker,
+what the command runs, drives one per partition stream it consumes). A Redis Streams consumer
+group; several workers may run. Each loop:
 1. every `claim_every` loops, and at least every `claim_idle_ms / 2` of wall time (an idle
    worker blocks `block_ms` per loop), XAUTOCLAIM entries idle longer than `claim_idle_ms`
    (their consumer died) and process them; again on the next loop while a reclaim fills a
@@ -63,7 +65,66 @@ def ensure_group(redis: SyncRedis, stream: str = STREAM, group: str = GROUP) -> 
             raise
 
 
-class StreamWorker:
+class ConsumerLoop:
+    """What `pixeltrack worker` runs: `run_once` until stopped, gauges every second, Redis outages
+    retried every second (StreamWorker: one stream; app/tracking/partitions.PartitionedWorker)."""
+
+    consumer: str
+    stats: WorkerStats
+    _stopping = False
+    _redis_down = False
+    _next_gauges = 0.0
+
+    def run_once(self, *, block: bool = True) -> int:
+        raise NotImplementedError
+
+    def update_gauges(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+
+    def drain(self) -> int:
+        """Process without blocking until a loop finds nothing to do (tests, benchmarks)."""
+        total = 0
+        while handled := self.run_once(block=False):
+            total += handled
+        return total
+
+    def stop(self, *_args: object) -> None:
+        self._stopping = True
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        log.info("worker %s consuming %s", self.consumer, self.describe())
+        while not self._stopping:
+            try:
+                self.run_once()
+                if time.monotonic() >= self._next_gauges:
+                    self.update_gauges()
+                    self._next_gauges = time.monotonic() + 1.0
+            except RedisError as exc:
+                metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
+                metrics.DEPENDENCY_UP.labels("redis").set(0)
+                self._next_gauges = 0.0  # re-check (and report up) as soon as a loop succeeds
+                if not self._redis_down:
+                    log.error("Redis unavailable (%s); retrying every second", exc.__class__.__name__)
+                    self._redis_down = True
+                self._sleep(1.0)
+                continue
+            if self._redis_down:
+                log.warning("Redis available again")
+                self._redis_down = False
+        log.info("worker %s stopped: %s", self.consumer, self.stats)
+
+
+class StreamWorker(ConsumerLoop):
     def __init__(
         self,
         redis: SyncRedis,
@@ -91,14 +152,14 @@ class StreamWorker:
         self.claim_every = claim_every
         self.max_backoff = max_backoff
         self.stats = WorkerStats()
-        self._next_gauges = 0.0
         self._loops = 0
         self._next_claim = 0.0
         self._claim_more = False
         self._backoff = 0.0
-        self._stopping = False
-        self._redis_down = False
         ensure_group(redis, stream, group)
+
+    def describe(self) -> str:
+        return f"{self.stream} (group {self.group})"
 
     # -- reading -------------------------------------------------------------
     def _own_pending(self) -> Entries:
@@ -212,75 +273,45 @@ class StreamWorker:
             return 0
 
     def update_gauges(self) -> None:
-        """Stream length, pending, lag (entries not yet delivered to the group); database and
-        Redis up. A stream without our group (Redis lost its data) counts every entry as lag."""
+        """Stream length, pending, lag (`backlog`); database and Redis up."""
+        database_up(self.engine)
         try:
-            with connect_read_only(self.engine) as conn:
-                conn.execute(text("SELECT 1"))
-            metrics.DEPENDENCY_UP.labels("database").set(1)
-        except SQLAlchemyError:
-            metrics.DEPENDENCY_UP.labels("database").set(0)
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xlen(self.stream)
-            pipe.exists(self.stream)
-            length, exists = pipe.execute()
-            groups: Any = self.redis.xinfo_groups(self.stream) if exists else []
+            length, pending, lag = backlog(self.redis, self.stream, self.group)
         except RedisError:
             metrics.DEPENDENCY_UP.labels("redis").set(0)
             raise
         metrics.DEPENDENCY_UP.labels("redis").set(1)
         metrics.STREAM_LENGTH.set(length)
-        mine = next((g for g in groups if g.get("name") == self.group), None)
-        if mine is None:
-            metrics.STREAM_PENDING.set(0)
-            metrics.STREAM_LAG.set(length)
-            return
-        pending = mine.get("pending") or 0
-        lag = mine.get("lag")
         metrics.STREAM_PENDING.set(pending)
-        # Redis reports no lag when it cannot compute it; acknowledged entries are deleted,
-        # so what is left in the stream beyond the pending ones has not been delivered.
-        metrics.STREAM_LAG.set(lag if lag is not None else max(0, length - pending))
+        metrics.STREAM_LAG.set(lag)
 
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()))
 
-    def drain(self) -> int:
-        """Process without blocking until a loop finds nothing to do (tests, benchmarks)."""
-        total = 0
-        while handled := self.run_once(block=False):
-            total += handled
-        return total
+def database_up(engine: Engine) -> None:
+    """Set the database's up gauge from a trivial query."""
+    try:
+        with connect_read_only(engine) as conn:
+            conn.execute(text("SELECT 1"))
+        metrics.DEPENDENCY_UP.labels("database").set(1)
+    except SQLAlchemyError:
+        metrics.DEPENDENCY_UP.labels("database").set(0)
 
-    def stop(self, *_args: object) -> None:
-        self._stopping = True
 
-    def run_forever(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        log.info("worker %s consuming %s (group %s)", self.consumer, self.stream, self.group)
-        while not self._stopping:
-            try:
-                self.run_once()
-                if time.monotonic() >= self._next_gauges:
-                    self.update_gauges()
-                    self._next_gauges = time.monotonic() + 1.0
-            except RedisError as exc:
-                metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
-                metrics.DEPENDENCY_UP.labels("redis").set(0)
-                self._next_gauges = 0.0  # re-check (and report up) as soon as a loop succeeds
-                if not self._redis_down:
-                    log.error("Redis unavailable (%s); retrying every second", exc.__class__.__name__)
-                    self._redis_down = True
-                self._sleep(1.0)
-                continue
-            if self._redis_down:
-                log.warning("Redis available again")
-                self._redis_down = False
-        log.info("worker %s stopped: %s", self.consumer, self.stats)
+def backlog(redis: Redis, stream: str, group: str = GROUP) -> tuple[int, int, int]:
+    """A stream's (length, pending, lag: entries not yet delivered to the group), single-key calls
+    only. A stream without our group (Redis lost its data) counts every entry as lag."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.xlen(stream)
+    pipe.exists(stream)
+    length, exists = pipe.execute()
+    groups: Any = redis.xinfo_groups(stream) if exists else []
+    mine = next((g for g in groups if g.get("name") == group), None)
+    if mine is None:
+        return length, 0, length
+    pending = mine.get("pending") or 0
+    lag = mine.get("lag")
+    # Redis reports no lag when it cannot compute it; acknowledged entries are deleted,
+    # so what is left in the stream beyond the pending ones has not been delivered.
+    return length, pending, lag if lag is not None else max(0, length - pending)
 
 
 def _is_nogroup(exc: ResponseError) -> bool:

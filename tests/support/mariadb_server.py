@@ -19,8 +19,9 @@ from tests.support.processes import free_port, stop_process, wait_until
 class PrivateMariaDB:
     """A throwaway mariadbd: own datadir, socket and loopback port (the system server is untouched)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, extra_args: tuple[str, ...] = ()) -> None:
         self.dir = directory
+        self.extra_args = extra_args  # e.g. --server-id / --log-bin (tests/support/mariadb_replication.py)
         self.datadir = directory / "data"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -73,6 +74,7 @@ class PrivateMariaDB:
                 "--skip-name-resolve",
                 "--innodb-buffer-pool-size=64M",
                 f"--log-error={self.dir / 'error.log'}",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,

@@ -54,6 +54,7 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
             keys=key_scheme(settings),
             breaker=breaker,
             on_degraded=metrics.set_degraded,
+            wait_replicas=settings.redis_wait_replicas,
         )
     tracker = Tracker(
         TokenCodec(settings.fernet_keys()),

@@ -268,6 +268,21 @@ class PrivateRedisCluster:
             client.close()
         return {int(master[1]) for _start, _end, master, *_ in ranges}
 
+    def replicas_of(self, master: ClusterNode) -> list[ClusterNode]:
+        """The live nodes replicating from this master."""
+        found = []
+        for node in self.alive_nodes():
+            client = node.client()
+            try:
+                info = client.info("replication")
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            if info.get("role") == "slave" and int(info.get("master_port", 0)) == master.port:
+                found.append(node)
+        return found
+
     # Faults.
 
     def kill_master_of(self, key_or_slot: str | bytes | int) -> ClusterNode:

@@ -1,4 +1,4 @@
-"""`pixeltrack` command line: serve, worker, dispatcher, migrate, create-admin, load-sample, gen-fernet-key."""
+"""`pixeltrack` command line: serve, worker, dispatcher, ship, migrate, create-admin, load-sample, gen-fernet-key."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from app import ship_command
 
 if TYPE_CHECKING:  # imported lazily below: `pixeltrack --help` must not pay for FastAPI/SQLAlchemy
     from sqlalchemy import Engine
@@ -383,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--campaign", type=int, metavar="ID", help="only this campaign's rows")
     again.add_argument("--batch-size", type=int, default=1000, help="rows per transaction (default 1000)")
     again.set_defaults(func=cmd_reclassify)
+    ship_command.add_parser(sub)
     return parser
 
 

@@ -17,10 +17,11 @@ the API serves it on that separate listener only (app/metrics_server.py), not on
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import (
@@ -36,6 +37,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
+from starlette.middleware import Middleware
+from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics_server
@@ -248,6 +252,11 @@ def instrument(app: FastAPI, settings: Settings) -> None:
         excluded_handlers=["/metrics", "/healthz", "/readyz"],
         registry=registry,
     ).instrument(app)
+    added = app.user_middleware[0]  # add_middleware inserts first: the instrumentator's
+    if added.cls is not PrometheusInstrumentatorMiddleware:  # type: ignore[comparison-overlap]
+        raise RuntimeError("prometheus-fastapi-instrumentator no longer adds its middleware as expected")
+    # (the library types its middleware loosely: not an ASGIApp to mypy)
+    app.user_middleware[0] = Middleware(_RouteLabels, **added.kwargs)  # type: ignore[arg-type]
     app.add_middleware(_InProgress)
 
     if settings.metrics_bind:
@@ -277,6 +286,45 @@ def instrument(app: FastAPI, settings: Settings) -> None:
 
         Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set."""
         return Response(generate_latest(_exposed(registry)), media_type=CONTENT_TYPE_LATEST)
+
+
+_ID_SEGMENT = re.compile(r"(?<=/)[0-9]+(?=/|$)")
+_ID = "\x00"  # what an all-digit path segment becomes in a cache key (no request path holds it)
+ROUTE_LABELS_CACHED = 2048
+
+
+class _RouteLabels(PrometheusInstrumentatorMiddleware):
+    """The instrumentator, with the route template of a request (its `handler` label) remembered.
+
+    The library finds it by flattening every route of the app and matching the path against
+    them in order, on every request (measured: the largest single cost of an authenticated GET
+    in the middleware stack, docs/benchmarks.md). The answer depends only on the method, the
+    root path and the path, and a path segment made of digits alone (an id) matches the same
+    routes whatever the digits (no route of the app has an all-digit literal segment; a test
+    checks), so the answer is kept per (method, root path, path with such segments as one key).
+    An answer that holds the request's own path (an unmatched path, or a trailing-slash redirect
+    the library labels with the path) is shared only by requests of exactly that path. At most
+    ROUTE_LABELS_CACHED answers are kept (emptied when full: random paths cannot grow it).
+    """
+
+    def __init__(self, app: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._labels: dict[tuple[str, str, str], tuple[str, bool]] = {}
+
+    def _get_handler(self, request: StarletteRequest) -> tuple[str, bool]:
+        scope = request.scope
+        path: str = scope["path"]
+        key = (scope["method"], scope.get("root_path", ""), _ID_SEGMENT.sub(_ID, path))
+        found = self._labels.get(key)
+        if found is None:
+            found = super()._get_handler(request)
+            handler, templated = found
+            if key[2] != path and (not templated or path in handler):
+                return found  # names this very path: not shared with other ids
+            if len(self._labels) >= ROUTE_LABELS_CACHED:
+                self._labels.clear()
+            self._labels[key] = found
+        return found
 
 
 class _InProgress:

@@ -14,6 +14,7 @@ missing_packages() {
   need_apt=()
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)  # the edge (tests/test_edge_nginx.py)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool + a real Prometheus for the monitoring tests
   # headless Chromium and its driver for tests/test_browser_conversions.py (selenium drives them)
   { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || need_apt+=(chromium chromium-driver)

@@ -16,8 +16,9 @@ class PixelLoader:
     not have recorded it). While the server is down, connecting fails and consumes no pixel.
     """
 
-    def __init__(self, port: int, paths: list[str], connections: int = 8) -> None:
+    def __init__(self, port: int, paths: list[str], connections: int = 8, pause: float = 0.0) -> None:
         self.port = port
+        self.pause = pause  # seconds each connection waits between two loads (a paced load)
         self.paths = paths
         self.connections = connections
         self.acked: list[int] = []
@@ -63,6 +64,8 @@ class PixelLoader:
                 self.acked.append(i)
             else:
                 self.other.append((i, status))
+            if self.pause:
+                await asyncio.sleep(self.pause)
             if close:  # the server is shutting down: do not send on this connection again
                 writer.close()
                 reader = writer = None

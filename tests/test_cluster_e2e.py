@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,3 +161,24 @@ def test_wait_replicas_without_a_replica_records_through_the_fallback_too(
     assert not opened
     assert redis_client.xlen(STREAM) == 6
     assert metrics.REDIS_WAIT_SHORT._value.get() > before
+
+
+def test_ship_enqueues_the_edge_log_on_a_cluster(cluster: PrivateRedisCluster, tmp_path: Path) -> None:
+    """`pixeltrack ship` with the cluster client: one script call per partition, each in its slot;
+    shipping the same log again records nothing more (same event ids, same dedupe keys)."""
+    from tests.test_ship import line, shipper
+
+    log = tmp_path / "pixels.log"
+    log.write_text("".join(line(pixel) for pixel in range(1, 33)))
+    client = sync_redis(cluster.url)
+    try:
+        totals = shipper(client, log, scheme=SIXTEEN).run(until_idle=True)
+        assert (totals.lines, totals.recorded) == (32, 32)
+        lengths = [client.xlen(stream) for stream in SIXTEEN.streams()]
+        assert lengths == [2] * 16
+        (tmp_path / ".state").unlink()  # forget the committed offset: the same lines again
+        again = shipper(client, log, scheme=SIXTEEN).run(until_idle=True)
+        assert again.recorded == 0
+        assert sum(client.xlen(stream) for stream in SIXTEEN.streams()) == 32
+    finally:
+        client.close()

@@ -65,7 +65,7 @@ def _request(app: FastAPI, method: str, path: str) -> Request:
     return Request({"type": "http", "method": method, "path": path, "root_path": "", "app": app, "headers": []})
 
 
-def test_handler_labels_are_the_librarys(settings: Settings) -> None:
+def test_handler_labels_match_the_library(settings: Settings) -> None:
     app = create_app(settings)
     labeller = _labeller(app)
     for _ in range(3):  # first the lookups, then the remembered answers, in another order

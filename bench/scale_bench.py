@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
 import json
 import os
 import platform
@@ -63,6 +62,7 @@ from bench.procstat import pids_of
 from bench.scale_cells import Backend, load_average, pixel_cell, worker_cell
 from bench.servers import PIXELTRACK, ROOT, PrivateRedis, free_port, fresh_database, production_env
 from tests.support.mariadb_server import PrivateMariaDB
+from tests.support.redis_cluster import PrivateRedisCluster
 
 RESULTS = ROOT / "bench" / "results"
 API_PROCESSES = (1, 2)
@@ -82,10 +82,8 @@ def partitions_supported() -> bool:
 
 
 def cluster_supported() -> bool:
-    """The app has a Redis Cluster client and the test fixture that starts a cluster exists."""
-    fixture = importlib.util.find_spec("tests.support.redis_cluster") is not None
-    client = any("RedisCluster" in p.read_text() for p in (ROOT / "app").rglob("*.py"))
-    return fixture and client
+    """The app has a Redis Cluster client (REDIS_CLUSTER, `redis+cluster://`)."""
+    return any("RedisCluster" in p.read_text() for p in (ROOT / "app").rglob("*.py"))
 
 
 def single_backend() -> Backend:
@@ -99,7 +97,6 @@ def single_backend() -> Backend:
 
 
 def cluster_backend() -> Backend:
-    from tests.support.redis_cluster import PrivateRedisCluster  # (lazily: only once it is merged)
 
     cluster = PrivateRedisCluster(Path(tempfile.mkdtemp(prefix="pixeltrack-bench-cluster-")))
 
@@ -162,6 +159,9 @@ def options() -> argparse.Namespace:
         help="a throwaway database on BENCH_MYSQL_URL's server, not a private one",
     )
     parser.add_argument("--only", choices=("pixel", "worker"), help="one table only (development)")
+    parser.add_argument(
+        "--report-from", type=Path, help="no run: render the report (tables, capacity) again from a results JSON"
+    )
     parser.add_argument("--no-results", action="store_true", help="print only: do not write bench/results/")
     opts = parser.parse_args()
     if opts.quick:
@@ -169,8 +169,21 @@ def options() -> argparse.Namespace:
     return opts
 
 
+def write(summary: dict[str, Any], opts: argparse.Namespace) -> None:
+    summary["capacity"] = scale_report.capacity(summary)
+    lines = scale_report.markdown(summary)
+    if not opts.no_results:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "scale-latest.md").write_text("\n".join(lines))
+        (RESULTS / "scale-latest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> int:
     opts = options()
+    if opts.report_from:
+        write(json.loads(opts.report_from.read_text()), opts)
+        return 0
     if not shutil.which("wrk"):
         log("wrk is missing: apt-get install -y wrk")
         return 2
@@ -227,19 +240,13 @@ def main() -> int:
         "load_average_at_start": load_start,
         "load_average_at_end": load_average(),
         "run_seconds": round(time.monotonic() - started),
-        "options": {k: v for k, v in vars(opts).items() if k not in ("tokens_file", "database_pids")},
+        "options": {k: v for k, v in vars(opts).items() if k not in ("tokens_file", "database_pids", "report_from")},
         "api_as": "pixeltrack serve --no-worker --no-sample --workers N (bench/servers.start_api)",
         "worker_as": "pixeltrack worker --consumer NAME [--partitions RANGE] (WORKER_BATCH_SIZE default)",
         "pixel": pixel,
         "worker": workers,
     }
-    summary["capacity"] = scale_report.capacity(summary)
-    lines = scale_report.markdown(summary)
-    if not opts.no_results:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "scale-latest.md").write_text("\n".join(lines))
-        (RESULTS / "scale-latest.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print("\n".join(lines))
+    write(summary, opts)
     failed = [c for c in pixel + workers if "check" in c and not c["check"]["ok"]]
     for cell in failed:
         log(f"FAIL: {cell}")

@@ -141,6 +141,17 @@ def capacity(s: dict[str, Any]) -> dict[str, Any] | None:
     cores = int(s["machine"].split(", ")[1].split()[0])
     box = cores * 1000 / sum(ms.values())  # events/s with every component on this box's cores
     redis_ms = ms["redis_enqueue"] + ms["redis_consume"]
+    # Past one Redis node the deployment is a cluster: the API and Redis then cost what the cluster
+    # cell measured (one script call per partition touched; every node's CPU, replicas included).
+    on_cluster = _cell(s["pixel"], api_processes=1, redis="3-master cluster")
+    cluster_ms = (
+        {
+            "api": on_cluster["api"]["cpu_s_per_1k"],
+            "redis": on_cluster["redis_cpu"]["cpu_s_per_1k"] + ms["redis_consume"],
+        }
+        if on_cluster
+        else None
+    )
     plan = {}
     for factor in (1, 10, 100):
         rate = box * factor
@@ -149,13 +160,17 @@ def capacity(s: dict[str, Any]) -> dict[str, Any] | None:
             return max(1, math.ceil(rate * cost_ms / 1000 / HEADROOM))
 
         workers = units(ms["worker"])
-        masters = units(redis_ms)
-        masters = masters if masters == 1 else max(3, masters)  # a cluster has at least 3 masters
+        masters, api_ms = units(redis_ms), ms["api"]
+        if masters > 1:  # a cluster, of at least 3 masters
+            if cluster_ms is not None:
+                masters, api_ms = units(cluster_ms["redis"]), cluster_ms["api"]
+            masters = max(3, masters)
         primary = units(ms["mariadbd"])
         plan[factor] = {
             "events_per_s": round(rate),
             "events_per_day": round(rate * 86_400),
-            "api_cores": units(ms["api"]),
+            "on_cluster": masters > 1 and cluster_ms is not None,
+            "api_cores": units(api_ms),
             "redis_masters": masters,
             "worker_processes": workers,
             "partitions": max(16, 2 ** math.ceil(math.log2(max(workers, 4 * masters)))),
@@ -172,6 +187,7 @@ def capacity(s: dict[str, Any]) -> dict[str, Any] | None:
         "measured_best_openings_per_s": best_worker,
         "per_core_events_per_s": {k: round(1000 / v) for k, v in ms.items() if v > 0},
         "redis_node_events_per_s": round(1000 / redis_ms) if redis_ms else None,
+        "cluster_ms_per_event": cluster_ms,
         "headroom": HEADROOM,
         "primary_max_cores": PRIMARY_MAX_CORES,
         "plan": plan,
@@ -199,6 +215,16 @@ def capacity_lines(cap: dict[str, Any] | None) -> list[str]:
         f"{cap['measured_best_openings_per_s']:,} openings/s). One Redis node (one core) carries "
         f"{cap['redis_node_events_per_s']:,} events/s (enqueue + consume).",
         "",
+        *(
+            [
+                f"Past one Redis node the plan is on a cluster: its API and Redis rows use the cluster cell's "
+                f"costs, API {cap['cluster_ms_per_event']['api']:.4f} ms and Redis "
+                f"{cap['cluster_ms_per_event']['redis']:.4f} ms per event (enqueue on all 6 nodes + consume).",
+                "",
+            ]
+            if cap.get("cluster_ms_per_event")
+            else []
+        ),
         f"Each component planned at {cap['headroom']:.0%} of its measured CPU capacity; partitions ≥ worker "
         f"processes and ≥ 4 per master (a power of two, at least 16); shards = primary cores / "
         f"{cap['primary_max_cores']} (the largest primary planned).",

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.changefeed import ChangeFeed
+from app.clients import AsyncRedis
 from app.db import connect_read_only
 from app.errors import Forbidden, Unauthorized
 from app.models import ApiKey, User
@@ -107,7 +107,7 @@ class Authenticator:
         *,
         secret: str,
         algorithm: str,
-        redis: aioredis.Redis | None = None,
+        redis: AsyncRedis | None = None,
         ttl: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -5,7 +5,9 @@ entry at once in the process that changed it, then `publish` the change; every o
 drops it when the message arrives (`start` subscribes before serving, so no change made after it
 is missed). While Redis is unreachable nothing arrives: the listener resubscribes every second
 and, once subscribed again, the cache drops everything (`on_resubscribe`), since messages
-published meanwhile were lost. Without Redis this does nothing: other processes see a change
+published meanwhile were lost. On a Redis Cluster a PUBLISH reaches the subscribers of every
+node; a subscription whose node dies (a master killed: failover) is made again on a live node once
+the client has read the new slot map. Without Redis this does nothing: other processes see a change
 when their entry expires.
 """
 
@@ -16,9 +18,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+
+from app.clients import REDIS_ERRORS, AsyncRedis
 
 log = logging.getLogger("pixeltrack.changefeed")
 
@@ -26,7 +29,7 @@ log = logging.getLogger("pixeltrack.changefeed")
 class ChangeFeed:
     def __init__(
         self,
-        redis: aioredis.Redis | None,
+        redis: AsyncRedis | None,
         channel: str,
         *,
         on_message: Callable[[str], None],
@@ -46,7 +49,7 @@ class ChangeFeed:
             return
         try:
             await self._redis.publish(self.channel, message)
-        except (RedisError, OSError):
+        except REDIS_ERRORS:
             log.warning(
                 "could not publish on %s; other processes see the change within %.0f s", self.channel, self._ttl
             )
@@ -57,12 +60,17 @@ class ChangeFeed:
         await self._subscribe()
         self._listener = asyncio.create_task(self._listen(), name=f"{self.channel} listener")
 
-    async def _subscribe(self) -> bool:
+    async def _subscribe(self, *, again: bool = False) -> bool:
         assert self._redis is not None
         try:
+            if isinstance(self._redis, RedisCluster):
+                # A cluster client learns the slots on its first command (a subscription is not
+                # one); after a failure (its node died: a failover) it reads them afresh, or it
+                # would subscribe on the dead node again. Any node hears every PUBLISH.
+                await (self._redis.nodes_manager.initialize() if again else self._redis.initialize())
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(self.channel)
-        except (RedisError, OSError):
+        except REDIS_ERRORS:
             return False
         self._pubsub = pubsub
         self._on_resubscribe()  # changes published while we were not subscribed were missed
@@ -70,13 +78,13 @@ class ChangeFeed:
 
     async def _listen(self) -> None:
         while True:
-            if self._pubsub is None and not await self._subscribe():
+            if self._pubsub is None and not await self._subscribe(again=True):
                 await asyncio.sleep(1.0)
                 continue
             assert self._pubsub is not None
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError):
+            except REDIS_ERRORS:
                 await self._drop_pubsub()
                 continue
             if message is not None:
@@ -86,7 +94,7 @@ class ChangeFeed:
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:

@@ -308,7 +308,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
     engine = _engine(settings)
     worker = PartitionedWorker(
-        sync_redis(settings.redis_dsn),
+        sync_redis(settings.redis_dsn, cluster=settings.redis_cluster),
         engine,
         keys=keys,
         partitions=partitions,

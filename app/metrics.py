@@ -119,6 +119,10 @@ IN_PROGRESS = Gauge(
 STREAM_LENGTH = Gauge("pixeltrack_stream_length", "Entries in the Redis stream (worker view).")
 STREAM_PENDING = Gauge("pixeltrack_stream_pending", "Entries delivered to consumers but not yet acknowledged.")
 STREAM_LAG = Gauge("pixeltrack_stream_lag", "Entries not yet delivered to the consumer group.")
+REDIS_WAIT_SHORT = Counter(
+    "pixeltrack_redis_wait_short_total",
+    "Enqueue calls whose WAIT saw fewer replicas than REDIS_WAIT_REPLICAS (their events also went to the fallback).",
+)
 REDIS_BREAKER_OPEN = Gauge(
     "pixeltrack_redis_breaker_open",
     "1 while the API skips Redis after a failed or slow call (app/breaker.py).",

@@ -15,7 +15,12 @@ first slot taken. Failed-login throttling takes a slot before checking a passwor
 however many attempts run in parallel, at most `limit` passwords are checked; `release`
 gives a slot back (the attempt was not a failure) and `reset` clears the key (success).
 
-If Redis fails or is slow, the circuit breaker (app/breaker.py) skips it for a while and the
+Keys carry the caller's key as a hash tag (`pt:rl:{user:42}:<window>`, `pt:rl:{login:gina:10.0.0.1}`):
+on a Redis Cluster one user's (one address's) counters live in one slot, and every command and
+script names the one key it touches (KEYS), so each runs on the node that has it; the batch of
+counts is a non-transactional pipeline, which the cluster client splits by node.
+
+If Redis fails or is slow (on a cluster too: a master down, a slot moving, CLUSTERDOWN), the circuit breaker (app/breaker.py) skips it for a while and the
 in-process counters take over: limits are then per process (fail open for the shared limit),
 counted in `pixeltrack_rate_limit_unshared_total`.
 """
@@ -27,10 +32,9 @@ import contextlib
 import logging
 import time
 
-import redis.asyncio as aioredis
-
 from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
+from app.clients import AsyncRedis
 
 log = logging.getLogger("pixeltrack.ratelimit")
 
@@ -53,7 +57,7 @@ return count
 
 class RateLimiter:
     def __init__(
-        self, redis: aioredis.Redis | None, *, prefix: str = "pt:rl:", breaker: CircuitBreaker | None = None
+        self, redis: AsyncRedis | None, *, prefix: str = "pt:rl:", breaker: CircuitBreaker | None = None
     ) -> None:
         self._redis = redis
         self._breaker = breaker or CircuitBreaker()
@@ -74,7 +78,7 @@ class RateLimiter:
 
     async def hit(self, key: str, limit: int, window: int) -> float | None:
         bucket, remaining = self._window(window)
-        full = f"{self._prefix}{key}:{bucket}"
+        full = f"{self._prefix}{{{key}}}:{bucket}"
         if self._redis is None:
             count = self._add_locally(full, 1, window + 1)
             return remaining if count > limit else None
@@ -149,7 +153,7 @@ class RateLimiter:
 
     async def reserve(self, key: str, limit: int, window: int) -> float | None:
         """Take a slot: None when one of `limit` was free, else the seconds until the window ends."""
-        full = f"{self._prefix}{key}"
+        full = f"{self._prefix}{{{key}}}"
         if self._redis is not None:
             redis = self._redis
             try:
@@ -170,7 +174,7 @@ class RateLimiter:
 
     async def release(self, key: str) -> None:
         """Give back a slot taken by `reserve` (the attempt turned out not to count)."""
-        full = f"{self._prefix}{key}"
+        full = f"{self._prefix}{{{key}}}"
         if full in self._local:
             count, ends = self._local[full]
             self._local[full] = (max(0, count - 1), ends)
@@ -181,7 +185,7 @@ class RateLimiter:
 
     async def reset(self, key: str) -> None:
         """Forget a key taken with `reserve` (a successful login)."""
-        full = f"{self._prefix}{key}"
+        full = f"{self._prefix}{{{key}}}"
         self._local.pop(full, None)
         if self._redis is not None:
             with contextlib.suppress(Exception):  # BreakerOpen, Redis errors: the key expires anyway

@@ -34,13 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
 from app.breaker import CircuitBreaker
+from app.clients import AsyncRedis
 
 log = logging.getLogger("pixeltrack.replicas")
 
@@ -178,7 +178,7 @@ class StickyUsers:
     def __init__(
         self,
         seconds: float,
-        redis: aioredis.Redis | None,
+        redis: AsyncRedis | None,
         breaker: CircuitBreaker | None = None,
         clock: Clock = time.monotonic,
     ) -> None:

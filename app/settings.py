@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from app.credentials import MIN_PASSWORD_LENGTH, password_problem
 from app.settings_conversions import ConversionSettings
 from app.settings_scale import ScaleSettings
+from app.settings_scale import StartupError as StartupError  # re-exported: callers import it from here
 from app.settings_webhooks import WebhookSettings
 
 # Values shipped in .env.example: never acceptable in production.
@@ -47,10 +48,6 @@ MIN_METRICS_TOKEN = 16
 def _quote(value: str) -> str:
     # Percent-encode everything (a space too: SQLAlchemy and redis-py decode "%20", not "+").
     return quote(value, safe="")
-
-
-class StartupError(RuntimeError):
-    """Configuration that must stop the process before it serves anything."""
 
 
 class Settings(WebhookSettings, ConversionSettings, ScaleSettings):

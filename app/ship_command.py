@@ -58,7 +58,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
         disabled=settings.tracking_disabled,
     )
     shipper = Shipper(
-        sync_redis(settings.redis_dsn),
+        sync_redis(settings.redis_dsn, cluster=settings.redis_cluster),
         TokenCodec(keys),
         event_key(keys[0]),
         log_path,

@@ -270,3 +270,24 @@ def private_ok(app: FastAPI, settings: Settings) -> Iterator[Settings]:
         yield relaxed
     finally:
         app.state.settings = settings
+
+
+# Redis Cluster: 3 masters + 3 replicas of this run (tests/support/redis_cluster.py), started once
+# per session for the tests that do not break it; fault tests start their own.
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.support.redis_cluster import PrivateRedisCluster
+
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        message = "redis-server / redis-cli are not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required when CI=true)", pytrace=False)
+        pytest.skip(message)
+    cluster = PrivateRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -76,7 +76,7 @@ def test_login_throttle_is_shared_through_redis(
         assert [_login(c, "shared", "wrong-password").status_code for c in (a, b, a, b)] == [401] * 4
         assert_error(_login(a, "shared"), 429, "rate_limited")
         assert_error(_login(b, "shared"), 429, "rate_limited")
-    assert redis_client.keys("pt:rl:login:shared:*")
+    assert redis_client.keys("pt:rl:{login:shared:*")
 
 
 def test_per_user_rate_limit(settings: Settings, engine: Engine, db: Session) -> None:

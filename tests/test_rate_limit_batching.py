@@ -42,7 +42,7 @@ def test_concurrent_hits_allow_exactly_the_limit_in_fewer_round_trips(redis_url:
     assert sum(answer is None for answer in answers) == 20
     assert all(answer is not None and 0 < answer <= 60 for answer in answers[20:])
     assert round_trips < 10, round_trips  # 60 hits, a handful of round trips
-    (key,) = redis_client.keys("pt:rl:user:1:*")
+    (key,) = redis_client.keys("pt:rl:{user:1}:*")
     assert int(redis_client.get(key)) == 60  # every hit counted in the shared count
     assert 0 < redis_client.ttl(key) <= 61
 
@@ -99,7 +99,7 @@ def test_sequential_hits_each_see_the_shared_count(redis_url: str) -> None:
         try:
             for _ in range(3):
                 await limiter.hit("user:11", 100, 60)
-                (key,) = probe.keys("pt:rl:user:11:*")
+                (key,) = probe.keys("pt:rl:{user:11}:*")
                 counts.append(int(cast(bytes, probe.get(key))))
         finally:
             await client.aclose()
@@ -108,5 +108,5 @@ def test_sequential_hits_each_see_the_shared_count(redis_url: str) -> None:
     try:
         assert asyncio.run(run()) == [1, 2, 3]
     finally:
-        probe.delete(*(probe.keys("pt:rl:user:11:*") or ["none"]))
+        probe.delete(*(probe.keys("pt:rl:{user:11}:*") or ["none"]))
         probe.close()

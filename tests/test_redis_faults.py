@@ -225,7 +225,7 @@ def test_hung_redis_is_skipped_then_used_again(
             assert _sample("pixeltrack_redis_breaker_open") == 0
             probe.delete(*(probe.keys("pt:rl:*") or ["none"]))
             assert client.get("/auth/me", headers=headers).status_code == 200
-            assert probe.keys("pt:rl:user:*"), "the rate limiter counts in Redis again"
+            assert probe.keys("pt:rl:{user:*"), "the rate limiter counts in Redis again"
     finally:
         if stopped:
             os.kill(server.proc.pid, signal.SIGCONT)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
+from app.clients import ping
 from app.db import connect_read_only
 from app.migrations import alembic_config
 from app.replicas import ReadRouter
@@ -64,9 +65,9 @@ async def readyz(request: Request) -> JSONResponse:
     checks = await run_in_threadpool(database_checks, request.app.state.engine)
     metrics.DEPENDENCY_UP.labels("database").set(1 if checks["database"] == "ok" else 0)
     tracking = request.app.state.tracking
-    if tracking.redis is not None:
+    if (client := tracking.redis) is not None:
         try:
-            await tracking.breaker.call(tracking.redis.ping)  # skipped at once while the breaker is open
+            await tracking.breaker.call(lambda: ping(client))  # skipped at once while the breaker is open
             checks["redis"] = "ok"
         except Exception:  # noqa: BLE001 - breaker open, error, timeout, closed transport: degraded
             checks["redis"] = "degraded"

@@ -20,12 +20,12 @@ import logging
 import weakref
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.changefeed import ChangeFeed
+from app.clients import AsyncRedis
 from app.db import connect_read_only
 from app.errors import describe_db_error
 from app.models import Campaign
@@ -38,7 +38,7 @@ _LIVE: weakref.WeakSet[OriginsCache] = weakref.WeakSet()  # the started caches o
 
 
 class OriginsCache:
-    def __init__(self, engine: Engine, *, redis: aioredis.Redis | None = None, refresh_seconds: float = 60.0) -> None:
+    def __init__(self, engine: Engine, *, redis: AsyncRedis | None = None, refresh_seconds: float = 60.0) -> None:
         self._engine = engine
         self._refresh = refresh_seconds
         # (campaign id → its origins, the union of all): replaced as a whole, never mutated.

@@ -29,11 +29,9 @@ import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
-from app import metrics
+from app import clients, metrics
 from app.tracking.events import GROUP, STREAM, KeyScheme
 from app.tracking.worker import ConsumerLoop, StreamWorker, WorkerStats, backlog, database_up, ensure_group
 
@@ -46,8 +44,7 @@ _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def is_cluster(settings: Settings) -> bool:
-    dsn = settings.redis_dsn or ""
-    return settings.redis_cluster or dsn.startswith("redis+cluster://")
+    return clients.is_cluster(settings.redis_dsn, settings.redis_cluster)
 
 
 def key_scheme(settings: Settings) -> KeyScheme:
@@ -79,7 +76,7 @@ class PartitionedWorker(ConsumerLoop):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: clients.SyncRedis,
         engine: Engine,
         *,
         keys: KeyScheme,
@@ -172,7 +169,7 @@ class PartitionedWorker(ConsumerLoop):
         streams = self.keys.streams() + ([STREAM] if self.keys.tagged else [])
         try:
             totals = [backlog(self.redis, stream) for stream in streams]
-        except RedisError:
+        except clients.REDIS_ERRORS:
             metrics.DEPENDENCY_UP.labels("redis").set(0)
             raise
         metrics.DEPENDENCY_UP.labels("redis").set(1)

@@ -25,16 +25,17 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
+from app.clients import AsyncRedis
 from app.errors import describe_db_error
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import DEFAULT_KEYS, GROUP, RECORD_SEP, STREAM, KeyScheme, Tracked
 from app.tracking.ingest import IngestResult, store_events
+from app.tracking.replication import ReplicatedScript
 
 log = logging.getLogger("pixeltrack.queue")
 
@@ -210,13 +211,14 @@ class RedisQueue:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AsyncRedis,
         fallback: MemoryQueue,
         *,
         window_seconds: int,
         keys: KeyScheme = DEFAULT_KEYS,
         breaker: CircuitBreaker | None = None,
         on_degraded: Callable[[bool], None] | None = None,
+        wait_replicas: int = 0,
     ) -> None:
         self._redis = redis
         self._fallback = fallback
@@ -228,6 +230,13 @@ class RedisQueue:
         self._pending: list[tuple[Tracked, asyncio.Future[bool]]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._script = redis.register_script(DEDUPE_AND_ADD)
+        # REDIS_WAIT_REPLICAS: the script then WAIT on one connection (app/tracking/replication.py),
+        # within half the breaker's timeout, so a slow replica never trips the breaker.
+        self._replicated = (
+            ReplicatedScript(redis, DEDUPE_AND_ADD, replicas=wait_replicas, timeout_ms=int(self._breaker.timeout * 500))
+            if wait_replicas
+            else None
+        )
         self.degraded = False
 
     async def start(self) -> None:
@@ -236,6 +245,8 @@ class RedisQueue:
     async def close(self) -> None:
         if self._flush_task is not None:
             await self._flush_task  # answers the requests already waiting
+        if self._replicated is not None:
+            await self._replicated.aclose()
         await self._fallback.close()
 
     async def submit(self, event: Tracked) -> bool:
@@ -277,7 +288,10 @@ class RedisQueue:
         else:
             keys = [STREAM, *(event.dedupe_key for event, _ in batch)]
         try:
-            answers = await self._breaker.call(lambda: self._script(keys=keys, args=[self._window, joined]))
+            if self._replicated is None:
+                answers = await self._breaker.call(lambda: self._script(keys=keys, args=[self._window, joined]))
+            else:
+                answers = await self._send_replicated(keys, [self._window, joined], batch)
         except Exception as exc:  # noqa: BLE001
             # Not only RedisError: when Redis dies mid-connect, redis-py lets uvloop's RuntimeError
             # ("the handler is closed") through. Any failure must fall back, never leave requests waiting.
@@ -291,6 +305,22 @@ class RedisQueue:
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(bool(answer))
+
+    async def _send_replicated(
+        self, keys: list[str], args: list[object], batch: list[tuple[Tracked, asyncio.Future[bool]]]
+    ) -> list[int]:
+        """The script, then WAIT. Events the script recorded but fewer replicas than asked have
+        (the WAIT timed out: a replica down or behind) are recorded through the fallback too, so
+        losing the master cannot lose them; the unique event id keeps one row."""
+        replicated = self._replicated
+        assert replicated is not None
+        answers, acked = await self._breaker.call(lambda: replicated.run(keys, args))
+        if acked < replicated.replicas:
+            metrics.REDIS_WAIT_SHORT.inc()
+            for (event, _), answer in zip(batch, answers, strict=True):
+                if answer:
+                    self._fallback.offer(event)
+        return list(answers)
 
     def _set_degraded(self, degraded: bool, exc: Exception | None) -> None:
         if degraded:

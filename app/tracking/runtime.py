@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from app import metrics
 from app.breaker import CircuitBreaker
-from app.clients import async_redis
+from app.clients import AsyncRedis, async_redis
 from app.ratelimit import RateLimiter
 from app.settings import Settings
 from app.tracking.attribution import AttributionCodec
@@ -27,7 +26,7 @@ from app.tracking.tracker import LinkCache, Tracker
 class TrackingRuntime:
     tracker: Tracker
     memory: MemoryQueue
-    redis: aioredis.Redis | None
+    redis: AsyncRedis | None
     # Shared by every user of `redis` in this process (queue, rate limiter, /readyz).
     breaker: CircuitBreaker
     limiter: RateLimiter
@@ -47,7 +46,7 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
     client = None
     breaker = CircuitBreaker(timeout=settings.redis_call_timeout_seconds, open_for=settings.redis_breaker_open_seconds)
     if settings.redis_dsn:
-        client = async_redis(settings.redis_dsn)
+        client = async_redis(settings.redis_dsn, cluster=settings.redis_cluster)
         queue = RedisQueue(
             client,
             memory,
@@ -55,6 +54,7 @@ async def start_tracking(settings: Settings, engine: Engine) -> TrackingRuntime:
             keys=key_scheme(settings),
             breaker=breaker,
             on_degraded=metrics.set_degraded,
+            wait_replicas=settings.redis_wait_replicas,
         )
     tracker = Tracker(
         TokenCodec(settings.fernet_keys()),

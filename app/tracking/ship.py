@@ -41,9 +41,9 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from prometheus_client import Counter
-from redis import Redis
 
 from app import metrics
+from app.clients import SyncRedis
 from app.tracking.classify import first_pass
 from app.tracking.events import OPEN, RECORD_SEP, Event, KeyScheme, anonymize_ip
 from app.tracking.queue import DEDUPE_AND_ADD
@@ -131,7 +131,7 @@ def _millis(stamp: str) -> int:
 class Shipper:
     def __init__(
         self,
-        redis: Redis,
+        redis: SyncRedis,
         codec: TokenCodec,
         key: bytes,
         log_path: Path,

@@ -16,12 +16,12 @@ import logging
 import time
 from typing import Any, NamedTuple
 
-import redis.asyncio as aioredis
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
 from app.changefeed import ChangeFeed
+from app.clients import AsyncRedis
 from app.db import connect_read_only
 from app.errors import DB_RETRY_AFTER
 from app.models import Link
@@ -81,7 +81,7 @@ class LinkCache:
     """
 
     def __init__(
-        self, engine: Engine, ttl: float = 10.0, max_size: int = 50_000, redis: aioredis.Redis | None = None
+        self, engine: Engine, ttl: float = 10.0, max_size: int = 50_000, redis: AsyncRedis | None = None
     ) -> None:
         self._engine = engine
         self._rows: ReadCache[LinkTarget] = ReadCache(self._query, what="links", ttl=ttl, max_size=max_size)

@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.clients import REDIS_ERRORS, SyncRedis
 from app.db import connect_read_only
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import Tracked, decode
@@ -56,7 +56,7 @@ class WorkerStats:
     db_errors: int = 0
 
 
-def ensure_group(redis: Redis, stream: str = STREAM, group: str = GROUP) -> None:
+def ensure_group(redis: SyncRedis, stream: str = STREAM, group: str = GROUP) -> None:
     """Create the consumer group (reading from the start of the stream) if missing."""
     try:
         redis.xgroup_create(stream, group, id="0", mkstream=True)
@@ -109,7 +109,7 @@ class ConsumerLoop:
                 if time.monotonic() >= self._next_gauges:
                     self.update_gauges()
                     self._next_gauges = time.monotonic() + 1.0
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:  # on a cluster too: no master for a slot, topology unreadable
                 metrics.DEPENDENCY_ERRORS.labels("redis", "worker").inc()
                 metrics.DEPENDENCY_UP.labels("redis").set(0)
                 self._next_gauges = 0.0  # re-check (and report up) as soon as a loop succeeds
@@ -127,7 +127,7 @@ class ConsumerLoop:
 class StreamWorker(ConsumerLoop):
     def __init__(
         self,
-        redis: Redis,
+        redis: SyncRedis,
         engine: Engine,
         *,
         consumer: str | None = None,
@@ -277,7 +277,7 @@ class StreamWorker(ConsumerLoop):
         database_up(self.engine)
         try:
             length, pending, lag = backlog(self.redis, self.stream, self.group)
-        except RedisError:
+        except REDIS_ERRORS:
             metrics.DEPENDENCY_UP.labels("redis").set(0)
             raise
         metrics.DEPENDENCY_UP.labels("redis").set(1)
@@ -296,7 +296,7 @@ def database_up(engine: Engine) -> None:
         metrics.DEPENDENCY_UP.labels("database").set(0)
 
 
-def backlog(redis: Redis, stream: str, group: str = GROUP) -> tuple[int, int, int]:
+def backlog(redis: SyncRedis, stream: str, group: str = GROUP) -> tuple[int, int, int]:
     """A stream's (length, pending, lag: entries not yet delivered to the group), single-key calls
     only. A stream without our group (Redis lost its data) counts every entry as lag."""
     pipe = redis.pipeline(transaction=False)

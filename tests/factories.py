@@ -191,6 +191,16 @@ def make_tree(db: Session, owner: User) -> dict[str, Any]:
     return {"campaign": campaign, "group": group, "contact": contact, "pixel": pixel, "opening": opening, "link": link}
 
 
+def make_targets(db: Session, owner: User, count: int) -> tuple[list[Pixel], list[Link], Contact]:
+    """A tree (make_tree) and `count` more pixels of its contact and `count` links of its campaign:
+    many ids to spread over stream partitions."""
+    tree = make_tree(db, owner)
+    with one_commit(db):
+        pixels = [make_pixel(db, tree["contact"], number=n + 2) for n in range(count)]
+        links = [make_link(db, tree["campaign"], url=f"https://example.com/{n}") for n in range(count)]
+    return pixels, links, tree["contact"]
+
+
 def token_for(settings: Settings, user: User, **kw: Any) -> str:
     return create_access_token(
         user.id,

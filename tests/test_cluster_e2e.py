@@ -20,7 +20,7 @@ from app import metrics
 from app.breaker import CircuitBreaker
 from app.clients import async_redis, sync_redis
 from app.main import create_asgi
-from app.models import Click, Contact, Link, Opening, Pixel, User
+from app.models import Click, Opening, User
 from app.settings import Settings
 from app.tracking.events import STREAM, Event, KeyScheme, new_event_id
 from app.tracking.partitions import PartitionedWorker
@@ -36,14 +36,6 @@ GMAIL_PROXY = {
     "User-Agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
 }
 SIXTEEN = KeyScheme.of(16, cluster=True)
-
-
-def targets(db: Session, user: User, count: int) -> tuple[list[Pixel], list[Link], Contact]:
-    tree = factories.make_tree(db, user)
-    with factories.one_commit(db):
-        pixels = [factories.make_pixel(db, tree["contact"], number=n + 2) for n in range(count)]
-        links = [factories.make_link(db, tree["campaign"], url=f"https://example.com/{n}") for n in range(count)]
-    return pixels, links, tree["contact"]
 
 
 def rows(db: Session, model: Any, column: Any, ids: list[int]) -> dict[int, int]:
@@ -69,7 +61,7 @@ def api(settings: Settings, cluster: PrivateRedisCluster) -> Iterator[TestClient
 def test_loads_on_a_cluster_store_one_row_per_pixel_and_split(
     api: TestClient, cluster: PrivateRedisCluster, engine: Engine, db: Session, user: User
 ) -> None:
-    pixels, links, contact = targets(db, user, 32)
+    pixels, links, contact = factories.make_targets(db, user, 32)
     codec = app_state(api).tracker.codec
     for _ in range(3):  # repeats within the dedupe window: one event per pixel and split
         for pixel in pixels:

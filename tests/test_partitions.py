@@ -88,14 +88,6 @@ def test_the_worker_command_refuses_a_bad_partition_list(
 # -- through the real app and a real Redis ---------------------------------------------------
 
 
-def _targets(db: Session, user: User, count: int) -> tuple[list[Pixel], list[Link], Contact]:
-    tree = factories.make_tree(db, user)
-    with factories.one_commit(db):
-        pixels = [factories.make_pixel(db, tree["contact"], number=n + 2) for n in range(count)]
-        links = [factories.make_link(db, tree["campaign"], url=f"https://example.com/{n}") for n in range(count)]
-    return pixels, links, tree["contact"]
-
-
 def _load(client: TestClient, pixels: list[Pixel], links: list[Link], contact: Contact, rounds: int) -> None:
     codec = app_state(client).tracker.codec
     for _ in range(rounds):
@@ -133,7 +125,7 @@ def app_on(settings: Settings, redis_url: str, redis_client: Any) -> Iterator[An
 def test_four_partitions_store_one_opening_per_pixel_and_split(
     app_on: Any, redis_url: str, redis_client: Any, engine: Engine, db: Session, user: User
 ) -> None:
-    pixels, links, contact = _targets(db, user, 12)
+    pixels, links, contact = factories.make_targets(db, user, 12)
     client = app_on(4)
     _load(client, pixels, links, contact, rounds=3)
     for partition, stream in enumerate(FOUR.streams()):  # each event in its own partition's stream
@@ -151,7 +143,7 @@ def test_four_partitions_store_one_opening_per_pixel_and_split(
 def test_subset_workers_together_store_everything_once(
     app_on: Any, redis_url: str, redis_client: Any, engine: Engine, db: Session, user: User
 ) -> None:
-    pixels, links, contact = _targets(db, user, 10)
+    pixels, links, contact = factories.make_targets(db, user, 10)
     _load(app_on(4), pixels, links, contact, rounds=2)
     low = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, partitions=[0, 1], consumer="low")
     high = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, partitions=[2, 3], consumer="high")
@@ -169,7 +161,7 @@ def test_subset_workers_together_store_everything_once(
 def test_one_partition_keeps_the_old_keys_through_the_app(
     app_on: Any, redis_url: str, redis_client: Any, engine: Engine, db: Session, user: User
 ) -> None:
-    pixels, links, contact = _targets(db, user, 3)
+    pixels, links, contact = factories.make_targets(db, user, 3)
     _load(app_on(1), pixels, links, contact, rounds=1)
     assert redis_client.xlen(STREAM) == 9
     assert redis_client.exists(f"pt:d:o:{pixels[0].id}:h", f"pt:d:c:{links[0].id}:{contact.id}:h") == 2
@@ -183,7 +175,7 @@ def test_switching_from_one_to_four_partitions_loses_nothing(
     """Entries an API on one partition left in `pt:events` (and one delivered to a worker that died)
     are stored by a four-partition worker, each once; the moved dedupe keys let at most one more
     event per target and split through within the first window."""
-    pixels, links, contact = _targets(db, user, 8)
+    pixels, links, contact = factories.make_targets(db, user, 8)
     _load(app_on(1), pixels, links, contact, rounds=2)
     assert redis_client.xlen(STREAM) == 24
     redis_client.xgroup_create(STREAM, GROUP, id="0")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import metrics
@@ -28,20 +28,11 @@ from app.tracking.queue import MemoryQueue, RedisQueue
 from tests import factories
 from tests.support.app_state import app_state
 from tests.support.redis_cluster import PrivateRedisCluster
+from tests.support.split_loads import load_targets, rows_per
 
 pytestmark = pytest.mark.processes
 
-BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
-GMAIL_PROXY = {
-    "User-Agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
-}
 SIXTEEN = KeyScheme.of(16, cluster=True)
-
-
-def rows(db: Session, model: Any, column: Any, ids: list[int]) -> dict[int, int]:
-    db.expire_all()
-    query = select(column, func.count()).select_from(model).where(column.in_(ids)).group_by(column)
-    return {int(target): int(count) for target, count in db.execute(query).all()}
 
 
 @pytest.fixture
@@ -62,14 +53,7 @@ def test_loads_on_a_cluster_store_one_row_per_pixel_and_split(
     api: TestClient, cluster: PrivateRedisCluster, engine: Engine, db: Session, user: User
 ) -> None:
     pixels, links, contact = factories.make_targets(db, user, 32)
-    codec = app_state(api).tracker.codec
-    for _ in range(3):  # repeats within the dedupe window: one event per pixel and split
-        for pixel in pixels:
-            for headers in (BROWSER, GMAIL_PROXY):
-                assert api.get(f"/o/{codec.pixel_token(pixel.id)}.gif", headers=headers).status_code == 200
-        for link in links:
-            url = f"/c/{codec.click_token(link.id, contact.id)}"
-            assert api.get(url, headers=BROWSER, follow_redirects=False).status_code == 302
+    load_targets(api, pixels, links, contact, rounds=3)  # repeats within the dedupe window: one event per split
     assert not app_state(api).tracking.tracker.queue.degraded  # every call went to the cluster
 
     probe = cluster.client()
@@ -85,8 +69,8 @@ def test_loads_on_a_cluster_store_one_row_per_pixel_and_split(
 
     worker = PartitionedWorker(sync_redis(cluster.url), engine, keys=SIXTEEN, block_ms=10)
     assert worker.drain() == 96
-    assert rows(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 2 for p in pixels}
-    assert rows(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 1 for link in links}
+    assert rows_per(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 2 for p in pixels}
+    assert rows_per(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 1 for link in links}
 
 
 def _events(count: int, base: int) -> list[Event]:

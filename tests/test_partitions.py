@@ -15,28 +15,24 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import cli, metrics
 from app.clients import sync_redis
 from app.main import create_asgi
-from app.models import Click, Contact, Link, Opening, Pixel, User
+from app.models import Click, Opening, User
 from app.settings import Settings
 from app.tracking.events import GROUP, STREAM, Event, KeyScheme, decode, partition_id
 from app.tracking.partitions import IDLE_BLOCK_MS, PartitionedWorker, key_scheme, parse_partitions
 from app.tracking.queue import MemoryQueue, RedisQueue
 from tests import factories
-from tests.support.app_state import app_state
 from tests.support.cli_env import cli_environment
 from tests.support.processes import wait_until
 from tests.support.serve import PIXELTRACK, clean_environ
+from tests.support.split_loads import load_targets, rows_per
 from tests.support.worker_thread import WorkerThread
 
-BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
-GMAIL_PROXY = {
-    "User-Agent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
-}
 FOUR = KeyScheme.of(4)
 
 
@@ -88,23 +84,6 @@ def test_the_worker_command_refuses_a_bad_partition_list(
 # -- through the real app and a real Redis ---------------------------------------------------
 
 
-def _load(client: TestClient, pixels: list[Pixel], links: list[Link], contact: Contact, rounds: int) -> None:
-    codec = app_state(client).tracker.codec
-    for _ in range(rounds):
-        for pixel in pixels:
-            for headers in (BROWSER, GMAIL_PROXY):
-                assert client.get(f"/o/{codec.pixel_token(pixel.id)}.gif", headers=headers).status_code == 200
-        for link in links:
-            url = f"/c/{codec.click_token(link.id, contact.id)}"
-            assert client.get(url, headers=BROWSER, follow_redirects=False).status_code == 302
-
-
-def _rows(db: Session, model: Any, column: Any, ids: list[int]) -> dict[int, int]:
-    db.expire_all()
-    query = select(column, func.count()).select_from(model).where(column.in_(ids)).group_by(column)
-    return {int(target): int(count) for target, count in db.execute(query).all()}
-
-
 @pytest.fixture
 def app_on(settings: Settings, redis_url: str, redis_client: Any) -> Iterator[Any]:
     """Start the real app on the private Redis with a given number of partitions."""
@@ -127,7 +106,7 @@ def test_four_partitions_store_one_opening_per_pixel_and_split(
 ) -> None:
     pixels, links, contact = factories.make_targets(db, user, 12)
     client = app_on(4)
-    _load(client, pixels, links, contact, rounds=3)
+    load_targets(client, pixels, links, contact, rounds=3)
     for partition, stream in enumerate(FOUR.streams()):  # each event in its own partition's stream
         entries = redis_client.xrange(stream)
         assert entries, f"nothing in {stream}"
@@ -135,8 +114,8 @@ def test_four_partitions_store_one_opening_per_pixel_and_split(
     assert not redis_client.exists(STREAM)
     assert redis_client.exists(f"pt:{{p{pixels[0].id % 4}}}:d:o:{pixels[0].id}:h")
     assert PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, block_ms=10).drain() == 36
-    assert _rows(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 2 for p in pixels}
-    assert _rows(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 1 for link in links}
+    assert rows_per(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 2 for p in pixels}
+    assert rows_per(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 1 for link in links}
     assert sum(redis_client.xlen(stream) for stream in FOUR.streams()) == 0
 
 
@@ -144,7 +123,7 @@ def test_subset_workers_together_store_everything_once(
     app_on: Any, redis_url: str, redis_client: Any, engine: Engine, db: Session, user: User
 ) -> None:
     pixels, links, contact = factories.make_targets(db, user, 10)
-    _load(app_on(4), pixels, links, contact, rounds=2)
+    load_targets(app_on(4), pixels, links, contact, rounds=2)
     low = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, partitions=[0, 1], consumer="low")
     high = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, partitions=[2, 3], consumer="high")
     assert [w.stream for w in low.workers] == ["pt:{p0}:events", "pt:{p1}:events"]
@@ -154,15 +133,15 @@ def test_subset_workers_together_store_everything_once(
         two.check()
     expected_low = sum(2 for p in pixels if p.id % 4 < 2) + sum(1 for link in links if link.id % 4 < 2)
     assert (low.stats.inserted, high.stats.inserted) == (expected_low, 30 - expected_low)
-    assert _rows(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 2 for p in pixels}
-    assert _rows(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 1 for link in links}
+    assert rows_per(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 2 for p in pixels}
+    assert rows_per(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 1 for link in links}
 
 
 def test_one_partition_keeps_the_old_keys_through_the_app(
     app_on: Any, redis_url: str, redis_client: Any, engine: Engine, db: Session, user: User
 ) -> None:
     pixels, links, contact = factories.make_targets(db, user, 3)
-    _load(app_on(1), pixels, links, contact, rounds=1)
+    load_targets(app_on(1), pixels, links, contact, rounds=1)
     assert redis_client.xlen(STREAM) == 9
     assert redis_client.exists(f"pt:d:o:{pixels[0].id}:h", f"pt:d:c:{links[0].id}:{contact.id}:h") == 2
     assert not redis_client.keys("pt:{*")
@@ -176,16 +155,16 @@ def test_switching_from_one_to_four_partitions_loses_nothing(
     are stored by a four-partition worker, each once; the moved dedupe keys let at most one more
     event per target and split through within the first window."""
     pixels, links, contact = factories.make_targets(db, user, 8)
-    _load(app_on(1), pixels, links, contact, rounds=2)
+    load_targets(app_on(1), pixels, links, contact, rounds=2)
     assert redis_client.xlen(STREAM) == 24
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     redis_client.xreadgroup(GROUP, "died", {STREAM: ">"}, count=5)  # delivered, never acknowledged
     worker = PartitionedWorker(sync_redis(redis_url), engine, keys=FOUR, claim_idle_ms=0)
-    _load(app_on(4), pixels, links, contact, rounds=2)  # the moved keys: one more per target and split
+    load_targets(app_on(4), pixels, links, contact, rounds=2)  # the moved keys: one more per target and split
     assert worker.drain() == 48
     assert redis_client.xlen(STREAM) == 0
-    assert _rows(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 4 for p in pixels}
-    assert _rows(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 2 for link in links}
+    assert rows_per(db, Opening, Opening.pixel_id, [p.id for p in pixels]) == {p.id: 4 for p in pixels}
+    assert rows_per(db, Click, Click.link_id, [link.id for link in links]) == {link.id: 2 for link in links}
     assert worker.stats.inserted == 48
     worker._legacy_check = 0.0
     worker.run_once(block=False)

@@ -3,10 +3,13 @@ dispatchers at once, a receiver failing for days, the log and outbox housekeepin
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -15,6 +18,7 @@ from app.models import Event, User, Webhook, WebhookBatch, WebhookDelivery
 from app.settings import Settings
 from app.webhooks import batches, sequence
 from app.webhooks.dispatcher import Dispatcher
+from tests.support.processes import wait_until
 from tests.support.webhook_receiver import running_receiver
 from tests.support.webhooks import consent_tree, dispatching, hook_settings, ingest, opens
 
@@ -74,6 +78,39 @@ def test_several_dispatchers_deliver_every_event_and_never_one_batch_at_once(
         )
         delivered = session.scalar(select(func.sum(WebhookDelivery.event_count)))
         assert delivered == 2 * len(ids), "the log counts every event sent"
+
+
+def test_events_stored_during_an_attempt_go_out_when_it_ends_not_a_poll_later(
+    client: TestClient,
+    db: Session,
+    engine: Engine,
+    user: User,
+    headers: dict[str, str],
+    private_ok: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long poll interval (5 s): events stored while the webhook's attempt is held by the receiver
+    (after a poll found the webhook busy and went idle) are sequenced and sent as soon as that
+    attempt ends (the dispatcher wakes), not a poll later."""
+    settings = hook_settings(private_ok, webhook_poll_seconds=5.0)
+    hold = threading.Event()
+    polls: list[int] = []  # attempts each poll started
+    poll = Dispatcher.poll
+    monkeypatch.setattr(Dispatcher, "poll", lambda self: polls.append(poll(self)) or polls[-1])
+    with running_receiver(hold=hold) as receiver:
+        create(client, headers, receiver.url)
+        tree = consent_tree(db, user)
+        first = ingest(engine, *opens(tree, n=2))
+        with dispatching(engine, settings):
+            receiver.wait_for(lambda r: r.arrived == 1, timeout=10)  # the first attempt is in flight
+            wait_until(lambda: polls[1:2] == [0], "a poll to find the webhook busy", timeout=10)
+            second = ingest(engine, *opens(tree, n=3))
+            released = time.monotonic()
+            hold.set()
+            receiver.wait_for(lambda r: len(r.events()) == 5, timeout=10)
+            waited = time.monotonic() - released
+    assert sorted(e["id"] for e in receiver.events()) == sorted(first + second)
+    assert waited < 2.5, f"the second batch waited {waited:.1f} s: a poll interval, not the end of the attempt"
 
 
 def test_a_webhook_failing_for_days_is_disabled_and_says_why(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -62,6 +63,7 @@ class Dispatcher:
         self.busy: set[int] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.wake = threading.Event()  # an attempt that sent something ended: poll again now
         self._housekept = 0.0
 
     def poll(self) -> int:
@@ -81,9 +83,11 @@ class Dispatcher:
         return started
 
     def _done_callback(self, webhook_id: int) -> Callable[[Future[bool]], None]:
-        def done(_future: Future[bool]) -> None:
+        def done(future: Future[bool]) -> None:
             with self.lock:
                 self.busy.discard(webhook_id)
+            if not future.cancelled() and future.result():
+                self.wake.set()  # more may have been stored meanwhile: sequence and claim them
 
         return done
 
@@ -159,20 +163,22 @@ class Dispatcher:
         """Poll until `stop` is set (or `stop()`); attempts in flight finish before it returns."""
         stop = stop or self.stopping
         while not stop.is_set() and not self.stopping.is_set():
+            self.wake.clear()
             try:
                 started = self.poll()
             except Exception:
                 log.exception("dispatcher poll failed; trying again")
                 started = 0
-            if not started:
-                stop.wait(self.settings.webhook_poll_seconds)
-            else:
-                stop.wait(0.01)
+            # Idle until the next poll, or until an attempt that delivered ends (its webhook may
+            # have more by then): a busy webhook is not polled every interval but when it is free,
+            # so a steady flow waits for one attempt, not for attempt + interval.
+            self.wake.wait(self.settings.webhook_poll_seconds if not started else 0.01)
         self.stopping.set()  # drains in flight end after their current attempt
         self.close()
 
     def stop(self) -> None:
         self.stopping.set()
+        self.wake.set()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -185,6 +191,8 @@ def run_command(settings: Settings, make_engine: Callable[[Settings], Engine]) -
     """`pixeltrack dispatcher`: run until SIGTERM/SIGINT, then let the attempts in flight finish
     (each is bounded by WEBHOOK_TIMEOUT_SECONDS; one cut short is sent again after its lease)."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.webhook_dispatcher_nice:  # background work: the pixel path first (docs/webhooks.md)
+        os.nice(settings.webhook_dispatcher_nice)
     if settings.worker_metrics_port:
         from prometheus_client import REGISTRY
 

@@ -31,15 +31,15 @@ from typing import Any
 from unittest import mock
 
 from cryptography.fernet import Fernet
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from app.db import make_engine, make_sessionmaker
 from app.migrations import upgrade
-from app.models import Webhook, WebhookBatch
+from app.models import WebhookBatch
 from app.settings import Settings
 from app.tracking.events import OPEN, Event, new_event_id
 from app.tracking.ingest import store_events
-from app.webhooks import sequence, signing
+from app.webhooks import sequence
 from app.webhooks.dispatcher import Dispatcher
 from bench import webhook_pace
 from tests import factories
@@ -110,17 +110,7 @@ def bench_delivery(engine: Any, settings: Settings, owner_id: int, pixels: list[
     wait_until(lambda: _listening(port), "the receiver to listen")
     sequence.assign(engine, limit=10**9)
     with engine.begin() as conn:
-        conn.execute(
-            insert(Webhook).values(
-                owner_id=owner_id,
-                url=f"http://127.0.0.1:{port}/hook",
-                events="open,click",
-                include_machine=True,
-                secret=signing.seal(settings, signing.new_secret()),
-                enabled=True,
-                cursor_seq=sequence.last_seq(conn),
-            )
-        )
+        webhook_pace.add_webhook(conn, settings, owner_id, f"http://127.0.0.1:{port}/hook", "open,click")
     for start in range(0, DELIVER, BATCH):
         store_events(engine, _batch(pixels, BATCH, 1_780_000_000_000 + start))
     dispatcher = Dispatcher(engine, settings)

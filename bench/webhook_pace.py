@@ -102,23 +102,28 @@ def _get(port: int, path: str) -> Any:
         return json.loads(reply.read())
 
 
+def add_webhook(conn: Any, settings: Settings, owner_id: int, url: str, events: str) -> None:
+    """A webhook as POST /api/v1/webhooks stores it (every class), starting at the outbox's end."""
+    conn.execute(
+        insert(Webhook).values(
+            owner_id=owner_id,
+            url=url,
+            events=events,
+            include_machine=True,
+            secret=signing.seal(settings, signing.new_secret()),
+            enabled=True,
+            cursor_seq=sequence.last_seq(conn),
+        )
+    )
+
+
 def _webhook(url: str, env: dict[str, str], receiver: int) -> None:
-    """The seeded user's webhook, as POST /api/v1/webhooks stores it, starting at the outbox's end."""
-    settings = Settings(_env_file=None, database_url=url, fernet_key=env["FERNET_KEY"])  # type: ignore[call-arg]
+    """The seeded user's webhook to the receiver, for every event type."""
+    settings = Settings(_env_file=None, database_url=url, fernet_key=env["FERNET_KEY"])
     engine = make_engine(url)
     with engine.begin() as conn:
-        owner = conn.scalar(select(User.id).where(User.username == "bench"))
-        conn.execute(
-            insert(Webhook).values(
-                owner_id=owner,
-                url=f"http://127.0.0.1:{receiver}/hook",
-                events="open,click,conversion",
-                include_machine=True,
-                secret=signing.seal(settings, signing.new_secret()),
-                enabled=True,
-                cursor_seq=sequence.last_seq(conn),
-            )
-        )
+        owner = conn.execute(select(User.id).where(User.username == "bench")).scalar_one()
+        add_webhook(conn, settings, owner, f"http://127.0.0.1:{receiver}/hook", "open,click,conversion")
     engine.dispose()
 
 

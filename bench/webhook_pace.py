@@ -266,7 +266,8 @@ def report(opts: argparse.Namespace, result: dict[str, Any], load_before: float)
         "# Webhooks under a live pixel load (latest run)",
         "",
         f"{datetime.now(UTC).isoformat(timespec='seconds')} — {platform.machine()}, {os.cpu_count()} cores; "
-        f"API `pixeltrack serve` (1 uvicorn worker + its stream consumer), `pixeltrack dispatcher`, MariaDB + "
+        f"API `pixeltrack serve` (1 uvicorn worker + its stream consumer), `pixeltrack dispatcher` "
+        f"(WEBHOOK_DISPATCHER_NICE={os.environ.get('WEBHOOK_DISPATCHER_NICE', '10 (default)')}), MariaDB + "
         f"private Redis, receiver on loopback; load average {load_before:.1f} at start.",
         "",
         f"**Paced**: {paced['rps']:,.0f} loads/s for {opts.duration} s (target {opts.rate:,}), every load a new "

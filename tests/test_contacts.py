@@ -14,30 +14,7 @@ from app.models import Campaign, Contact, Group, Opening, Pixel, User
 from app.models.base import MAX_ID
 from tests import factories
 from tests.helpers import assert_error, count, parse_ts, reload
-
-GROUPS = "/api/v1/groups"
-CONTACTS = "/api/v1/contacts"
-CONTACT_FIELDS = {
-    "id",
-    "campaign_id",
-    "group_id",
-    "email",
-    "name",
-    "scheduled_at",
-    "status",
-    "sent_at",
-    "tracking",
-    "created_at",
-    "updated_at",
-}
-
-
-def url(group: Group | int) -> str:
-    return f"{GROUPS}/{group if isinstance(group, int) else group.id}/contacts"
-
-
-def post_raw(client, group: Group, headers: dict[str, str], content: bytes):
-    return client.post(url(group), headers={**headers, "Content-Type": "application/json"}, content=content)
+from tests.support.contacts_api import CONTACT_FIELDS, CONTACTS, post_raw, url
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ from app.tracking.queue import STREAM
 from app.tracking.tokens import TokenCodec
 from app.webhooks import sequence, signing
 from bench.pixel_bench import RESULTS, count_openings, log, run_wrk, seed
+from bench.procstat import cpu_seconds, pids_of, tree_cpu
 from bench.servers import PIXELTRACK, ROOT, PrivateRedis, free_port, fresh_database, production_env, stop, wait_healthy
 from bench.soak import parse_wrk, start_wrk
 
@@ -165,6 +166,20 @@ class _Dispatcher:
             self.proc = None
 
 
+def _cpu(api: subprocess.Popen[bytes], dispatcher: _Dispatcher, receiver: int) -> dict[str, float]:
+    """CPU seconds used so far: the API process, its stream consumer, the dispatcher, mariadbd
+    (shared with whatever else uses the server), the receiver (pid `receiver`)."""
+    api_tree = tree_cpu(api.pid)
+    own = api_tree.pop(api.pid, 0.0)
+    return {
+        "api": own,
+        "worker": sum(api_tree.values()),
+        "dispatcher": sum(tree_cpu(dispatcher.proc.pid).values()) if dispatcher.proc is not None else 0.0,
+        "mariadbd": sum(cpu_seconds(pid) for pid in pids_of("mariadbd")),
+        "receiver": cpu_seconds(receiver),
+    }
+
+
 def _tokens(path: Path, lines: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -236,12 +251,19 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 log(f"full load, round {round_ + 1}, {leg} ...")
                 leg_tokens = _tokens(scratch / "whpace-full.txt", tokens[offset : offset + full_n])
                 offset += full_n
+                before = _cpu(api, dispatcher, sink.pid or 0)
                 figures = run_wrk(leg_tokens, opts.full_duration, CONNECTIONS, 2, port=port, settle=2)
+                after = _cpu(api, dispatcher, sink.pid or 0)
+                figures["cpu_s"] = {k: after[k] - before[k] for k in after if k != "dispatcher" or leg != WITHOUT}
                 legs[leg].append(figures)
                 dispatcher.start()  # catch up before the next leg, unmeasured
                 stored = _wait_delivered(receiver, url, queue, opts.drain_timeout)[0]
         result["full"] = {
-            leg: {"rps": [r["rps"] for r in runs], "median_rps": statistics.median(r["rps"] for r in runs)}
+            leg: {
+                "rps": [r["rps"] for r in runs],
+                "median_rps": statistics.median(r["rps"] for r in runs),
+                "cpu_s": {k: statistics.median(r["cpu_s"][k] for r in runs) for k in runs[0]["cpu_s"]},
+            }
             for leg, runs in legs.items()
         }
         medians = {leg: figures["median_rps"] for leg, figures in result["full"].items()}
@@ -284,10 +306,11 @@ def report(opts: argparse.Namespace, result: dict[str, Any], load_before: float)
         f"**Full load** (unpaced wrk, {CONNECTIONS} connections, {opts.full_duration} s per leg, fresh pixels each "
         f"leg, {opts.rounds} rounds, the legs in rotated order):",
         "",
-        "| leg | loads/s per round | median |",
-        "|---|---|---:|",
+        "| leg | loads/s per round | median | CPU s per leg (medians) |",
+        "|---|---|---:|---|",
         *(
-            f"| {leg} | {', '.join(f'{r:,.0f}' for r in f['rps'])} | {f['median_rps']:,.0f} |"
+            f"| {leg} | {', '.join(f'{r:,.0f}' for r in f['rps'])} | {f['median_rps']:,.0f} | "
+            f"{', '.join(f'{k} {v:.1f}' for k, v in f['cpu_s'].items())} |"
             for leg, f in full.items()
         ),
         "",

@@ -57,11 +57,12 @@ def _assign(engine: Engine, limit: int) -> int:
                 return 0
             lowest = ids[0]
             for start in range(0, len(ids), CHUNK):
-                conn.execute(
-                    update(Event)
-                    .where(Event.id.in_(ids[start : start + CHUNK]))
-                    .values(seq=Event.id - lowest + base + 1)
-                )
+                chunk = ids[start : start + CHUNK]
+                # Usually one run of ids (one worker): a range, not a thousand bound parameters;
+                # every id of the range is in `chunk`, so it numbers exactly those rows.
+                contiguous = chunk[-1] - chunk[0] == len(chunk) - 1
+                which = Event.id.between(chunk[0], chunk[-1]) if contiguous else Event.id.in_(chunk)
+                conn.execute(update(Event).where(which).values(seq=Event.id - lowest + base + 1))
             conn.execute(
                 update(EventSequence).where(EventSequence.id == 1).values(last_seq=base + ids[-1] - lowest + 1)
             )

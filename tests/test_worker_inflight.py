@@ -56,9 +56,11 @@ def test_overlapping_batches_store_every_event_once_and_keep_the_counters(
     landed = openings(engine, pixels)
     assert (landed["rows"], landed["distinct_event_ids"]) == (600, 600)
     assert set(landed["per_pixel"].values()) == {10}
-    assert worker.stats.inserted == 600 and worker.stats.duplicates == 0
+    assert worker.stats.inserted == 600
+    assert worker.stats.duplicates == 0
     assert worker.stats.batches == 24
-    assert pending(redis_client) == 0 and redis_client.xlen(STREAM) == 0
+    assert pending(redis_client) == 0
+    assert redis_client.xlen(STREAM) == 0
     _assert_counters_exact(engine, pixels, 600)
 
 
@@ -98,17 +100,22 @@ def test_a_batch_failing_while_others_are_in_flight_stays_pending_and_lands_once
     worker = StreamWorker(sync_redis(redis_url), engine, consumer="failing", batch_size=10, inflight=3)
     monkeypatch.setattr(worker, "_sleep", lambda _seconds: None)  # the backoff itself is not the point
     assert worker.run_once(block=False) == 20  # the first and third batches, acknowledged
-    assert failures == ["second"] and worker.stats.db_errors == 1
+    assert failures == ["second"]
+    assert worker.stats.db_errors == 1
     assert _pending_event_ids(redis_client) == second  # only the batch that did not commit
     stored = _stored(engine, set(ids))
-    assert set(stored) == first | third and set(stored.values()) == {1}
+    assert set(stored) == first | third
+    assert set(stored.values()) == {1}
     _assert_counters_exact(engine, pixels, 20)
     assert worker.run_once(block=False) == 10  # its own pending entries: the failed batch, again
     assert worker.run_once(block=False) == 0
     stored = _stored(engine, set(ids))
-    assert set(stored) == set(ids) and set(stored.values()) == {1}
-    assert pending(redis_client) == 0 and redis_client.xlen(STREAM) == 0
-    assert worker.stats.inserted == 30 and worker.stats.duplicates == 0
+    assert set(stored) == set(ids)
+    assert set(stored.values()) == {1}
+    assert pending(redis_client) == 0
+    assert redis_client.xlen(STREAM) == 0
+    assert worker.stats.inserted == 30
+    assert worker.stats.duplicates == 0
     _assert_counters_exact(engine, pixels, 30)
 
 
@@ -131,7 +138,8 @@ def test_a_stop_ends_the_loop_after_the_batches_in_flight(
 
     monkeypatch.setattr(worker_module, "store_events", store)
     handled = worker.run_once(block=False)
-    assert handled == 10 * len(calls) and 2 <= len(calls) <= 3
+    assert handled == 10 * len(calls)
+    assert 2 <= len(calls) <= 3
     assert pending(redis_client) == 0  # everything read was committed and acknowledged
     assert redis_client.xlen(STREAM) == 100 - handled
     assert openings(engine, pixels)["rows"] == handled
@@ -141,4 +149,4 @@ def test_a_stop_ends_the_loop_after_the_batches_in_flight(
 def _stored(engine: Engine, event_ids: set[str]) -> dict[str, int]:
     with engine.connect() as conn:
         query = select(Opening.event_id, func.count()).where(Opening.event_id.in_(event_ids))
-        return {event_id: n for event_id, n in conn.execute(query.group_by(Opening.event_id))}
+        return dict(conn.execute(query.group_by(Opening.event_id)))

@@ -149,4 +149,4 @@ def test_a_stop_ends_the_loop_after_the_batches_in_flight(
 def _stored(engine: Engine, event_ids: set[str]) -> dict[str, int]:
     with engine.connect() as conn:
         query = select(Opening.event_id, func.count()).where(Opening.event_id.in_(event_ids))
-        return dict(conn.execute(query.group_by(Opening.event_id)))
+        return {row[0]: row[1] for row in conn.execute(query.group_by(Opening.event_id))}

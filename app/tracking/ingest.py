@@ -249,6 +249,12 @@ def _conversion(e: ConversionEvent) -> ConversionIn:
     )
 
 
+def warm_up() -> None:
+    """Load the classifier's rules now (~0.4 s of CPU on the first event otherwise): a worker
+    calls it when it starts, before its first batch."""
+    classify("Mozilla/5.0", "203.0.113.1")
+
+
 def classified(e: Tracked) -> Tracked:
     """The event as the ingest stores it: an opening or click with its client class and reason
     (`_classified`), a conversion as it is. The worker classifies while other batches are in flight."""

@@ -41,7 +41,7 @@ from app.clients import REDIS_ERRORS, SyncRedis
 from app.db import connect_read_only
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import decode
-from app.tracking.ingest import IngestResult, classified, store_events
+from app.tracking.ingest import IngestResult, classified, store_events, warm_up
 from app.tracking.pipeline import Batch, Entries, InFlight, Settled
 from app.tracking.queue import GROUP, STREAM
 
@@ -167,6 +167,7 @@ class StreamWorker(ConsumerLoop):
         self._claim_more = False
         self._backoff = 0.0
         ensure_group(redis, stream, group)
+        warm_up()
 
     def describe(self) -> str:
         return f"{self.stream} (group {self.group})"

@@ -48,7 +48,7 @@ from app.tracking.queue import GROUP, STREAM
 log = logging.getLogger("pixeltrack.worker")
 
 DEFAULT_INFLIGHT = 2  # WORKER_INFLIGHT_BATCHES' default (app/settings_worker.py)
-TURN_SECONDS = 1.0  # the longest run of overlapping batches of one loop (then the next loop, or stream)
+TURN_SECONDS = 2.0  # the longest run of overlapping batches in one loop (then the next loop, or stream)
 
 
 @dataclass

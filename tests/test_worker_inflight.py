@@ -69,7 +69,8 @@ def test_a_batch_failing_while_others_are_in_flight_stays_pending_and_lands_once
 ) -> None:
     """Three batches in flight; the second fails (rolled back after its openings were inserted)
     only once the third has committed. The first and third are acknowledged, the second is not
-    (nothing acknowledged that was not committed); the next loop stores it, once."""
+    (nothing acknowledged that was not committed); read again, it is stored alone (failing once
+    more, nothing new is read meanwhile), once."""
     pixels = seed_pixels(engine, 30)
     push_events(redis_client, pixels, 30)
     ids = _stream_event_ids(redis_client)
@@ -90,7 +91,7 @@ def test_a_batch_failing_while_others_are_in_flight_stays_pending_and_lands_once
         return result
 
     def add_events(db: Any, rows: Sequence[dict[str, Any]], clicks: Sequence[dict[str, Any]]) -> None:
-        if {row["event_id"] for row in rows} == second and not failures:
+        if {row["event_id"] for row in rows} == second and len(failures) < 2:  # its first two runs
             failures.append("second")
             raise OperationalError("INSERT INTO contact_stats", {}, Exception("connection lost"))
         real_add(db, rows, clicks)
@@ -107,16 +108,24 @@ def test_a_batch_failing_while_others_are_in_flight_stays_pending_and_lands_once
     assert set(stored) == first | third
     assert set(stored.values()) == {1}
     _assert_counters_exact(engine, pixels, 20)
-    assert worker.run_once(block=False) == 10  # its own pending entries: the failed batch, again
+    push_events(redis_client, pixels, 10)  # new entries arrive meanwhile
+    # A batch read again is stored alone: failing again, it reads nothing new (the database may be down).
+    assert worker.run_once(block=False) == 0
+    assert failures == ["second", "second"]
+    assert _pending_event_ids(redis_client) == second
+    assert worker.run_once(block=False) == 10  # its own pending entries: the failed batch, alone
+    assert pending(redis_client) == 0
+    assert redis_client.xlen(STREAM) == 10  # the new entries, not read yet
+    assert worker.run_once(block=False) == 10
     assert worker.run_once(block=False) == 0
     stored = _stored(engine, set(ids))
     assert set(stored) == set(ids)
     assert set(stored.values()) == {1}
     assert pending(redis_client) == 0
     assert redis_client.xlen(STREAM) == 0
-    assert worker.stats.inserted == 30
+    assert worker.stats.inserted == 40
     assert worker.stats.duplicates == 0
-    _assert_counters_exact(engine, pixels, 30)
+    _assert_counters_exact(engine, pixels, 40)
 
 
 def test_a_stop_ends_the_loop_after_the_batches_in_flight(

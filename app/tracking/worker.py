@@ -16,10 +16,12 @@ lost and, as `event_id` is unique (the id the API gave the event, else the strea
 entry id), nothing is inserted twice.
 
 Batches overlap (`inflight` > 1, WORKER_INFLIGHT_BATCHES; app/tracking/pipeline.py): once a
-loop has its first batch, it keeps reading new entries (without blocking, for at most
+loop has its first batch of new entries, it keeps reading new entries (without blocking, for at most
 TURN_SECONDS) while up to `inflight` transactions run, each on its own connection; every batch
 it started has ended, and those that committed are acknowledged, when the loop returns. A stop
-(SIGTERM) ends the loop after the batches in flight.
+(SIGTERM) ends the loop after the batches in flight. A batch read again (a failed batch, a dead
+consumer's entries) is stored alone, as before: nothing new is read until it committed, so a
+database that is down leaves the pending entries as they were.
 """
 
 from __future__ import annotations
@@ -275,12 +277,13 @@ class StreamWorker(ConsumerLoop):
             entries = self.reclaim()
         if not entries:
             entries = self._own_pending()
+        retry = bool(entries)  # entries read before (a failed batch, a dead consumer's): alone
         if not entries:
             entries = self._new(block)
         if not entries:
             self._backoff = 0.0
             return 0
-        if self._inflight.depth > 1:
+        if self._inflight.depth > 1 and not retry:
             return self._turn(entries)
         try:
             self.process(entries)
@@ -291,7 +294,7 @@ class StreamWorker(ConsumerLoop):
         return len(entries)
 
     def _turn(self, entries: Entries) -> int:
-        """Batches in flight (app/tracking/pipeline.py): this batch, then new entries as long as
+        """Batches in flight (app/tracking/pipeline.py): this batch of new entries, then more as long as
         the stream has some, for at most TURN_SECONDS (a stop or a failed batch ends the turn
         sooner), up to `inflight` transactions at once; every batch started has ended when it
         returns. Returns the entries acknowledged (their batches committed)."""

@@ -11,5 +11,5 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", use_attribute_docstrings=True)
 
-    worker_inflight_batches: int = Field(default=2, ge=1, le=8)
+    worker_inflight_batches: int = Field(default=4, ge=1, le=8)
     """Batches whose transaction runs at once in one worker, each on its own connection, while the next is read and classified (1: one batch at a time)."""

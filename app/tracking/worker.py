@@ -49,7 +49,7 @@ from app.tracking.queue import GROUP, STREAM
 
 log = logging.getLogger("pixeltrack.worker")
 
-DEFAULT_INFLIGHT = 2  # WORKER_INFLIGHT_BATCHES' default (app/settings_worker.py)
+DEFAULT_INFLIGHT = 4  # WORKER_INFLIGHT_BATCHES' default (app/settings_worker.py)
 TURN_SECONDS = 2.0  # the longest run of overlapping batches in one loop (then the next loop, or stream)
 
 

@@ -316,6 +316,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or settings.worker_batch_size,
         claim_idle_ms=settings.worker_claim_idle_ms,
         click_rules=ClickRules.of(settings),
+        inflight=settings.worker_inflight_batches,
     )
     worker.run_forever()
     return 0

@@ -27,6 +27,7 @@ from app.settings_conversions import ConversionSettings
 from app.settings_scale import ScaleSettings
 from app.settings_scale import StartupError as StartupError  # re-exported: callers import it from here
 from app.settings_webhooks import WebhookSettings
+from app.settings_worker import WorkerSettings
 
 # Values shipped in .env.example: never acceptable in production.
 EXAMPLE_SECRETS = frozenset(
@@ -50,7 +51,7 @@ def _quote(value: str) -> str:
     return quote(value, safe="")
 
 
-class Settings(WebhookSettings, ConversionSettings, ScaleSettings):
+class Settings(WebhookSettings, ConversionSettings, ScaleSettings, WorkerSettings):
     # Each field's docstring is its description: scripts/gen_config_docs.py renders them into
     # docs/configuration.md (tests/test_config_docs.py fails when that page is out of date).
     model_config = SettingsConfigDict(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import re
@@ -48,9 +47,9 @@ from app.migrations import upgrade
 from app.models import Campaign, Contact, Group, Opening, Pixel, User
 from app.services import counters
 from app.tracking.events import OPEN, Event
-from app.tracking.queue import GROUP, STREAM
+from app.tracking.queue import STREAM
 from app.tracking.tokens import TokenCodec
-from app.tracking.worker import StreamWorker
+from app.tracking.worker import DEFAULT_INFLIGHT, StreamWorker
 from bench.servers import PrivateRedis, fresh_database, production_env, start_api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,14 +190,6 @@ def count_openings(url: str) -> tuple[int, int]:
     return total, distinct
 
 
-def _drain(url: str, redis_url: str, consumer: str, go: Any) -> None:
-    engine = make_engine(url)
-    worker = StreamWorker(sync_redis(redis_url), engine, consumer=consumer, batch_size=2000)
-    go.wait()
-    worker.drain()
-    engine.dispose()
-
-
 # What the request path records (format 3: raw facts, classified by the worker): a mix of mail
 # clients, browsers, proxies and bots, from addresses of several networks (Apple's among them).
 AGENTS = [
@@ -223,97 +214,6 @@ def _raw_event(i: int, pixel_id: int, now_ms: int) -> Event:
     return Event(OPEN, pixel_id, 0, now_ms, "", ip, agent, f"w{i:023x}", machine=agent in AGENTS[6:10])
 
 
-def worker_rate(
-    engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int, processes: int, *, classify: bool
-) -> dict[str, Any]:
-    """Openings per second that `processes` stream workers insert from a stream pre-filled with
-    `events` (no openings and zero counters before: every contact gets its first opening). With
-    `classify`, the events are what the request path records (raw facts: the worker classifies
-    them); without, they arrive classified (the baseline: the worker's cost without classifying)."""
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM openings"))
-        counters.rebuild(conn)
-    redis.delete(STREAM)
-    now_ms = int(time.time() * 1000)
-    pipe = redis.pipeline(transaction=False)
-    for i in range(events):
-        event = _raw_event(i, pixel_ids[i % len(pixel_ids)], now_ms)
-        pipe.xadd(STREAM, {"e": (event if classify else event._replace(client="browser")).encode()})
-        if i % 5000 == 4999:
-            pipe.execute()
-    pipe.execute()
-    redis.xgroup_create(STREAM, GROUP, id="0")
-    url = engine.url.render_as_string(hide_password=False)
-    go = multiprocessing.Event()
-    workers = [
-        multiprocessing.Process(target=_drain, args=(url, redis_url, f"bench-{n}", go)) for n in range(processes)
-    ]
-    for process in workers:
-        process.start()
-    time.sleep(1)  # (let them connect: the clock starts when they may read)
-    started = time.perf_counter()
-    go.set()
-    for process in workers:
-        process.join()
-    seconds = time.perf_counter() - started
-    rows, _ = count_openings(url)
-    rate = round(rows / seconds)
-    return {
-        "processes": processes,
-        "classify": classify,
-        "rows": rows,
-        "seconds": round(seconds, 3),
-        "openings_per_s": rate,
-    }
-
-
-WORKER_PHASES: list[tuple[str | int, int, bool]] = [("preclassified_1", 1, False), (1, 1, True), (2, 2, True)]
-
-
-def worker_phases(engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int) -> dict[str | int, Any]:
-    results: dict[str | int, Any] = {}
-    for phase, processes, classify in WORKER_PHASES:
-        log(f"worker: {processes} process(es) draining {events} events ({classify=}) ...")
-        results[phase] = worker_rate(engine, redis, redis_url, pixel_ids, events, processes, classify=classify)
-    return results
-
-
-def worker_only(tokens: int, events: int) -> int:
-    """The worker phases alone (no wrk needed): the cost of classifying in the worker."""
-    url = fresh_database("pixeltrack_bench")
-    log(f"seeding {tokens} contacts and pixels ...")
-    pixel_ids = seed(url, tokens)
-    private_redis = PrivateRedis()
-    engine = make_engine(url)
-    workers = worker_phases(engine, sync_redis(private_redis.url), private_redis.url, pixel_ids, events)
-    engine.dispose()
-    private_redis.stop()
-    ratio = workers[1]["openings_per_s"] / workers["preclassified_1"]["openings_per_s"]
-    lines = [
-        "# Worker benchmark: classifying in the worker (latest run)",
-        "",
-        f"{datetime.now(UTC).isoformat(timespec='seconds')} — {platform.machine()}, {os.cpu_count()} cores; "
-        f"{events:,} events per phase over {tokens:,} pixels, {len(AGENTS)} distinct agents; "
-        f"load average {os.getloadavg()[0]:.1f} at the end.",
-        "",
-        "| phase | processes | openings/s | rows |",
-        "|---|---:|---:|---:|",
-        *[
-            f"| {'raw facts (worker classifies)' if w['classify'] else 'preclassified (baseline)'} | {w['processes']} "
-            f"| {w['openings_per_s']:,} | {w['rows']:,} |"
-            for w in workers.values()
-        ],
-        "",
-        f"Classifying: **{ratio:.3f}x** the baseline's rate in one process; target ≥ 20,000 openings/s in one "
-        f"process: **{'met' if workers[1]['openings_per_s'] >= 20_000 else 'not met'}**.",
-        "",
-    ]
-    (RESULTS / "worker-latest.md").write_text("\n".join(lines))
-    (RESULTS / "worker-latest.json").write_text(json.dumps({str(k): v for k, v in workers.items()}, indent=2) + "\n")
-    print("\n".join(lines))
-    return 0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per target (default 10)")
@@ -324,13 +224,21 @@ def main() -> int:
     )
     parser.add_argument("--stream-events", type=int, default=200_000, help="events pre-filled for the worker rate")
     parser.add_argument(
+        "--worker-inflight",
+        type=int,
+        default=DEFAULT_INFLIGHT,
+        help=f"batches in flight per worker (WORKER_INFLIGHT_BATCHES; default {DEFAULT_INFLIGHT}; 1: one at a time)",
+    )
+    parser.add_argument(
         "--worker-only",
         action="store_true",
         help="only the worker phases (classifying vs preclassified events); writes bench/results/worker-latest.*",
     )
     opts = parser.parse_args()
+    from bench.pixel_worker import worker_only, worker_phases  # (it imports this module)
+
     if opts.worker_only:
-        return worker_only(opts.tokens, opts.stream_events)
+        return worker_only(opts.tokens, opts.stream_events, opts.worker_inflight)
     if not shutil.which("wrk"):
         log("wrk is missing: apt-get install -y wrk")
         return 2

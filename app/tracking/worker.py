@@ -14,6 +14,14 @@ only after the commit, XACK + XDEL (the stream is trimmed as it is consumed).
 A database error leaves the batch pending and backs off exponentially; nothing is
 lost and, as `event_id` is unique (the id the API gave the event, else the stream
 entry id), nothing is inserted twice.
+
+Batches overlap (`inflight` > 1, WORKER_INFLIGHT_BATCHES; app/tracking/pipeline.py): once a
+loop has its first batch of new entries, it keeps reading new entries (without blocking, for at most
+TURN_SECONDS) while up to `inflight` transactions run, each on its own connection; every batch
+it started has ended, and those that committed are acknowledged, when the loop returns. A stop
+(SIGTERM) ends the loop after the batches in flight. A batch read again (a failed batch, a dead
+consumer's entries) is stored alone, as before: nothing new is read until it committed, so a
+database that is down leaves the pending entries as they were.
 """
 
 from __future__ import annotations
@@ -34,13 +42,15 @@ from app import metrics
 from app.clients import REDIS_ERRORS, SyncRedis
 from app.db import connect_read_only
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
-from app.tracking.events import Tracked, decode
-from app.tracking.ingest import IngestResult, store_events
+from app.tracking.events import decode
+from app.tracking.ingest import IngestResult, classified, store_events, warm_up
+from app.tracking.pipeline import Batch, Entries, InFlight, Settled
 from app.tracking.queue import GROUP, STREAM
 
 log = logging.getLogger("pixeltrack.worker")
 
-Entries = list[tuple[str, dict[str, str]]]
+DEFAULT_INFLIGHT = 4  # WORKER_INFLIGHT_BATCHES' default (app/settings_worker.py)
+TURN_SECONDS = 2.0  # the longest run of overlapping batches in one loop (then the next loop, or stream)
 
 
 @dataclass
@@ -139,8 +149,10 @@ class StreamWorker(ConsumerLoop):
         claim_every: int = 10,
         max_backoff: float = 30.0,
         click_rules: ClickRules = DEFAULT_RULES,
+        inflight: int = DEFAULT_INFLIGHT,
     ) -> None:
         self.click_rules = click_rules
+        self._inflight = InFlight(max(1, inflight), self._store, name=f"ingest-{stream}")
         self.redis = redis
         self.engine = engine
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -157,6 +169,7 @@ class StreamWorker(ConsumerLoop):
         self._claim_more = False
         self._backoff = 0.0
         ensure_group(redis, stream, group)
+        warm_up()
 
     def describe(self) -> str:
         return f"{self.stream} (group {self.group})"
@@ -199,31 +212,42 @@ class StreamWorker(ConsumerLoop):
         return False
 
     # -- processing ----------------------------------------------------------
-    def process(self, entries: Entries) -> IngestResult:
-        """Insert a batch, then ack and delete it. Raises SQLAlchemyError if the database fails."""
-        events: list[tuple[str, Tracked]] = []
-        malformed: list[str] = []
+    def _prepare(self, entries: Entries) -> Batch:
+        """Decode and classify a batch's events (in this thread: meanwhile, others are in flight)."""
+        batch = Batch([entry_id for entry_id, _ in entries])
         for entry_id, fields in entries:
             try:
-                events.append((entry_id, decode(fields["e"])))
+                batch.events.append((entry_id, classified(decode(fields["e"]))))
             except (KeyError, ValueError):
-                malformed.append(entry_id)
-        result = store_events(self.engine, events, rules=self.click_rules) if events else IngestResult()
-        ids = [entry_id for entry_id, _ in entries]
-        if ids:
+                batch.malformed.append(entry_id)
+        return batch
+
+    def _store(self, batch: Batch) -> IngestResult:
+        """The batch's transaction (in a thread of `InFlight` when batches overlap)."""
+        return store_events(self.engine, batch.events, rules=self.click_rules) if batch.events else IngestResult()
+
+    def _finish(self, batch: Batch, result: IngestResult) -> None:
+        """After the batch's commit, and only then: acknowledge and delete its entries."""
+        if batch.ids:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.xack(self.stream, self.group, *ids)
-            pipe.xdel(self.stream, *ids)
+            pipe.xack(self.stream, self.group, *batch.ids)
+            pipe.xdel(self.stream, *batch.ids)
             pipe.execute()
-        if malformed:
-            log.warning("dropped %d malformed stream entries", len(malformed))
+        if batch.malformed:
+            log.warning("dropped %d malformed stream entries", len(batch.malformed))
         self.stats.batches += 1
         self.stats.inserted += result.inserted
         self.stats.duplicates += result.duplicates
         self.stats.skipped_missing += result.skipped_missing
         self.stats.skipped_consent += result.skipped_consent
         self.stats.conversions += result.conversions
-        self.stats.malformed += len(malformed)
+        self.stats.malformed += len(batch.malformed)
+
+    def process(self, entries: Entries) -> IngestResult:
+        """Insert a batch, then ack and delete it. Raises SQLAlchemyError if the database fails."""
+        batch = self._prepare(entries)
+        result = self._store(batch)
+        self._finish(batch, result)
         return result
 
     def run_once(self, *, block: bool = True) -> int:
@@ -248,29 +272,79 @@ class StreamWorker(ConsumerLoop):
         ensure_group(self.redis, self.stream, self.group)
 
     def _run_once(self, block: bool) -> int:
-        try:
-            entries: Entries = []
-            if self._claim_due():
-                entries = self.reclaim()
-            if not entries:
-                entries = self._own_pending()
-            if not entries:
-                entries = self._new(block)
-            if entries:
-                self.process(entries)
+        entries: Entries = []
+        if self._claim_due():
+            entries = self.reclaim()
+        if not entries:
+            entries = self._own_pending()
+        retry = bool(entries)  # entries read before (a failed batch, a dead consumer's): alone
+        if not entries:
+            entries = self._new(block)
+        if not entries:
             self._backoff = 0.0
-            return len(entries)
-        except SQLAlchemyError as exc:
-            self.stats.db_errors += 1
-            metrics.DEPENDENCY_ERRORS.labels("database", "worker").inc()
-            self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
-            log.error(
-                "database unavailable (%s); batch stays pending, retrying in %.1fs",
-                exc.__class__.__name__,
-                self._backoff,
-            )
-            self._sleep(self._backoff)
             return 0
+        if self._inflight.depth > 1 and not retry:
+            return self._turn(entries)
+        try:
+            self.process(entries)
+        except SQLAlchemyError as exc:
+            self._database_failed(exc)
+            return 0
+        self._backoff = 0.0
+        return len(entries)
+
+    def _turn(self, entries: Entries) -> int:
+        """Batches in flight (app/tracking/pipeline.py): this batch of new entries, then more as long as
+        the stream has some, for at most TURN_SECONDS (a stop or a failed batch ends the turn
+        sooner), up to `inflight` transactions at once; every batch started has ended when it
+        returns. Returns the entries acknowledged (their batches committed)."""
+        handled, failure = 0, None
+        deadline = time.monotonic() + TURN_SECONDS
+        try:
+            while entries:
+                self._inflight.submit(self._prepare(entries))
+                if self._inflight.full:
+                    settled = self._inflight.settle_oldest()
+                    handled += self._settled(settled)
+                    failure = failure or settled.error
+                if failure or self._stopping or time.monotonic() >= deadline:
+                    break
+                entries = self._new(block=False)
+            for settled in self._inflight.drain():
+                handled += self._settled(settled)
+                failure = failure or settled.error
+        except BaseException:
+            # (Redis failed, or a bug): wait for what is in flight, acknowledge nothing more.
+            # What committed unacknowledged is read again and stored once (event_id is unique).
+            self._inflight.drain()
+            raise
+        if isinstance(failure, SQLAlchemyError):
+            self._database_failed(failure)
+        else:
+            self._backoff = 0.0
+        return handled
+
+    def _settled(self, settled: Settled) -> int:
+        """Acknowledge a batch that committed; one that failed stays pending (its entries are
+        this consumer's pending ones, read again by the next loop). Not a database error: raised."""
+        if settled.error is not None:
+            if not isinstance(settled.error, SQLAlchemyError):
+                raise settled.error
+            return 0
+        assert settled.result is not None
+        self._finish(settled.batch, settled.result)
+        return len(settled.batch.ids)
+
+    def _database_failed(self, exc: SQLAlchemyError) -> None:
+        self.stats.db_errors += 1
+        metrics.DEPENDENCY_ERRORS.labels("database", "worker").inc()
+        self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
+        log.error(
+            "database unavailable (%s); batch stays pending, retrying in %.1fs",
+            exc.__class__.__name__,
+            self._backoff,
+        )
+        self._sleep(self._backoff)
 
     def update_gauges(self) -> None:
         """Stream length, pending, lag (`backlog`); database and Redis up."""

@@ -1,0 +1,15 @@
+"""Settings of the stream worker (`pixeltrack worker`, app/tracking/worker.py) added since the first
+ones (WORKER_BATCH_SIZE and its neighbours, app/settings.py): a base of `Settings`, so they are read,
+documented and checked with every other variable."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", use_attribute_docstrings=True)
+
+    worker_inflight_batches: int = Field(default=4, ge=1, le=8)
+    """Batches whose transaction runs at once in one worker, each on its own connection, while the next is read and classified (1: one batch at a time)."""

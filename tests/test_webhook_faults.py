@@ -96,7 +96,12 @@ def test_events_stored_during_an_attempt_go_out_when_it_ends_not_a_poll_later(
     hold = threading.Event()
     polls: list[int] = []  # attempts each poll started
     poll = Dispatcher.poll
-    monkeypatch.setattr(Dispatcher, "poll", lambda self: polls.append(poll(self)) or polls[-1])
+
+    def counted(self: Dispatcher) -> int:
+        polls.append(poll(self))
+        return polls[-1]
+
+    monkeypatch.setattr(Dispatcher, "poll", counted)
     with running_receiver(hold=hold) as receiver:
         create(client, headers, receiver.url)
         tree = consent_tree(db, user)

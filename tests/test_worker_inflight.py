@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from app.clients import sync_redis
 from app.models import GroupCounts, Opening
 from app.services import counters
+from app.tracking import ingest
 from app.tracking import worker as worker_module
 from app.tracking.events import Event
 from app.tracking.queue import GROUP, STREAM
@@ -77,7 +78,7 @@ def test_a_batch_failing_while_others_are_in_flight_stays_pending_and_lands_once
     first, second, third = set(ids[:10]), set(ids[10:20]), set(ids[20:])
     third_committed = threading.Event()
     failures: list[str] = []
-    real_store = worker_module.store_events
+    real_store = ingest.store_events
     real_add = counters.add_events
 
     def store(engine: Engine, events: Sequence[tuple[str, Any]], **kw: Any) -> Any:
@@ -136,7 +137,7 @@ def test_a_stop_ends_the_loop_after_the_batches_in_flight(
     pixels = seed_pixels(engine, 20)
     push_events(redis_client, pixels, 100)
     worker = StreamWorker(sync_redis(redis_url), engine, consumer="stopping", batch_size=10, inflight=2)
-    real_store: Callable[..., Any] = worker_module.store_events
+    real_store: Callable[..., Any] = ingest.store_events
     calls: list[int] = []
 
     def store(engine: Engine, events: Sequence[tuple[str, Any]], **kw: Any) -> Any:

@@ -134,6 +134,11 @@ def test_nginx_answers_the_pixel_with_the_api_headers(stack: Stack, settings: Se
     assert httpx.get(stack.edge.base + "/healthz", timeout=10).status_code == 200  # the rest is proxied
     mode = stat.S_IMODE(stack.edge.log.stat().st_mode)
     assert mode == 0o600, oct(mode)
+    # The API's two loads (GET: a human split, HEAD: a machine one) are stored by the stack's stream
+    # consumer; the edge's are not (no `ship` here). Waiting for them also leaves no batch in flight
+    # when the test's teardown compares the report counters with the rows.
+    wait_until(lambda: openings(engine, [pixel])["rows"] >= 2, "the API's loads to be stored", timeout=30)
+    assert openings(engine, [pixel])["per_pixel"] == {pixel: 2}
 
 
 def test_loads_land_once_across_ship_kills_and_a_rotation(stack: Stack, settings: Settings, engine: Engine) -> None:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.authn import Authenticator
 from app.errors import Forbidden, RateLimited
+from app.fastread import OwnedReads
 from app.models import User
 from app.models.base import MAX_ID
 from app.ratelimit import RateLimiter
@@ -91,6 +92,15 @@ async def _close(session: Session) -> None:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_owned_reads(request: Request) -> OwnedReads:
+    """Reads of one owned object without a Session, on the event loop (app/fastread.py)."""
+    reads: OwnedReads = request.app.state.owned_reads
+    return reads
+
+
+OwnedReadsDep = Annotated[OwnedReads, Depends(get_owned_reads)]
 
 
 async def get_urls(request: Request) -> TrackingUrls:

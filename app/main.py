@@ -19,6 +19,7 @@ from app.authn import Authenticator
 from app.bodyguard import RequestBodyGuard
 from app.db import READ_ONLY, make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
+from app.fastread import make_owned_reads
 from app.middleware import install_http_middleware
 from app.openapi import build_openapi
 from app.replicas import ReadRouter, ReplicaMonitor, StickyUsers, read_only_engine
@@ -93,6 +94,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.session_factory = make_sessionmaker(app.state.engine)
     # GET/HEAD requests' sessions: readers (app/db.read_only), without a call per request.
     app.state.read_session_factory = make_sessionmaker(app.state.engine.execution_options(**{READ_ONLY: True}))
+    # GETs of one owned object: no Session, no thread hop (app/fastread.py).
+    app.state.owned_reads = make_owned_reads(
+        settings.sqlalchemy_url,
+        app.state.engine,
+        pool_size=30,  # as the engine's (app/db.make_engine)
+        connect_timeout=settings.database_connect_timeout_seconds,
+        read_timeout=settings.database_read_timeout_seconds,
+    )
     _create_first_admin(app, settings)
     app.state.tracking = await start_tracking(settings, app.state.engine)
     app.state.reads = make_read_router(app.state, settings)
@@ -116,6 +125,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.auth.close()
         await app.state.reads.close()
         await app.state.tracking.close()  # flushes events still in process memory
+        await app.state.owned_reads.close()
         app.state.engine.dispose()
         metrics.mark_process_dead(os.getpid())
 

@@ -33,6 +33,7 @@ from app.models import Base, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import counter_drift
+from tests.support.private_db import private_database
 from tests.support.webhooks import hook_settings
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
@@ -135,6 +136,13 @@ def engine(database_url: str) -> Iterator[Engine]:
     upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def private_url(db_leg: str, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of this test only, for tests that drop it or kill its connections."""
+    with private_database(db_leg, database_url, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

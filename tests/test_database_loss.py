@@ -2,15 +2,13 @@
 503 in the one error shape with Retry-After (never a 500), /readyz is 503, the click fast path
 answers 503 JSON, and the in-process flusher logs one line per state change without personal data.
 
-Each test uses a private database (a temp SQLite file, or a database of its own on the test
-MariaDB) so that dropping it touches nothing else.
+Each test uses a private database (`private_url`: a temp SQLite file, or a database of its own on
+the test MariaDB) so that dropping it touches nothing else.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,69 +16,20 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.db import make_engine
 from app.main import create_asgi
 from app.migrations import upgrade
-from app.models import Base
 from app.settings import Settings
 from app.tracking.tokens import TokenCodec
 from tests import factories
 from tests.helpers import assert_error
 from tests.support.app_state import in_app_loop
+from tests.support.private_db import drop_database, seeded
 from tests.support.processes import free_port
 
 SECRET_UA = "LeakCheck-UA/9.9 (never-in-logs)"
-
-
-@pytest.fixture
-def private_url(db_leg: str, database_url: str, tmp_path: Path) -> Iterator[str]:
-    """A database of this test only (the run's database is never dropped)."""
-    if db_leg == "sqlite":
-        yield f"sqlite:///{tmp_path / 'loss.db'}"
-        return
-    server = make_url(database_url).set(database="")
-    name = f"pixeltrack_loss_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
-
-
-def drop_database(url: str) -> None:
-    """MariaDB: DROP DATABASE. SQLite: drop every table (the file itself stays open in the pool)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        eng = create_engine(url, poolclass=NullPool)
-        with eng.begin() as conn:
-            conn.execute(text("PRAGMA foreign_keys=OFF"))
-            for table in [*reversed(Base.metadata.sorted_tables)]:
-                conn.execute(text(f'DROP TABLE IF EXISTS "{table.name}"'))
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        eng.dispose()
-        return
-    eng = create_engine(parsed.set(database=""), poolclass=NullPool)
-    with eng.begin() as conn:
-        conn.execute(text(f"DROP DATABASE `{parsed.database}`"))
-    eng.dispose()
-
-
-def seeded(url: str) -> dict[str, Any]:
-    eng = make_engine(url)
-    upgrade(eng)
-    with Session(eng, expire_on_commit=False) as db:
-        user = factories.make_user(db, username="loss-" + uuid.uuid4().hex[:6])
-        tree = factories.make_tree(db, user)
-        db.commit()
-    eng.dispose()
-    return {"user": user, **tree}
 
 
 def requests_to_check(tree: dict[str, Any], headers: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:

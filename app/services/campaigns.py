@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,14 +12,22 @@ from sqlalchemy.orm import Session
 from app.errors import ValidationFailed
 from app.models import Campaign, Group, Tracking, User
 from app.schemas.campaign import CampaignCreate, CampaignUpdate, GroupCreate, GroupUpdate
-from app.services.common import apply_changes, conflict, get_owned, owned, paginate
+from app.services.common import apply_changes, conflict, get_owned, owned, paginate, read_owned
 from app.tracking import origins as origins_cache
+
+if TYPE_CHECKING:
+    from app.fastread import OwnedReads, Row
 
 DATES_OUT_OF_ORDER = "ends_at must be after starts_at"
 
 
 def get_campaign(db: Session, user: User, campaign_id: int) -> Campaign:
     return get_owned(db, user, Campaign, campaign_id)
+
+
+async def read_campaign(reads: OwnedReads, user: User, campaign_id: int) -> Row:
+    """The campaign's attributes, read on the event loop (GET; app/fastread.py)."""
+    return await read_owned(reads, user, Campaign, campaign_id)
 
 
 def list_campaigns(db: Session, user: User, *, limit: int, offset: int) -> tuple[Sequence[Campaign], int]:
@@ -85,6 +93,10 @@ def origins_changed(db: Session) -> None:
 
 def get_group(db: Session, user: User, group_id: int) -> Group:
     return get_owned(db, user, Group, group_id, (Campaign, Campaign.id == Group.campaign_id))
+
+
+async def read_group(reads: OwnedReads, user: User, group_id: int) -> Row:
+    return await read_owned(reads, user, Group, group_id, (Campaign, Campaign.id == Group.campaign_id))
 
 
 def list_groups(db: Session, campaign: Campaign, *, limit: int, offset: int) -> tuple[Sequence[Group], int]:

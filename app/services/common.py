@@ -4,7 +4,7 @@ conflicts, partial updates."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, inspect, select
 from sqlalchemy.orm import Session
@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, NotFound
 from app.models import Campaign, User
 from app.models.base import Base
+
+if TYPE_CHECKING:
+    from app.fastread import OwnedReads, Row
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Select[Any])
@@ -34,25 +37,32 @@ def owned(stmt: S, user: User) -> S:
 _OWNED_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
 
 
-def _join_key(on: ColumnElement[bool]) -> tuple[Any, ...]:
+def join_key(on: ColumnElement[bool]) -> tuple[Any, ...]:
     """A join condition `A.x == B.y` as a hashable key (AttributeError for anything else)."""
     left, right = on.left, on.right
     return (on.operator, left.table.name, left.key, right.table.name, right.key)
 
 
+def owned_select(what: Sequence[Any], model: type[Any], joins: tuple[Join, ...], admin: bool) -> Select[Any]:
+    """SELECT `what` of the `model` row with id :object_id, joined up to its campaign through
+    `joins`, whose campaign :owner_id owns (admins: any). Also the statement of app.fastread."""
+    (primary_key,) = inspect(model).primary_key  # `id`
+    stmt = select(*what).where(primary_key == bindparam("object_id"))
+    for entity, on in joins:
+        stmt = stmt.join(entity, on)
+    if not admin:
+        stmt = stmt.where(Campaign.owner_id == bindparam("owner_id"))
+    return stmt
+
+
 def _owned_statement(model: type[M], joins: tuple[Join, ...], admin: bool) -> Select[Any]:
     try:
-        key: tuple[Any, ...] | None = (model, admin, *((entity, _join_key(on)) for entity, on in joins))
+        key: tuple[Any, ...] | None = (model, admin, *((entity, join_key(on)) for entity, on in joins))
     except AttributeError:
         key = None
     stmt = _OWNED_STATEMENTS.get(key) if key is not None else None
     if stmt is None:
-        (primary_key,) = inspect(model).primary_key  # `id`
-        stmt = select(model).where(primary_key == bindparam("object_id"))
-        for entity, on in joins:
-            stmt = stmt.join(entity, on)
-        if not admin:
-            stmt = stmt.where(Campaign.owner_id == bindparam("owner_id"))
+        stmt = owned_select([model], model, joins, admin)
         if key is not None:
             _OWNED_STATEMENTS[key] = stmt
     return stmt
@@ -64,6 +74,14 @@ def get_owned(db: Session, user: User, model: type[M], object_id: int, *joins: J
     answers exactly as a missing one)."""
     params = {"object_id": object_id} if user.is_admin else {"object_id": object_id, "owner_id": user.id}
     found: M | None = db.scalar(_owned_statement(model, joins, user.is_admin), params)
+    if found is None:
+        raise NotFound(f"{model.__name__} not found.")
+    return found
+
+
+async def read_owned(reads: OwnedReads, user: User, model: type[M], object_id: int, *joins: Join) -> Row:
+    """`get_owned` without a Session, on the event loop (app/fastread.py): the row's attributes."""
+    found = await reads.row(model, joins, object_id, None if user.is_admin else user.id)
     if found is None:
         raise NotFound(f"{model.__name__} not found.")
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,11 +12,18 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.models import Campaign, Contact, Link, User
 from app.schemas.tracking import LinkCreate, LinkUpdate
-from app.services.common import apply_changes, get_owned, paginate
+from app.services.common import apply_changes, get_owned, paginate, read_owned
+
+if TYPE_CHECKING:
+    from app.fastread import OwnedReads, Row
 
 
 def get_link(db: Session, user: User, link_id: int) -> Link:
     return get_owned(db, user, Link, link_id, (Campaign, Campaign.id == Link.campaign_id))
+
+
+async def read_link(reads: OwnedReads, user: User, link_id: int) -> Row:
+    return await read_owned(reads, user, Link, link_id, (Campaign, Campaign.id == Link.campaign_id))
 
 
 def list_links(db: Session, campaign: Campaign, *, limit: int, offset: int) -> tuple[Sequence[Link], int]:

@@ -1,0 +1,68 @@
+"""A database of one test only (a temp SQLite file, or a database of its own on the test MariaDB),
+for tests that drop it or kill its connections: nothing else on the server is touched."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from app.db import make_engine
+from app.migrations import upgrade
+from app.models import Base
+from tests import factories
+
+
+@contextmanager
+def private_database(db_leg: str, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database, dropped afterwards (the run's database never is)."""
+    if db_leg == "sqlite":
+        yield f"sqlite:///{tmp_path / 'private.db'}"
+        return
+    server = make_url(database_url).set(database="")
+    name = f"pixeltrack_private_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    """MariaDB: DROP DATABASE. SQLite: drop every table (the file itself stays open in the pool)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        eng = create_engine(url, poolclass=NullPool)
+        with eng.begin() as conn:
+            conn.execute(text("PRAGMA foreign_keys=OFF"))
+            for table in [*reversed(Base.metadata.sorted_tables)]:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{table.name}"'))
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        eng.dispose()
+        return
+    eng = create_engine(parsed.set(database=""), poolclass=NullPool)
+    with eng.begin() as conn:
+        conn.execute(text(f"DROP DATABASE `{parsed.database}`"))
+    eng.dispose()
+
+
+def seeded(url: str) -> dict[str, Any]:
+    eng = make_engine(url)
+    upgrade(eng)
+    with Session(eng, expire_on_commit=False) as db:
+        user = factories.make_user(db, username="loss-" + uuid.uuid4().hex[:6])
+        tree = factories.make_tree(db, user)
+        db.commit()
+    eng.dispose()
+    return {"user": user, **tree}

@@ -124,6 +124,7 @@ class DriverReads:
             "charset": url.query.get("charset", "utf8mb4"),
             "autocommit": True,
             "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
         }
         self._size = pool_size
         self._pool: Any = None
@@ -155,7 +156,7 @@ class DriverReads:
         pool = self._pool or await self._open()
         async with pool.acquire() as conn:
             try:
-                async with asyncio.timeout(self.read_timeout), conn.cursor() as cursor:
+                async with conn.cursor() as cursor:
                     await cursor.execute(sql, params)
                     found: tuple[Any, ...] | None = await cursor.fetchone()
                     return found

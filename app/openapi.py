@@ -4,6 +4,8 @@ FastAPI builds it from the routes; this module adds what it cannot see or states
 
 - the contacts and conversions POST bodies, parsed by hand (one object or a list), are published
   as schemas;
+- the routes of `CurrentUser` (one dependency, app.deps.Caller) list the two schemes it accepts,
+  a JWT and an API key;
 - every operation that signs in or authenticates (and so reads the database) documents the
   503 it answers when the database is down;
 - an optional body (`PixelCreate | None = None`) is a plain `$ref` with `required: false`,
@@ -17,8 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 
+from app.deps import CALLER_SCHEME, api_key_scheme, oauth2_scheme
 from app.models.base import MAX_ID
 from app.schemas.common import error_responses
 from app.schemas.contact import ContactCreate
@@ -37,6 +41,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(model_schema.pop("$defs", {}))
         components[model.__name__] = model_schema
+    _publish_caller_schemes(schema)
     _document_database_errors(schema)
     for path in schema.get("paths", {}).values():
         for method in _METHODS:
@@ -45,6 +50,24 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _integer_bounds(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _publish_caller_schemes(schema: dict[str, Any]) -> None:
+    """Routes of `CurrentUser` accept a JWT or an API key in the one bearer header, read by one
+    dependency (app.deps.Caller): published as the two schemes, either of which satisfies the route
+    (so /docs offers both, and client generators see how to send each)."""
+    schemes = schema.get("components", {}).get("securitySchemes", {})
+    if schemes.pop(CALLER_SCHEME, None) is None:
+        return
+    for scheme in (oauth2_scheme, api_key_scheme):
+        schemes[scheme.scheme_name] = jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+    alternatives: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in (oauth2_scheme, api_key_scheme)]
+    for path in schema.get("paths", {}).values():
+        for method in _METHODS:
+            operation = path.get(method)
+            if operation is not None and {CALLER_SCHEME: []} in operation.get("security", []):
+                operation["security"] = [entry for entry in operation["security"] if entry != {CALLER_SCHEME: []}]
+                operation["security"] += alternatives
 
 
 def _document_database_errors(schema: dict[str, Any]) -> None:

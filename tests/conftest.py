@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from app.models import Base, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import counter_drift
-from tests.support.private_db import private_database
+from tests.support.private_db import private_database, server_database
 from tests.support.webhooks import hook_settings
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
@@ -119,15 +118,9 @@ def database_url(db_leg: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (required when CI=true)", pytrace=False)
         pytest.skip(message)
-    name = f"pixeltrack_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    admin.dispose()
+    with server_database(server, "pixeltrack_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

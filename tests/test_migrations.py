@@ -22,7 +22,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, delete, func, inspect, select, text
+from sqlalchemy import Engine, Table, delete, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from app.migrations import alembic_config, upgrade
 from app.models import Base, Campaign, Click, User
 from tests import factories
 from tests.helpers import counter_snapshot, snapshot_diff
+from tests.support.private_db import server_database
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 APP_TABLES = {t.name for t in Base.metadata.sorted_tables}
@@ -92,16 +93,8 @@ def fresh_url(db_leg: str, tmp_path: Path, engine: Engine) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
     server = make_url(os.environ.get("TEST_MYSQL_URL", DEFAULT_MYSQL_URL))
-    name = f"pixeltrack_migr_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET latin1 COLLATE latin1_swedish_ci"))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with server_database(server, "pixeltrack_migr", "latin1 COLLATE latin1_swedish_ci") as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from app.deps import CurrentUser, IdPath, OwnedReadsDep, PageDep, ReadSessionDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, owned_reads
 from app.routing import TransactionRoute, model_response
 from app.schemas.campaign import CampaignCreate, CampaignOut, CampaignUpdate
 from app.schemas.common import Page, error_responses, page_of
@@ -26,8 +26,10 @@ def create_campaign(body: CampaignCreate, user: CurrentUser, db: SessionDep) -> 
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))
-async def get_campaign(campaign_id: IdPath, user: CurrentUser, reads: OwnedReadsDep) -> Response:
-    return model_response(CampaignOut.model_validate(await campaigns.read_campaign(reads, user, campaign_id)))
+async def get_campaign(campaign_id: IdPath, user: CurrentUser, request: Request) -> Response:
+    return model_response(
+        CampaignOut.model_validate(await campaigns.read_campaign(owned_reads(request), user, campaign_id))
+    )
 
 
 @router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, responses=error_responses(404))

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from app.deps import CurrentUser, IdPath, OwnedReadsDep, PageDep, ReadSessionDep, SessionDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, owned_reads
 from app.routing import TransactionRoute, model_response
 from app.schemas.campaign import GroupCreate, GroupOut, GroupUpdate
 from app.schemas.common import Page, error_responses, page_of
@@ -30,8 +30,8 @@ def create_group(campaign_id: IdPath, body: GroupCreate, user: CurrentUser, db: 
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut)
-async def get_group(group_id: IdPath, user: CurrentUser, reads: OwnedReadsDep) -> Response:
-    return model_response(GroupOut.model_validate(await campaigns.read_group(reads, user, group_id)))
+async def get_group(group_id: IdPath, user: CurrentUser, request: Request) -> Response:
+    return model_response(GroupOut.model_validate(await campaigns.read_group(owned_reads(request), user, group_id)))
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut, responses=error_responses(409))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.deps import CurrentUser, IdPath, OwnedReadsDep, PageDep, ReadSessionDep, SessionDep, UrlsDep
+from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, UrlsDep, owned_reads
 from app.models.base import MAX_ID
 from app.routing import TransactionRoute, after_commit, model_response
 from app.schemas.common import Page, error_responses, page_of
@@ -40,8 +40,8 @@ def create_link(campaign_id: IdPath, body: LinkCreate, user: CurrentUser, db: Se
 
 
 @router.get("/links/{link_id}", response_model=LinkOut)
-async def get_link(link_id: IdPath, user: CurrentUser, reads: OwnedReadsDep) -> Response:
-    return model_response(LinkOut.model_validate(await links.read_link(reads, user, link_id)))
+async def get_link(link_id: IdPath, user: CurrentUser, request: Request) -> Response:
+    return model_response(LinkOut.model_validate(await links.read_link(owned_reads(request), user, link_id)))
 
 
 @router.patch("/links/{link_id}", response_model=LinkOut)

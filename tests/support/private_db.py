@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -21,22 +21,29 @@ from tests import factories
 
 
 @contextmanager
-def private_database(db_leg: str, database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database, dropped afterwards (the run's database never is)."""
-    if db_leg == "sqlite":
-        yield f"sqlite:///{tmp_path / 'private.db'}"
-        return
-    server = make_url(database_url).set(database="")
-    name = f"pixeltrack_private_{uuid.uuid4().hex[:10]}"
+def server_database(server: URL, prefix: str, charset: str = "utf8mb4 COLLATE utf8mb4_bin") -> Iterator[str]:
+    """The URL of a new database `<prefix>_<random>` on the MariaDB server `server` (a URL without
+    a database), dropped afterwards: the test run's, a migration test's, one test's."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, poolclass=NullPool)
     with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET {charset}"))
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@contextmanager
+def private_database(db_leg: str, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database, dropped afterwards (the run's database never is)."""
+    if db_leg == "sqlite":
+        yield f"sqlite:///{tmp_path / 'private.db'}"
+        return
+    with server_database(make_url(database_url).set(database=""), "pixeltrack_private") as url:
+        yield url
 
 
 def drop_database(url: str) -> None:

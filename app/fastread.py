@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from app.db import connect_read_only
-from app.services.common import Join, join_key, owned_select
+from app.services.common import Join, owned_key, owned_statement
 
 Row = dict[str, Any]  # attribute name -> value, as the model's mapped attributes hold them
 
@@ -60,26 +60,27 @@ class OwnedReads(Protocol):
 
 
 class _Queries:
-    """The compiled statement of each (model, joins, admin), built on first use."""
+    """The owned statement of each (model, joins, admin) compiled for the dialect, on first use."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._cache: dict[tuple[Any, ...], _Query] = {}
 
     def get(self, model: type[Any], joins: tuple[Join, ...], admin: bool) -> _Query:
-        key = (model, admin, *((entity, join_key(on)) for entity, on in joins))
-        query = self._cache.get(key)
+        key = owned_key(model, joins, admin)
+        query = self._cache.get(key) if key is not None else None
         if query is None:
             mapper = inspect(model)
             columns = list(mapper.local_table.columns)
-            stmt = owned_select(columns, model, joins, admin)
+            stmt = owned_statement(model, joins, admin, columns=True)
             query = _Query(
                 stmt=stmt,
                 sql=str(stmt.compile(dialect=self.dialect)),
                 keys=tuple(mapper.get_property_by_column(column).key for column in columns),
                 processors=tuple(column.type.result_processor(self.dialect, None) for column in columns),
             )
-            self._cache[key] = query
+            if key is not None:
+                self._cache[key] = query
         return query
 
 
@@ -114,7 +115,6 @@ class DriverReads:
         self, url: URL, dialect: Dialect, *, pool_size: int, connect_timeout: float, read_timeout: float | None
     ):
         self.queries = _Queries(dialect)
-        self.read_timeout = read_timeout
         self._kwargs: dict[str, Any] = {
             "host": url.host or "localhost",
             "port": url.port or 3306,

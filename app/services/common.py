@@ -34,7 +34,7 @@ def owned(stmt: S, user: User) -> S:
 
 # get_owned's statements, built once per (model, joins, admin) with bound parameters: building a
 # statement and its cache key anew took ~0.3 ms per call (docs/benchmarks.md, authenticated CRUD).
-_OWNED_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
+_OWNED_STATEMENTS: dict[tuple[bool, tuple[Any, ...]], Select[Any]] = {}
 
 
 def join_key(on: ColumnElement[bool]) -> tuple[Any, ...]:
@@ -55,16 +55,24 @@ def owned_select(what: Sequence[Any], model: type[Any], joins: tuple[Join, ...],
     return stmt
 
 
-def _owned_statement(model: type[M], joins: tuple[Join, ...], admin: bool) -> Select[Any]:
+def owned_key(model: type[Any], joins: tuple[Join, ...], admin: bool) -> tuple[Any, ...] | None:
+    """What identifies an owned statement (None: a join condition that is not `A.x == B.y`)."""
     try:
-        key: tuple[Any, ...] | None = (model, admin, *((entity, join_key(on)) for entity, on in joins))
+        return (model, admin, *((entity, join_key(on)) for entity, on in joins))
     except AttributeError:
-        key = None
-    stmt = _OWNED_STATEMENTS.get(key) if key is not None else None
+        return None
+
+
+def owned_statement(model: type[Any], joins: tuple[Join, ...], admin: bool, *, columns: bool = False) -> Select[Any]:
+    """`owned_select` of the model (columns=True: of its table's columns, app.fastread), built
+    once per key."""
+    key = owned_key(model, joins, admin)
+    stmt = _OWNED_STATEMENTS.get((columns, key)) if key is not None else None
     if stmt is None:
-        stmt = owned_select([model], model, joins, admin)
+        what = list(inspect(model).local_table.columns) if columns else [model]
+        stmt = owned_select(what, model, joins, admin)
         if key is not None:
-            _OWNED_STATEMENTS[key] = stmt
+            _OWNED_STATEMENTS[columns, key] = stmt
     return stmt
 
 
@@ -73,7 +81,7 @@ def get_owned(db: Session, user: User, model: type[M], object_id: int, *joins: J
     `Campaign` through `joins`; else NotFound, "<Model> not found." (someone else's object
     answers exactly as a missing one)."""
     params = {"object_id": object_id} if user.is_admin else {"object_id": object_id, "owner_id": user.id}
-    found: M | None = db.scalar(_owned_statement(model, joins, user.is_admin), params)
+    found: M | None = db.scalar(owned_statement(model, joins, user.is_admin), params)
     if found is None:
         raise NotFound(f"{model.__name__} not found.")
     return found

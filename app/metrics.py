@@ -17,11 +17,10 @@ the API serves it on that separate listener only (app/metrics_server.py), not on
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import (
@@ -39,11 +38,10 @@ from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 from starlette.middleware import Middleware
-from starlette.requests import Request as StarletteRequest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics_server
 from app.errors import Unauthorized
+from app.http_metrics import HttpMetrics
 from app.schemas.common import error_responses
 
 if TYPE_CHECKING:
@@ -240,7 +238,8 @@ def instrument(app: FastAPI, settings: Settings) -> None:
     one process, e.g. in tests); /metrics serves it with the business metrics above. The
     pixel/click fast path wraps the app, so its requests are counted by the business
     counters rather than per request here. With METRICS_BIND the public app has no /metrics
-    (404): `start_listener` serves it on that address.
+    (404): `start_listener` serves it on that address. The instrumentator's middleware is
+    replaced by app.http_metrics.HttpMetrics, its subclass (the same series, less work).
     """
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
@@ -256,8 +255,7 @@ def instrument(app: FastAPI, settings: Settings) -> None:
     if added.cls is not PrometheusInstrumentatorMiddleware:  # type: ignore[comparison-overlap]
         raise RuntimeError("prometheus-fastapi-instrumentator no longer adds its middleware as expected")
     # (the library types its middleware loosely: not an ASGIApp to mypy)
-    app.user_middleware[0] = Middleware(_RouteLabels, **added.kwargs)  # type: ignore[arg-type]
-    app.add_middleware(_InProgress)
+    app.user_middleware[0] = Middleware(HttpMetrics, in_progress=IN_PROGRESS, **added.kwargs)  # type: ignore[arg-type]
 
     if settings.metrics_bind:
         return
@@ -286,64 +284,6 @@ def instrument(app: FastAPI, settings: Settings) -> None:
 
         Requires `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set."""
         return Response(generate_latest(_exposed(registry)), media_type=CONTENT_TYPE_LATEST)
-
-
-_ID_SEGMENT = re.compile(r"(?<=/)[0-9]+(?=/|$)")
-_ID = "\x00"  # what an all-digit path segment becomes in a cache key (no request path holds it)
-ROUTE_LABELS_CACHED = 2048
-
-
-class _RouteLabels(PrometheusInstrumentatorMiddleware):
-    """The instrumentator, with the route template of a request (its `handler` label) remembered.
-
-    The library finds it by flattening every route of the app and matching the path against
-    them in order, on every request (measured: the largest single cost of an authenticated GET
-    in the middleware stack, docs/benchmarks.md). The answer depends only on the method, the
-    root path and the path, and a path segment made of digits alone (an id) matches the same
-    routes whatever the digits (no route of the app has an all-digit literal segment; a test
-    checks), so the answer is kept per (method, root path, path with such segments as one key).
-    An answer that holds the request's own path (an unmatched path, or a trailing-slash redirect
-    the library labels with the path) is shared only by requests of exactly that path. At most
-    ROUTE_LABELS_CACHED answers are kept (emptied when full: random paths cannot grow it).
-    """
-
-    def __init__(self, app: ASGIApp, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._labels: dict[tuple[str, str, str], tuple[str, bool]] = {}
-
-    def _get_handler(self, request: StarletteRequest) -> tuple[str, bool]:
-        scope = request.scope
-        path: str = scope["path"]
-        key = (scope["method"], scope.get("root_path", ""), _ID_SEGMENT.sub(_ID, path))
-        found = self._labels.get(key)
-        if found is None:
-            found = super()._get_handler(request)
-            handler, templated = found
-            if key[2] != path and (not templated or path in handler):
-                return found  # names this very path: not shared with other ids
-            if len(self._labels) >= ROUTE_LABELS_CACHED:
-                self._labels.clear()
-            self._labels[key] = found
-        return found
-
-
-class _InProgress:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        gauge = IN_PROGRESS.labels(scope["method"] if scope["method"] in _METHODS else "other")
-        gauge.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            gauge.dec()
-
-
-_METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"})
 
 
 def mark_process_dead(pid: int) -> None:

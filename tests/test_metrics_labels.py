@@ -1,5 +1,6 @@
-"""The HTTP metrics' `handler` label: remembered per route (app/metrics._RouteLabels), the same
-labels as prometheus-fastapi-instrumentator's own per-request lookup gives."""
+"""The HTTP metrics (app/http_metrics.HttpMetrics): the `handler` label remembered per route, the
+same labels as prometheus-fastapi-instrumentator's own per-request lookup gives, and the same
+series with the same values as the library's own middleware records."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from prometheus_fastapi_instrumentator import routing
 from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.middleware import Middleware
 from starlette.requests import Request
 
-from app import metrics
+from app import http_metrics
+from app import metrics as app_metrics
 from app.main import create_app, create_asgi
 from app.models import User
 from app.settings import Settings
@@ -54,9 +57,9 @@ REQUESTS = [
 ]
 
 
-def _labeller(app: FastAPI) -> metrics._RouteLabels:
+def _labeller(app: FastAPI) -> http_metrics.HttpMetrics:
     layer = app.build_middleware_stack()
-    while not isinstance(layer, metrics._RouteLabels):
+    while not isinstance(layer, http_metrics.HttpMetrics):
         layer = layer.app  # type: ignore[attr-defined]
     return layer
 
@@ -77,7 +80,7 @@ def test_handler_labels_match_the_library(settings: Settings) -> None:
 
 
 def test_remembered_labels_are_bounded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics, "ROUTE_LABELS_CACHED", 10)
+    monkeypatch.setattr(http_metrics, "ROUTE_LABELS_CACHED", 10)
     app = create_app(settings)
     labeller = _labeller(app)
     for n in range(100):
@@ -131,3 +134,90 @@ def test_requests_are_counted_under_their_route_template(
         ("/api/v1/campaigns/{campaign_id}", "GET", "2xx"): 4,
         ("/api/v1/campaigns/{campaign_id}", "GET", "4xx"): 1,
     }
+
+
+def _with_library_middleware(app: FastAPI) -> FastAPI:
+    """`app` with prometheus-fastapi-instrumentator's own middleware where HttpMetrics was."""
+    for index, entry in enumerate(app.user_middleware):
+        if entry.cls is http_metrics.HttpMetrics:  # type: ignore[comparison-overlap]
+            kwargs = {k: v for k, v in entry.kwargs.items() if k != "in_progress"}
+            app.user_middleware[index] = Middleware(PrometheusInstrumentatorMiddleware, **kwargs)  # type: ignore[arg-type]
+            return app
+    raise AssertionError("no HttpMetrics in the app's middleware")
+
+
+HTTP_FAMILIES = {
+    "http_requests",
+    "http_request_size_bytes",
+    "http_response_size_bytes",
+    "http_request_duration_seconds",
+    "http_request_duration_highr_seconds",
+}
+
+
+def _recorded(app: FastAPI) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the instrumentator's metrics in the app's registry, but `_created`
+    timestamps; the latency histograms by count only (their buckets depend on the timing)."""
+    samples = {}
+    for family in app.state.metrics_registry.collect():
+        if family.name not in HTTP_FAMILIES:
+            continue
+        timed = family.type == "histogram"
+        for sample in family.samples:
+            if sample.name.endswith("_created") or (timed and not sample.name.endswith("_count")):
+                continue
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _drive(app: FastAPI, headers: dict[str, str], campaign_id: int) -> None:
+    with TestClient(app) as client:
+        for method, path in REQUESTS:
+            client.request(method, path, headers=headers)
+        client.get(f"/api/v1/campaigns/{campaign_id}", headers=headers)
+        client.get(f"/api/v1/campaigns/{campaign_id}")  # 401
+        created = client.post("/api/v1/campaigns", json={"name": "sized"}, headers=headers)  # 201, a body
+        assert created.status_code == 201
+        client.post("/api/v1/campaigns", content=b"{not json", headers=headers)  # 422
+        client.post("/api/v1/campaigns", json={"name": ""}, headers=headers)  # 422
+        client.get(f"/api/v1/campaigns/{campaign_id}/sendsheet?format=ndjson", headers=headers)  # streamed
+        client.head("/api/v1/campaigns", headers=headers)
+        client.options("/api/v1/campaigns", headers=headers)
+        deleted = client.delete(f"/api/v1/campaigns/{created.json()['id']}", headers=headers)
+        assert deleted.status_code == 204  # the next run lists the same campaigns
+
+
+def test_the_same_series_and_values_as_the_library(settings: Settings, db: Session, user: User, engine: Engine) -> None:
+    headers = factories.headers_for(settings, user)
+    with factories.one_commit(db):
+        campaign = factories.make_campaign(db, user)
+    ours, library = create_app(settings), _with_library_middleware(create_app(settings))
+    _drive(ours, headers, campaign.id)
+    _drive(library, headers, campaign.id)
+    recorded = _recorded(ours)
+    assert recorded == _recorded(library)
+    counted = {dict(labels)["handler"] for name, labels in recorded if name == "http_requests_total"}
+    assert {"/api/v1/campaigns/{campaign_id}", "/api/v1/campaigns", "/auth/me"} <= counted
+    sizes = {
+        dict(labels)["handler"]: value
+        for (name, labels), value in recorded.items()
+        if name == "http_request_size_bytes_sum"
+    }
+    assert sizes["/api/v1/campaigns"] > 0  # the POST bodies' Content-Length
+
+
+def test_in_progress_counts_requests_being_answered(settings: Settings) -> None:
+    app = create_app(settings)
+    seen = []
+
+    @app.get("/probe-in-progress", include_in_schema=False)
+    def probe() -> dict[str, float]:
+        value = app_metrics.IN_PROGRESS.labels("GET")._value.get()
+        seen.append(value)
+        return {"value": value}
+
+    before = app_metrics.IN_PROGRESS.labels("GET")._value.get()
+    with TestClient(app) as client:
+        assert client.get("/probe-in-progress").status_code == 200
+    assert seen == [before + 1]
+    assert app_metrics.IN_PROGRESS.labels("GET")._value.get() == before

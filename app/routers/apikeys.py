@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from app.authn import Authenticator
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
-from app.routing import TransactionRoute, after_commit
+from app.routing import PrefixRouter, TransactionRoute, after_commit
 from app.schemas.apikey import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.schemas.common import Page, error_responses, page_of
 from app.services import apikeys
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1/api-keys",
     tags=["api keys"],
     responses=error_responses(401, 403, 422, 429),

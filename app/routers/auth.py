@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.deps import CurrentUser, SessionDep, SettingsDep
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import error_responses
 from app.schemas.user import Token, UserOut
 from app.services import auth
 
-router = APIRouter(prefix="/auth", tags=["auth"], route_class=TransactionRoute)
+router = PrefixRouter(prefix="/auth", tags=["auth"], route_class=TransactionRoute)
 
 
 @router.post("/token", response_model=Token, responses=error_responses(401, 422, 429))

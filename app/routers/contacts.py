@@ -4,7 +4,7 @@ import email.message
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app import cooperative
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
 from app.models import ContactStatus
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import ErrorOut, Page, UtcDatetime, error_responses, page_of
 from app.schemas.contact import (
     MAX_BULK_CONTACTS,
@@ -25,7 +25,7 @@ from app.schemas.contact import (
 )
 from app.services import campaigns, contacts, contacts_bulk
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1",
     tags=["contacts"],
     responses=error_responses(401, 403, 404, 422, 429),

@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app import cooperative
 from app.deps import CurrentUser, SessionDep
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import ErrorOut, error_responses
 from app.schemas.conversions_api import MAX_BULK_CONVERSIONS, ConversionPost, ConversionsRecorded
 from app.services import conversions
 from app.tracking.attribution import AttributionCodec
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["conversions"], responses=error_responses(401, 403, 422, 429), route_class=TransactionRoute
 )
 

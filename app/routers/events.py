@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 
 from app.deps import CurrentUser, ReadSessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.models import EventType
 from app.models.base import MAX_ID
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import error_responses
 from app.schemas.webhooks import FeedOut
 from app.services import events
 from app.webhooks import sequence
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["events"], responses=error_responses(401, 403, 422, 429), route_class=TransactionRoute
 )
 

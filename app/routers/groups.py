@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, owned_reads
-from app.routing import TransactionRoute, model_response
+from app.routing import PrefixRouter, TransactionRoute, model_response
 from app.schemas.campaign import GroupCreate, GroupOut, GroupUpdate
 from app.schemas.common import Page, error_responses, page_of
 from app.services import campaigns
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["groups"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
 )
 

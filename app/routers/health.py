@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from alembic.script import ScriptDirectory
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,9 +26,10 @@ from app.clients import ping
 from app.db import connect_read_only
 from app.migrations import alembic_config
 from app.replicas import ReadRouter
+from app.routing import PrefixRouter
 from app.schemas.common import error_responses
 
-router = APIRouter(tags=["health"])
+router = PrefixRouter(tags=["health"])
 
 RETRY_AFTER = "5"
 

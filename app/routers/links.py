@@ -3,16 +3,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, UrlsDep, owned_reads
 from app.models.base import MAX_ID
-from app.routing import TransactionRoute, after_commit, model_response
+from app.routing import PrefixRouter, TransactionRoute, after_commit, model_response
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import LinkCreate, LinkOut, LinkUpdate, TrackedUrlOut
 from app.services import campaigns, links
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["links"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
 )
 

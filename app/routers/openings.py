@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.tracking import OpeningCreate, OpeningOut, OpeningUpdate
 from app.services import openings, pixels
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1",
     tags=["openings"],
     responses=error_responses(401, 403, 404, 422, 429),

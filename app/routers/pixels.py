@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, UrlsDep
 from app.models import Pixel
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import Page, error_responses
 from app.schemas.tracking import PixelCreate, PixelOut, PixelUpdate
 from app.services import contacts, pixels
 from app.tracking.urls import TrackingUrls
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["pixels"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
 )
 

@@ -4,16 +4,16 @@ import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from app.deps import CurrentUser, IdPath, ReadSessionDep, ReadTargetDep, SettingsDep
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import Id, UtcDatetime, error_responses
 from app.schemas.reports import ABMetric, Bucket, CampaignStats
 from app.services import campaigns, export, stats
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["reports"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
 )
 

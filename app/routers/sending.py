@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 
 from app.deps import CurrentUser, IdPath, SessionDep, UrlsDep
 from app.models import ContactStatus
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import Id, UtcDatetime, error_responses
 from app.schemas.render import MAX_JSON_CONTACTS, RenderedList, RenderRequest, SheetFormat
 from app.services import campaigns, render, sendprep, sendsheet
 from app.streaming import PrimedStreamingResponse
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["sending"], responses=error_responses(401, 403, 404, 422, 429), route_class=TransactionRoute
 )
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
+from app.routing import PrefixRouter
 from app.schemas.common import ErrorOut, error_responses
 from app.schemas.conversions import ConversionName, OrderId
 from app.tracking.intake import ConversionPost, Intake
 from app.tracking.tracker import Reply
 
-router = APIRouter(tags=["tracking (public)"])
+router = PrefixRouter(tags=["tracking (public)"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from app.authn import Authenticator
 from app.deps import AdminUser, IdPath, PageDep, ReadSessionDep, SessionDep
-from app.routing import TransactionRoute, after_commit
+from app.routing import PrefixRouter, TransactionRoute, after_commit
 from app.schemas.common import Page, error_responses, page_of
 from app.schemas.user import UserCreate, UserOut, UserUpdate
 from app.services import users
@@ -17,7 +17,7 @@ def _forget_credentials(request: Request, user_id: int) -> None:
     after_commit(request, lambda: auth.user_changed(user_id))
 
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1/users",
     tags=["users (admin)"],
     responses=error_responses(401, 403, 422, 429),

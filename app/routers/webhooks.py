@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from app.deps import CurrentUser, IdPath, PageDep, ReadSessionDep, SessionDep, SettingsDep
-from app.routing import TransactionRoute
+from app.routing import PrefixRouter, TransactionRoute
 from app.schemas.common import Page, UtcDatetime, error_responses, page_of
 from app.schemas.webhooks import (
     DeliveryOut,
@@ -20,7 +20,7 @@ from app.schemas.webhooks import (
 )
 from app.services import webhooks
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1", tags=["webhooks"], responses=error_responses(401, 403, 422, 429), route_class=TransactionRoute
 )
 

@@ -41,42 +41,40 @@ from app.db import RETRY_ATTEMPTS, is_transient, retry_delay
 
 log = logging.getLogger("pixeltrack.routing")
 
-_SESSIONS = "db_sessions"  # request.state: the sessions `get_db` handed out in this run
-_AFTER_COMMIT = "after_commit"  # request.state: callbacks to run once this run has committed
+# Kept in the request's scope (a dict: reading request.state for a name it lacks raises and
+# catches an AttributeError, twice per request).
+_SESSIONS = "pixeltrack.db_sessions"  # the sessions `get_db` handed out in this run
+_AFTER_COMMIT = "pixeltrack.after_commit"  # callbacks to run once this run has committed
 
 AfterCommit = Callable[[], Awaitable[None]]
 
 
 def remember_session(request: Request, session: Session) -> None:
-    sessions: list[Session] = getattr(request.state, _SESSIONS, [])
-    sessions.append(session)
-    setattr(request.state, _SESSIONS, sessions)
+    request.scope.setdefault(_SESSIONS, []).append(session)
 
 
 def after_commit(request: Request, callback: AfterCommit) -> None:
     """Run `callback` once the request's transaction has committed (never if it rolls back)."""
-    callbacks: list[AfterCommit] = getattr(request.state, _AFTER_COMMIT, [])
-    callbacks.append(callback)
-    setattr(request.state, _AFTER_COMMIT, callbacks)
+    request.scope.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def _commit_sessions(request: Request) -> None:
-    for session in getattr(request.state, _SESSIONS, []):
+    for session in request.scope.get(_SESSIONS, ()):
         session.commit()
 
 
 def _in_transaction(request: Request) -> bool:
     """Whether a session of this run began a transaction (one that never ran a statement holds
     no connection: there is nothing to commit, and no worker thread is needed for it)."""
-    return any(session.in_transaction() for session in getattr(request.state, _SESSIONS, []))
+    return any(session.in_transaction() for session in request.scope.get(_SESSIONS, ()))
 
 
 def _close_sessions(request: Request) -> None:
     """Roll back and close the run's sessions (get_db closes them again at the end: idempotent)."""
-    for session in getattr(request.state, _SESSIONS, []):
+    for session in request.scope.get(_SESSIONS, ()):
         session.close()
-    setattr(request.state, _SESSIONS, [])
-    setattr(request.state, _AFTER_COMMIT, [])
+    request.scope[_SESSIONS] = []
+    request.scope[_AFTER_COMMIT] = []
 
 
 def _replica_failed(request: Request, exc: DBAPIError) -> bool:
@@ -150,7 +148,7 @@ class TransactionRoute(APIRoute):
                 except Exception:
                     await asyncio.to_thread(_close_sessions, request)
                     raise
-                for callback in getattr(request.state, _AFTER_COMMIT, []):
+                for callback in request.scope.get(_AFTER_COMMIT, ()):
                     await callback()
                 return response
             raise AssertionError("unreachable")

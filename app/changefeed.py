@@ -95,7 +95,7 @@ class ChangeFeed:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*REDIS_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # (typed from redis 8)
 
     async def close(self) -> None:
         if self._listener is not None:

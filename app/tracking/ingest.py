@@ -37,6 +37,7 @@ from app.db import retrying
 from app.models import Contact, Link, Pixel, Tracking
 from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import counters
+from app.services.sql import in_list
 from app.tracking import click_rules
 from app.tracking.classify import classify
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
@@ -113,19 +114,34 @@ def _connect(engine: Engine) -> Connection:
 def _insert(conn: Connection, table: EventTable, rows: list[dict[str, Any]]) -> int:
     inserted = 0
     if conn.dialect.name in ("mysql", "mariadb"):
-        # The hot path: the driver's own multi-row INSERT from tuples (SQLAlchemy's per-row
-        # parameter processing cost ~6 % of the worker's throughput). Names from the model only.
-        names = list(rows[0])
-        columns, values = ", ".join(names), ", ".join(["%s"] * len(names))
-        sql = f"INSERT IGNORE INTO {table.model.__tablename__} ({columns}) VALUES ({values})"  # noqa: S608
+        # The hot path: the multi-row INSERT written here, from the rows' known column types
+        # (`_values`), and sent without parameters. pymysql's executemany escaped each value
+        # through its type dispatch: half of this statement's CPU, the worker's largest single
+        # cost (docs/benchmarks.md, worker). Names from the model only.
+        head = f"INSERT IGNORE INTO {table.model.__tablename__} ({', '.join(rows[0])}) VALUES "  # noqa: S608
+        quote = conn.connection.dbapi_connection.escape  # type: ignore[union-attr]  # the driver's own
+        raw = conn.execution_options(no_parameters=True)  # nothing for the driver to %-format
         for start in range(0, len(rows), CHUNK):
-            result = conn.exec_driver_sql(sql, [tuple(row.values()) for row in rows[start : start + CHUNK]])
-            inserted += max(result.rowcount, 0)
+            values = ",".join([_values(row, quote) for row in rows[start : start + CHUNK]])
+            inserted += max(raw.exec_driver_sql(head + values).rowcount, 0)
         return inserted
     for start in range(0, len(rows), CHUNK):
         result = conn.execute(_ignore(insert(table.model)), rows[start : start + CHUNK])
         inserted += max(result.rowcount, 0)
     return inserted
+
+
+def _values(row: dict[str, Any], quote: Callable[[str], str]) -> str:
+    """One `_rows` row as SQL: its strings quoted by the driver's escaping (`quote`: pymysql's,
+    which also honours NO_BACKSLASH_ESCAPES), its ids as integers, its time as pymysql writes a
+    datetime (the wall time, UTC here), a missing IP or agent as NULL."""
+    event_id, target, contact_id, campaign_id, at, client, reason, ip, agent = row.values()
+    return (
+        f"({quote(event_id)},{int(target)},{int(contact_id)},{int(campaign_id)},"
+        f"'{at.year:04}-{at.month:02}-{at.day:02} {at.hour:02}:{at.minute:02}:{at.second:02}.{at.microsecond:06}',"
+        f"{quote(client)},{quote(reason)},{'NULL' if ip is None else quote(ip)},"
+        f"{'NULL' if agent is None else quote(agent)})"
+    )
 
 
 class _Replayed(SQLAlchemyError):
@@ -166,7 +182,7 @@ def _rows(
 ) -> list[dict[str, Any]]:
     """The rows of the events kept; `owner` gives an event's (contact id, campaign id, consent).
     An `anonymous` contact's rows keep the class decided from the IP and user agent, not those.
-    The key order is the column order of the MariaDB insert (`_insert`)."""
+    The key order is the column order of the MariaDB insert (`_values`)."""
     rows = []
     for eid, e in kept:
         contact_id, campaign_id, tracking = owner(e)
@@ -295,7 +311,7 @@ def _store(
                 lambda ids: (
                     select(Pixel.id, Contact.id, Contact.campaign_id, Contact.group_id, Contact.tracking)
                     .join(Contact, Contact.id == Pixel.contact_id)
-                    .where(Pixel.id.in_(ids))
+                    .where(in_list(Pixel.id, ids))
                 ),
                 sorted({e.target_id for _, e in opens}),
                 lock=True,
@@ -308,7 +324,7 @@ def _store(
         if clicks:
             links = _lookup(
                 conn,
-                lambda ids: select(Link.id, Link.campaign_id, Link.trap).where(Link.id.in_(ids)),
+                lambda ids: select(Link.id, Link.campaign_id, Link.trap).where(in_list(Link.id, ids)),
                 sorted({e.target_id for _, e in clicks}),
                 lock=careful,
             )
@@ -316,7 +332,7 @@ def _store(
                 conn,
                 lambda ids: select(
                     Contact.id, Contact.campaign_id, Contact.group_id, Contact.sent_at, Contact.tracking
-                ).where(Contact.id.in_(ids)),
+                ).where(in_list(Contact.id, ids)),
                 sorted({e.contact_id for _, e in clicks}),
                 lock=True,
             )

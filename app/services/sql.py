@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Float, Integer, Table, case, func, literal_column
+from sqlalchemy import Connection, Float, Integer, Table, bindparam, case, func, literal_column
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -123,6 +123,15 @@ def earlier_of(current: Any, new: Any) -> ColumnElement[Any]:
     its own result it gives the same value, so an assignment `x = earlier_of(x, new)` can be
     read by the assignments after it (MySQL applies them in order) without changing them."""
     return func.coalesce(_Least(current, new), current, new)
+
+
+def in_list(column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (...)` with the values written into the SQL as it runs (literals of the column's
+    type) instead of one bound parameter each: the ingest's lists of a batch's ids (up to a
+    thousand or two) cost the driver an escape per value and SQLAlchemy a parameter each, a
+    visible share of the worker's CPU (docs/benchmarks.md, worker). The statement still compiles
+    and caches once."""
+    return column.in_(bindparam(None, list(values), type_=column.type, expanding=True, literal_execute=True))  # type: ignore[no-any-return]
 
 
 def dialect_name(db: DB) -> str:

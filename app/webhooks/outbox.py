@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Insert, Select, case, insert, literal, select
 
 from app.models import Campaign, Contact, Event, Tracking
 from app.models.tracking import CLICKS, OPENINGS, EventTable
+from app.services.sql import in_list
 
 CHUNK = 1000
 _COLUMNS = (
@@ -81,7 +82,7 @@ def _events_of(table: EventTable, event_ids: list[str], now: datetime) -> Select
         )
         .join(Contact, Contact.id == model.contact_id)
         .join(Campaign, Campaign.id == model.campaign_id)
-        .where(model.event_id.in_(event_ids), Contact.tracking != Tracking.off.value)
+        .where(in_list(model.event_id, event_ids), Contact.tracking != Tracking.off.value)
         .order_by(model.id)  # the events in the order of their rows (the feed's order within a batch)
         .with_hint(model, hint, dialect_name="mysql")
         .with_hint(model, hint, dialect_name="mariadb")

@@ -17,7 +17,7 @@ from app.models import OPEN_COLUMNS, Click, Contact, Opening
 from app.services.counters.contacts import KEY, STATS, click_sums, open_sums, refresh_contacts
 from app.services.counters.groups import add_groups, group_sums, minus
 from app.services.counters.hours import add_hours, epoch_hour
-from app.services.sql import DB, delay_us, earlier_of, upsert
+from app.services.sql import DB, delay_us, earlier_of, in_list, upsert
 
 
 def add_events(db: DB, openings: Sequence[dict[str, Any]], clicks: Sequence[dict[str, Any]]) -> None:
@@ -34,7 +34,7 @@ def add_events(db: DB, openings: Sequence[dict[str, Any]], clicks: Sequence[dict
     # same order: contacts, then groups, then hours). Locking reads: see groups.group_sums.
     keys = or_(
         *(
-            and_(STATS.c.campaign_id == campaign_id, STATS.c.contact_id.in_(sorted(ids)))
+            and_(STATS.c.campaign_id == campaign_id, in_list(STATS.c.contact_id, sorted(ids)))
             for campaign_id, ids in sorted(by_campaign.items())
         )
     )
@@ -48,10 +48,10 @@ def add_events(db: DB, openings: Sequence[dict[str, Any]], clicks: Sequence[dict
         refresh_contacts(db, missing)
         before = group_sums(db, keys)
     if openings:
-        where = Opening.event_id.in_([row["event_id"] for row in openings])
+        where = in_list(Opening.event_id, [row["event_id"] for row in openings])
         upsert(db, STATS, KEY, _add_counts, columns=_OPENED, select=_opened(where, Opening.contact_id.not_in(missing)))
     if clicks:
-        where = Click.event_id.in_([row["event_id"] for row in clicks])
+        where = in_list(Click.event_id, [row["event_id"] for row in clicks])
         upsert(db, STATS, KEY, _add_counts, columns=_CLICKED, select=_clicked(where, Click.contact_id.not_in(missing)))
     after = group_sums(db, keys)
     add_groups(db, {key: minus(after.get(key, {}), before.get(key, {})) for key in before | after})

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from app import gctune
 from app.clients import sync_redis
 from app.db import make_engine
 from app.services import counters
@@ -31,6 +32,7 @@ from bench.servers import PrivateRedis, fresh_database
 def _drain(url: str, redis_url: str, consumer: str, go: Any, inflight: int = DEFAULT_INFLIGHT) -> None:
     engine = make_engine(url)
     worker = StreamWorker(sync_redis(redis_url), engine, consumer=consumer, batch_size=2000, inflight=inflight)
+    gctune.tune()  # as `pixeltrack worker` does before its loop (ConsumerLoop.run_forever)
     go.wait()
     worker.drain()
     engine.dispose()

@@ -38,7 +38,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import metrics
+from app import gctune, metrics
 from app.clients import REDIS_ERRORS, SyncRedis
 from app.db import connect_read_only
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
@@ -112,6 +112,7 @@ class ConsumerLoop:
     def run_forever(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        gctune.tune()  # (`pixeltrack worker`: what it keeps is loaded; app/gctune.py)
         log.info("worker %s consuming %s", self.consumer, self.describe())
         while not self._stopping:
             try:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import Engine, delete, select
 
-from app import metrics
+from app import gctune, metrics
 from app.db import connect_read_only
 from app.models import BatchStatus, Event, WebhookBatch, WebhookDelivery
 from app.settings import Settings
@@ -209,6 +209,7 @@ def run_command(settings: Settings, make_engine: Callable[[Settings], Engine]) -
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    gctune.tune()  # (app/gctune.py)
     print("dispatcher: delivering stored events to the webhooks", flush=True)
     dispatcher.run()
     dispatcher.engine.dispose()

@@ -242,7 +242,9 @@ def test_readyz_reports_lag_and_reads_fall_back_beyond_the_maximum(
     body = wait_until(lagging, "/readyz to report the replica lagging", timeout=15, interval=0.05)
     assert body is not None
     assert body["status"] == "degraded"
-    assert body["replica"]["lag_seconds"] > 0.3
+    # "lagging" is decided on the lag itself (> 0.3); /readyz shows it rounded to the millisecond,
+    # and checks a fixed interval apart often measure 0.3 plus a fraction of a millisecond.
+    assert body["replica"]["lag_seconds"] >= 0.3
     assert body["replica"]["reads_from"] == "primary"
     assert body["replica"]["sql_running"] == "No"
     lag = REGISTRY.get_sample_value("pixeltrack_replica_lag_seconds")

@@ -130,7 +130,8 @@ def in_list(column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
     type) instead of one bound parameter each: the ingest's lists of a batch's ids (up to a
     thousand or two) cost the driver an escape per value and SQLAlchemy a parameter each, a
     visible share of the worker's CPU (docs/benchmarks.md, worker). The statement still compiles
-    and caches once."""
+    and caches once. For ids only (integers, and the event ids our own code makes): strings are
+    quoted by SQLAlchemy's literal rendering, not the driver's escaping of the session."""
     return column.in_(bindparam(None, list(values), type_=column.type, expanding=True, literal_execute=True))  # type: ignore[no-any-return]
 
 

@@ -107,22 +107,32 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def _answers(driver: Any, seen: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """(method, url, status) of the responses the browser has received so far (accumulated)."""
-    requests: dict[str, tuple[str, str]] = {}
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        params = message.get("params", {})
-        if message["method"] == "Network.requestWillBeSent":
-            requests[params["requestId"]] = (params["request"]["method"], params["request"]["url"])
-        elif message["method"] == "Network.responseReceived":
-            method = requests.get(params["requestId"], ("?", ""))[0]
-            seen.append((method, params["response"]["url"], params["response"]["status"]))
-    return seen
+class Answers:
+    """(method, url, status) of the responses the browser has received so far, accumulated.
 
+    Chromium's performance log hands out each entry once: a request announced in one read may be
+    answered in the next, so the request ids are kept across reads (a per-read map would miss
+    the answer to a request announced just before a read, and a wait would time out).
+    """
 
-def _posts_to_e(seen: list[tuple[str, str, int]], tracker: str) -> list[int]:
-    return [status for method, url, status in seen if method == "POST" and url == f"{tracker}/e"]
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.requests: dict[str, tuple[str, str]] = {}
+        self.seen: list[tuple[str, str, int]] = []
+
+    def read(self) -> Answers:
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            params = message.get("params", {})
+            if message["method"] == "Network.requestWillBeSent":
+                self.requests[params["requestId"]] = (params["request"]["method"], params["request"]["url"])
+            elif message["method"] == "Network.responseReceived":
+                method = self.requests.get(params["requestId"], ("?", ""))[0]
+                self.seen.append((method, params["response"]["url"], params["response"]["status"]))
+        return self
+
+    def posts_to_e(self, tracker: str) -> list[int]:
+        return [status for method, url, status in self.seen if method == "POST" and url == f"{tracker}/e"]
 
 
 def test_a_browser_converts_once_and_other_origins_are_refused(
@@ -152,7 +162,7 @@ def test_a_browser_converts_once_and_other_origins_are_refused(
         server.wait_healthy()
         landing["html"] = PAGE.format(tracker=server.base)
         click = TokenCodec(settings.fernet_keys()).click_token(tree["link"].id, tree["contact"].id)
-        seen: list[tuple[str, str, int]] = []
+        answers = Answers(browser)
 
         browser.get(f"{server.base}/c/{click}")  # the click in the email: its 302 appends pt=
         wait_until(lambda: browser.execute_script("return window.sent === true"), "convert() to send", timeout=20)
@@ -166,22 +176,22 @@ def test_a_browser_converts_once_and_other_origins_are_refused(
             tree["contact"].id,
         )
         assert browser.execute_script("return pixeltrack.version") == "1"
-        wait_until(lambda: len(_posts_to_e(_answers(browser, seen), server.base)) >= 2, "two answers", timeout=20)
+        wait_until(lambda: len(answers.read().posts_to_e(server.base)) >= 2, "two answers", timeout=20)
         wait_until(lambda: browser.execute_script("return window.jsonFetch"), "the JSON fetch", timeout=20)
         assert browser.execute_script("return window.jsonFetch") == "status 204"  # preflight passed, readable
-        assert sorted(_posts_to_e(seen, server.base)) == [204, 204]
+        assert sorted(answers.posts_to_e(server.base)) == [204, 204]
 
         # The reload: no pt in the URL now, the token comes from localStorage; the same order again.
         browser.get(f"{shop_origin}/thanks")
         wait_until(lambda: browser.execute_script("return window.sent === true"), "convert() after reload", timeout=20)
         assert browser.execute_script("return window.tokenKept") == pt
-        wait_until(lambda: len(_posts_to_e(_answers(browser, seen), server.base)) >= 4, "the reload's", timeout=20)
+        wait_until(lambda: len(answers.read().posts_to_e(server.base)) >= 4, "the reload's", timeout=20)
 
         # Another origin (localhost is not 127.0.0.1): the beacon is refused, the JSON preflight too.
         browser.get(f"http://localhost:{landing['port']}/thanks?{urlencode({'pt': pt})}")
         wait_until(lambda: browser.execute_script("return window.jsonFetch"), "the refused fetch", timeout=20)
         assert browser.execute_script("return window.jsonFetch") == "refused"
-        wait_until(lambda: 403 in _posts_to_e(_answers(browser, seen), server.base), "the 403", timeout=20)
+        wait_until(lambda: 403 in answers.read().posts_to_e(server.base), "the 403", timeout=20)
     finally:
         server.stop()  # flushes the in-process queue
     assert server.proc.returncode == 0, server.output

@@ -116,8 +116,8 @@ def stored_event_ids(engine: Engine, event_ids: set[str]) -> dict[str, int]:
     """How many openings each of `event_ids` has (ids without any are left out)."""
     with engine.connect() as conn:
         query = select(Opening.event_id, func.count()).where(Opening.event_id.in_(event_ids))
-        counts: dict[str, int] = dict(conn.execute(query.group_by(Opening.event_id)).tuples().all())
-    return counts
+        rows = conn.execute(query.group_by(Opening.event_id))
+        return {str(event_id): int(count) for event_id, count in rows}
 
 
 def consumer_pending(client: Any, consumer: str) -> int:

@@ -5,12 +5,14 @@ when the database is gone (tests/test_database_loss.py checks that on every rout
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -20,11 +22,12 @@ from app.db import make_engine
 from app.errors import is_database_unavailable
 from app.fastread import DriverReads, ThreadReads, _as_sqlalchemy, make_owned_reads
 from app.main import create_asgi
-from app.models import User
+from app.models import Campaign, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import assert_error
 from tests.support.private_db import seeded
+from tests.support.tcp_proxy import FreezableProxy
 
 CAMPAIGN = {
     "name": "Spring sale",
@@ -139,3 +142,40 @@ def test_a_read_timeout_or_a_socket_error_is_the_database_unavailable() -> None:
         converted = _as_sqlalchemy("SELECT 1", error)
         assert isinstance(converted, OperationalError)
         assert is_database_unavailable(converted)
+
+
+@pytest.mark.mysql_only
+def test_a_database_that_stops_answering_fails_the_read_at_the_read_timeout(
+    engine: Engine, database_url: str, db: Session, user: User
+) -> None:
+    """A host that hangs (no FIN, no RST) fails the read after DATABASE_READ_TIMEOUT_SECONDS, as
+    the database unavailable (503), and the connection is dropped: once it answers again, so does
+    the read (one deadline over the whole answer, app/fastread.DriverReads._fetch)."""
+    campaign = factories.make_tree(db, user)["campaign"]
+    db.commit()
+    url = make_url(database_url)
+    proxy = FreezableProxy(url.host or "127.0.0.1", url.port or 3306)
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    reads = make_owned_reads(through, engine, pool_size=2, connect_timeout=2, read_timeout=0.5)
+    assert isinstance(reads, DriverReads)
+
+    async def scenario() -> None:
+        try:
+            found = await reads.row(Campaign, (), campaign.id, user.id)
+            assert found is not None
+            assert found["name"] == campaign.name
+            proxy.freeze()
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as failed:
+                await reads.row(Campaign, (), campaign.id, user.id)
+            assert is_database_unavailable(failed.value)
+            assert 0.4 < time.monotonic() - started < 5
+            proxy.thaw()
+            again = await reads.row(Campaign, (), campaign.id, user.id)
+            assert again == found
+        finally:
+            proxy.thaw()
+            await reads.close()
+            proxy.close()
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class FreezableProxy:
@@ -19,10 +20,21 @@ class FreezableProxy:
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._pumps = 0  # running pumps, and those of them parked by freeze()
+        self._parked = 0
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     def freeze(self) -> None:
+        """Stop forwarding; returns once no pump is mid-forward (a pump in `recv` when the flag
+        was set would still pass that one chunk on)."""
         self._frozen.set()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._parked >= self._pumps:
+                    return
+            self._closed.wait(0.005)
+        raise AssertionError("the proxy's pumps did not stop forwarding within 5 s")
 
     def thaw(self) -> None:
         self._frozen.clear()
@@ -40,15 +52,32 @@ class FreezableProxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
+                self._pumps += 2
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), name="proxy-pump", daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            self._forward(src, dst)
+        finally:
+            with self._lock:
+                self._pumps -= 1
+
+    def _forward(self, src: socket.socket, dst: socket.socket) -> None:
         src.settimeout(0.02)
+        parked = False
         while not self._closed.is_set():
             if self._frozen.is_set():
+                if not parked:
+                    with self._lock:
+                        self._parked += 1
+                    parked = True
                 self._closed.wait(0.01)  # not reading: the bytes wait in the kernel's buffers
                 continue
+            if parked:
+                with self._lock:
+                    self._parked -= 1
+                parked = False
             try:
                 data = src.recv(65536)
             except TimeoutError:
@@ -64,6 +93,9 @@ class FreezableProxy:
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        if parked:
+            with self._lock:
+                self._parked -= 1
 
     def close(self) -> None:
         self._closed.set()

@@ -230,15 +230,22 @@ def main() -> int:
         help=f"batches in flight per worker (WORKER_INFLIGHT_BATCHES; default {DEFAULT_INFLIGHT}; 1: one at a time)",
     )
     parser.add_argument(
+        "--worker-batch",
+        type=int,
+        default=None,
+        help="entries per worker batch (WORKER_BATCH_SIZE; default: the shipped default)",
+    )
+    parser.add_argument(
         "--worker-only",
         action="store_true",
         help="only the worker phases (classifying vs preclassified events); writes bench/results/worker-latest.*",
     )
     opts = parser.parse_args()
-    from bench.pixel_worker import worker_only, worker_phases  # (it imports this module)
+    from bench.pixel_worker import SHIPPED_BATCH, worker_only, worker_phases  # (it imports this module)
 
+    batch = opts.worker_batch or SHIPPED_BATCH
     if opts.worker_only:
-        return worker_only(opts.tokens, opts.stream_events, opts.worker_inflight)
+        return worker_only(opts.tokens, opts.stream_events, opts.worker_inflight, batch)
     if not shutil.which("wrk"):
         log("wrk is missing: apt-get install -y wrk")
         return 2
@@ -275,7 +282,7 @@ def main() -> int:
     finally:
         stop_server(proc)
     enqueued = redis.xlen(STREAM)
-    worker = StreamWorker(redis, engine, consumer="bench", batch_size=2000)
+    worker = StreamWorker(redis, engine, consumer="bench", batch_size=batch)
     started = time.perf_counter()
     drained = worker.drain()
     drain_s = time.perf_counter() - started
@@ -291,7 +298,7 @@ def main() -> int:
         "ok": rows == distinct_rows == loaded == enqueued,
     }
 
-    results["worker"] = worker_phases(engine, redis, redis_url, pixel_ids, opts.stream_events)
+    results["worker"] = worker_phases(engine, redis, redis_url, pixel_ids, opts.stream_events, batch=batch)
     engine.dispose()
     private_redis.stop()
 

@@ -22,16 +22,19 @@ from app import gctune
 from app.clients import sync_redis
 from app.db import make_engine
 from app.services import counters
+from app.settings import Settings
 from app.tracking.queue import GROUP, STREAM
 from app.tracking.worker import DEFAULT_INFLIGHT, StreamWorker
 from bench import procstat
 from bench.pixel_bench import AGENTS, RESULTS, _raw_event, count_openings, log, seed
 from bench.servers import PrivateRedis, fresh_database
 
+SHIPPED_BATCH: int = Settings.model_fields["worker_batch_size"].default  # WORKER_BATCH_SIZE as shipped
 
-def _drain(url: str, redis_url: str, consumer: str, go: Any, inflight: int = DEFAULT_INFLIGHT) -> None:
+
+def _drain(url: str, redis_url: str, consumer: str, go: Any, inflight: int, batch: int) -> None:
     engine = make_engine(url)
-    worker = StreamWorker(sync_redis(redis_url), engine, consumer=consumer, batch_size=2000, inflight=inflight)
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer=consumer, batch_size=batch, inflight=inflight)
     gctune.tune()  # as `pixeltrack worker` does before its loop (ConsumerLoop.run_forever)
     go.wait()
     worker.drain()
@@ -48,12 +51,14 @@ def worker_rate(
     *,
     classify: bool,
     inflight: int = DEFAULT_INFLIGHT,
+    batch: int = SHIPPED_BATCH,
 ) -> dict[str, Any]:
     """Openings per second that `processes` stream workers insert from a stream pre-filled with
     `events` (no openings and zero counters before: every contact gets its first opening). With
     `classify`, the events are what the request path records (raw facts: the worker classifies
     them); without, they arrive classified (the baseline: the worker's cost without classifying).
-    `inflight`: WORKER_INFLIGHT_BATCHES of each worker. Also the CPU per event of the worker
+    `inflight`: WORKER_INFLIGHT_BATCHES of each worker, `batch`: its WORKER_BATCH_SIZE (default: the
+    shipped default). Also the CPU per event of the worker
     processes and of the system's mariadbd (all of it: on a shared machine, others' queries too)."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM openings"))
@@ -71,7 +76,7 @@ def worker_rate(
     url = engine.url.render_as_string(hide_password=False)
     go = multiprocessing.Event()
     workers = [
-        multiprocessing.Process(target=_drain, args=(url, redis_url, f"bench-{n}", go, inflight))
+        multiprocessing.Process(target=_drain, args=(url, redis_url, f"bench-{n}", go, inflight, batch))
         for n in range(processes)
     ]
     for process in workers:
@@ -97,6 +102,7 @@ def worker_rate(
     return {
         "processes": processes,
         "inflight": inflight,
+        "batch": batch,
         "classify": classify,
         "rows": rows,
         "seconds": round(seconds, 3),
@@ -115,25 +121,33 @@ WORKER_PHASES: list[tuple[str | int, int, bool]] = [("preclassified_1", 1, False
 
 
 def worker_phases(
-    engine: Any, redis: Any, redis_url: str, pixel_ids: list[int], events: int, inflight: int = DEFAULT_INFLIGHT
+    engine: Any,
+    redis: Any,
+    redis_url: str,
+    pixel_ids: list[int],
+    events: int,
+    inflight: int = DEFAULT_INFLIGHT,
+    batch: int = SHIPPED_BATCH,
 ) -> dict[str | int, Any]:
     results: dict[str | int, Any] = {}
     for phase, processes, classify in WORKER_PHASES:
-        log(f"worker: {processes} process(es) draining {events} events ({classify=}, {inflight=}) ...")
+        log(f"worker: {processes} process(es) draining {events} events ({classify=}, {inflight=}, {batch=}) ...")
         results[phase] = worker_rate(
-            engine, redis, redis_url, pixel_ids, events, processes, classify=classify, inflight=inflight
+            engine, redis, redis_url, pixel_ids, events, processes, classify=classify, inflight=inflight, batch=batch
         )
     return results
 
 
-def worker_only(tokens: int, events: int, inflight: int = DEFAULT_INFLIGHT) -> int:
+def worker_only(tokens: int, events: int, inflight: int = DEFAULT_INFLIGHT, batch: int = SHIPPED_BATCH) -> int:
     """The worker phases alone (no wrk needed): the cost of classifying in the worker."""
     url = fresh_database("pixeltrack_bench")
     log(f"seeding {tokens} contacts and pixels ...")
     pixel_ids = seed(url, tokens)
     private_redis = PrivateRedis()
     engine = make_engine(url)
-    workers = worker_phases(engine, sync_redis(private_redis.url), private_redis.url, pixel_ids, events, inflight)
+    workers = worker_phases(
+        engine, sync_redis(private_redis.url), private_redis.url, pixel_ids, events, inflight, batch
+    )
     engine.dispose()
     private_redis.stop()
     ratio = workers[1]["openings_per_s"] / workers["preclassified_1"]["openings_per_s"]
@@ -142,7 +156,8 @@ def worker_only(tokens: int, events: int, inflight: int = DEFAULT_INFLIGHT) -> i
         "",
         f"{datetime.now(UTC).isoformat(timespec='seconds')} — {platform.machine()}, {os.cpu_count()} cores; "
         f"{events:,} events per phase over {tokens:,} pixels, {len(AGENTS)} distinct agents; "
-        f"{inflight} batch(es) in flight per worker (WORKER_INFLIGHT_BATCHES); "
+        f"batches of {batch:,} (WORKER_BATCH_SIZE{', the shipped default' if batch == SHIPPED_BATCH else ''}), "
+        f"{inflight} in flight per worker (WORKER_INFLIGHT_BATCHES); "
         f"load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| phase | processes | openings/s | rows | worker CPU µs/event | mariadbd CPU µs/event | cores busy |",

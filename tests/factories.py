@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.credentials import normalize_username
+from app.db import READ_ONLY
 from app.models import ApiKey, Campaign, Click, Contact, Conversion, Group, Link, Opening, Pixel, User, Webhook
 from app.security import create_access_token
 from app.services.apikeys import PREFIX_LENGTH, key_hash, new_key
@@ -47,10 +48,26 @@ def _n() -> int:
 _ONE_COMMIT: set[int] = set()  # the sessions inside `one_commit`
 
 
+def _writing(db: Session) -> None:
+    """Before a factory writes: on SQLite the tests' session reads in snapshots (tests/conftest.db:
+    plain BEGIN, no write lock), and a write in a snapshot that another connection has committed
+    past since (the app's flusher, a worker process) fails at once with "database is locked": SQLite
+    cannot upgrade a stale snapshot and does not wait. So end the reading transaction (committing
+    what is pending, as the factory would) and begin a writer's (BEGIN IMMEDIATE: it waits for the
+    lock, then reads the latest data)."""
+    if db.get_bind().dialect.name != "sqlite":
+        return
+    if db.in_transaction():
+        db.commit()
+    db.connection(execution_options={READ_ONLY: False})
+
+
 @contextmanager
 def one_commit(db: Session) -> Iterator[None]:
     """The factories called inside only flush; one commit at the end (a whole tree costs one
     transaction instead of one per object: the counters still move, by the flushes' hooks)."""
+    if id(db) not in _ONE_COMMIT:
+        _writing(db)
     _ONE_COMMIT.add(id(db))
     try:
         yield
@@ -60,10 +77,12 @@ def one_commit(db: Session) -> Iterator[None]:
 
 
 def _save(db: Session, obj: Any) -> Any:
-    db.add(obj)
     if id(db) in _ONE_COMMIT:
+        db.add(obj)
         db.flush()
     else:
+        _writing(db)
+        db.add(obj)
         db.commit()
     return obj
 

@@ -18,7 +18,7 @@ from app.errors import Forbidden, ValidationFailed
 from app.models import Event, EventType, User
 from app.settings import Settings
 from app.webhooks import cursor, sequence
-from app.webhooks.payload import events_query, payloads
+from app.webhooks.payload import events_query, in_seq_order, payloads
 
 MAX_LIMIT = 1000
 
@@ -43,13 +43,17 @@ def feed(
         except cursor.BadCursor as exc:
             raise ValidationFailed([{"loc": ["query", "after"], "msg": str(exc), "type": "value_error"}]) from None
     high = sequence.last_seq(db.connection())
-    stmt = events_query().where(Event.seq > position, Event.seq <= high)
-    if not everyone:
-        stmt = stmt.where(Event.owner_id == user.id)
-    if types:
-        stmt = stmt.where(Event.type.in_([str(t) for t in types]))
-    if campaign_id is not None:
-        stmt = stmt.where(Event.campaign_id == campaign_id)
-    rows = db.execute(stmt.order_by(Event.seq).limit(limit)).all()
+    owner_id = None if everyone else user.id
+    rows = db.execute(page(owner_id, campaign_id, types, position, high, limit)).all()
     last = rows[-1].seq if len(rows) == limit else max(high, position)
     return payloads(rows), cursor.encode(settings, user.id, last)
+
+
+def page(
+    owner_id: int | None, campaign_id: int | None, types: Sequence[EventType], position: int, high: int, limit: int
+) -> Any:
+    """The feed's next `limit` events after `position`, up to `high` (None owner: everyone's)."""
+    stmt = in_seq_order(events_query(), owner_id, campaign_id).where(Event.seq > position, Event.seq <= high)
+    if types:
+        stmt = stmt.where(Event.type.in_([str(t) for t in types]))
+    return stmt.order_by(Event.seq).limit(limit)

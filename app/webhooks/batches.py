@@ -26,7 +26,7 @@ from app.db import connect_read_only, make_engine
 from app.models import MACHINE_CLIENTS, BatchStatus, Event, Webhook, WebhookBatch, WebhookDelivery
 from app.webhooks import sequence
 from app.webhooks.delivery import Outcome
-from app.webhooks.payload import events_query
+from app.webhooks.payload import events_query, in_seq_order
 
 LEASE_MARGIN = timedelta(seconds=30)
 READ_COMMITTED = "READ COMMITTED"
@@ -90,13 +90,18 @@ def _lock_webhook(conn: Connection, webhook_id: int, *, skip_locked: bool) -> An
 def matching_events(webhook: Any, stmt: Any = None) -> Any:
     """`stmt` (default: the events' id and seq) restricted to what the webhook asked for."""
     stmt = select(Event.id, Event.seq) if stmt is None else stmt
-    stmt = stmt.where(Event.owner_id == webhook.owner_id)
+    stmt = in_seq_order(stmt, webhook.owner_id, webhook.campaign_id)
     stmt = stmt.where(Event.type.in_(webhook.events.split(",")))
-    if webhook.campaign_id is not None:
-        stmt = stmt.where(Event.campaign_id == webhook.campaign_id)
     if not webhook.include_machine:
         stmt = stmt.where(Event.client.not_in([kind.value for kind in MACHINE_CLIENTS]))
     return stmt
+
+
+def next_batch(webhook: Any, high: int, limit: int) -> Any:
+    """The webhook's next events past its cursor, up to `high`, with their payload's columns (one
+    query for the batch, not its ids and then its payload)."""
+    stmt = matching_events(webhook, events_query().add_columns(Event.id))
+    return stmt.where(Event.seq > webhook.cursor_seq, Event.seq <= high).order_by(Event.seq).limit(limit)
 
 
 def claim(engine: Engine, webhook_id: int, policy: Policy) -> Claim | None:
@@ -128,13 +133,7 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
         return None  # waiting for its retry (or leased to another attempt)
     if batch is None:
         high = sequence.last_seq(conn)
-        # The payload's rows at once (one query for the batch, not its ids and then its payload).
-        rows = conn.execute(
-            matching_events(webhook, events_query().add_columns(Event.id))
-            .where(Event.seq > webhook.cursor_seq, Event.seq <= high)
-            .order_by(Event.seq)
-            .limit(policy.batch_max)
-        ).all()
+        rows = conn.execute(next_batch(webhook, high, policy.batch_max)).all()
         cursor = rows[-1].seq if len(rows) == policy.batch_max else high
         if cursor != webhook.cursor_seq:
             conn.execute(update(Webhook).where(Webhook.id == webhook.id).values(cursor_seq=cursor))

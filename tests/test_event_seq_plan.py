@@ -1,0 +1,73 @@
+"""Reading events by `seq` costs a page, not the owner's history (app/webhooks/payload.in_seq_order).
+
+MariaDB ran a dispatcher claim or a feed page (`owner_id = ? AND seq > ? AND seq <= ? ORDER BY
+seq LIMIT n`, reading columns the index lacks) as a lookup on `owner_id` alone, walking every
+earlier event of the owner to reach the range: the plan each statement gets is checked here on
+a table of 20,000 events, where that happened."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+
+from app.db import make_engine, make_sessionmaker
+from app.migrations import upgrade
+from app.models import EventType
+from app.services import events
+from app.webhooks.batches import next_batch
+from tests import factories
+
+EVENTS = 20_000
+AFTER = 5_000  # a webhook or a reader catching up: the range is wide, the page is not
+
+
+def _events_plan(conn: Connection, stmt: Any) -> Any:
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    (row,) = [row for row in conn.execute(text("EXPLAIN " + sql)) if row.table == "events"]
+    return row
+
+
+@pytest.mark.mysql_only
+def test_claims_and_feed_pages_read_a_range_of_seq_not_the_owners_history(private_url: str) -> None:
+    engine = make_engine(private_url)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as db:
+        user = factories.make_user(db)
+        with factories.one_commit(db):
+            campaign = factories.make_campaign(db, user)
+            group = factories.make_group(db, campaign)
+        owner, campaign_id, group_id = user.id, campaign.id, group.id
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO events (seq, event_id, type, owner_id, campaign_id, group_id, client, reason,"
+                " occurred_at, created_at) SELECT seq, CONCAT('ev-', seq), 'open', :owner, :campaign, :group,"
+                " 'browser', '', NOW(), NOW() FROM seq_1_to_20000"  # MariaDB's Sequence engine: 1..EVENTS
+            ),
+            {"owner": owner, "campaign": campaign_id, "group": group_id},
+        )
+        conn.execute(text("ANALYZE TABLE events"))
+
+    def webhook(campaign: int | None) -> Any:
+        return SimpleNamespace(
+            owner_id=owner, campaign_id=campaign, events="open,click", include_machine=False, cursor_seq=AFTER
+        )
+
+    statements = {
+        "claim": (next_batch(webhook(None), EVENTS, 100), "ix_events_owner_id_seq"),
+        "claim, one campaign": (next_batch(webhook(campaign_id), EVENTS, 100), "ix_events_campaign_id_seq"),
+        "feed": (events.page(owner, None, [], AFTER, EVENTS, 100), "ix_events_owner_id_seq"),
+        "feed, one campaign": (
+            events.page(owner, campaign_id, [EventType.open], AFTER, EVENTS, 100),
+            "ix_events_campaign_id_seq",
+        ),
+        "feed, everyone's": (events.page(None, None, [], AFTER, EVENTS, 100), "uq_events_seq"),
+    }
+    with engine.connect() as conn:
+        plans = {name: _events_plan(conn, stmt) for name, (stmt, _) in statements.items()}
+    engine.dispose()
+    for name, (_, index) in statements.items():
+        assert (plans[name].type, plans[name].key) == ("range", index), name

@@ -18,6 +18,7 @@ from app.models import Event, User
 from app.settings import Settings
 from app.webhooks import cursor, sequence
 from tests.helpers import assert_error
+from tests.support.processes import wait_until
 from tests.support.webhooks import click, consent_tree, ingest, opens
 
 
@@ -55,11 +56,73 @@ def test_following_next_sees_every_event_once_and_then_polls(
     assert seen == later[:2], "the `off` contact's load made no event"
 
 
+def test_the_ingest_numbers_its_events_as_it_stores_them(
+    client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str]
+) -> None:
+    """The events of a batch carry their `seq` from the commit on, in the batch's order and
+    within `last_seq`: the feed reads them with no sequencer run in between."""
+    tree = consent_tree(db, user)
+    stored = ingest(engine, *opens(tree, n=3), click(tree))
+    with engine.connect() as conn:
+        rows = conn.execute(select(Event.event_id, Event.seq).where(Event.owner_id == user.id).order_by(Event.id)).all()
+        last = sequence.last_seq(conn)
+    assert [row.event_id for row in rows] == stored
+    seqs = [row.seq for row in rows]
+    assert None not in seqs, seqs
+    assert seqs == sorted(seqs), seqs
+    assert seqs[-1] <= last, (seqs, last)
+    assert follow(client, headers)[0] == stored
+
+
+@pytest.mark.skipif("config.getoption('--db') != 'mysql'", reason="two concurrent writers: MariaDB leg")
+def test_a_batch_numbers_its_events_after_an_earlier_writer_commits(
+    client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str]
+) -> None:
+    """A batch stored while another transaction holds the sequence (it took numbers, not yet
+    committed) waits for that commit and numbers its events after it: nothing is numbered twice
+    (INSERT IGNORE would drop the second), and the feed, read meanwhile, sees neither until then."""
+    tree = consent_tree(db, user)
+    _, after = follow(client, headers)
+    slow = engine.connect()
+    slow_tx = slow.begin()
+    base = sequence.reserve(slow, 1)
+    slow.execute(
+        insert(Event).values(
+            event_id="slow-writer",
+            seq=base + 1,
+            type="open",
+            owner_id=user.id,
+            campaign_id=tree["campaign"].id,
+            group_id=tree["group"].id,
+            client="browser",
+            reason="",
+            occurred_at=tree["campaign"].created_at,
+        )
+    )
+    stored: list[str] = []
+    writer = threading.Thread(target=lambda: stored.extend(ingest(engine, *opens(tree, n=2))))
+    writer.start()
+    waiting = text(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p"
+        " ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+    )
+    with engine.connect() as conn:
+        wait_until(lambda: conn.scalar(waiting), "the batch waiting for the sequence's lock", timeout=20)
+    assert follow(client, headers, after)[0] == []
+    slow_tx.commit()
+    slow.close()
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert follow(client, headers, after)[0] == ["slow-writer", *stored]
+
+
 def test_an_event_committed_late_is_not_skipped(
     client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str]
 ) -> None:
     """A row with a lower id that becomes visible after higher ones were read (a transaction that
-    committed late) still comes, after them: the feed follows `seq` (commit order), not `id`."""
+    committed late) still comes, after them: the feed follows `seq` (commit order), not `id`. The
+    row is written without `seq`, as a worker from before `sequence.reserve` writes them during an
+    upgrade: the sequencer numbers it."""
     tree = consent_tree(db, user)
     (spacer,) = ingest(engine, *opens(tree))
     early = ingest(engine, *opens(tree, n=2))
@@ -92,6 +155,8 @@ def test_an_event_committed_late_is_not_skipped(
 def test_concurrent_transactions_committing_out_of_order(
     client: TestClient, db: Session, engine: Engine, user: User, headers: dict[str, str]
 ) -> None:
+    """Rows written without `seq` (a worker from before `sequence.reserve`, during an upgrade) by
+    two transactions committing out of id order: the sequencer numbers them in commit order."""
     tree = consent_tree(db, user)
     _, after = follow(client, headers)
     values = {

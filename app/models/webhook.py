@@ -1,9 +1,10 @@
 """Events out (docs/webhooks.md): the event feed / outbox, webhooks, their batches and the log.
 
 `Event` is written by the ingest in the same transaction as the opening/click it describes
-(app/webhooks/outbox.py), so an event exists for delivery iff its row exists. `seq` is assigned
-after commit, in commit order, by the sequencer (app/webhooks/sequence.py): the feed and the
-webhooks read by `seq`. Rows follow their contact and campaign (ON DELETE CASCADE).
+(app/webhooks/outbox.py), so an event exists for delivery iff its row exists. `seq` is its commit
+order, taken as it is written under the `event_sequence` lock held to the commit
+(app/webhooks/sequence.py): the feed and the webhooks read by `seq`. Rows follow their contact
+and campaign (ON DELETE CASCADE).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # Commit order (NULL until the sequencer has seen the row committed).
+    # Commit order (NULL only for a row written by a worker from before sequence.reserve, until
+    # the sequencer has seen it committed).
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)  # the opening's/click's: the public id
     type: Mapped[str] = mapped_column(String(16))
@@ -51,7 +53,7 @@ class Event(Base):
 
 
 class EventSequence(Base):
-    """One row (id 1): the last `seq` handed out; locked by the sequencer while it assigns."""
+    """One row (id 1): the last `seq` handed out; locked by a writer of events until it commits."""
 
     __tablename__ = "event_sequence"
     __table_args__ = (TABLE_ARGS,)

@@ -16,6 +16,7 @@ A MariaDB deadlock or lock wait timeout (e.g. with a contact deleted meanwhile) 
 batch's transaction back; it is run again at once (app/db.retrying) instead of failing the
 batch (the worker's backoff, the flusher's retry later) for what is a routine collision.
 The same transaction writes the events outbox of the feed and the webhooks (app/webhooks/outbox.py),
+last (its events take their `seq` under a lock held to the commit: app/webhooks/sequence.reserve),
 and the batch's conversions (POST /e, GET /e.gif) through app/tracking/conversions.store, which
 applies their consent rules and idempotency itself.
 """
@@ -352,14 +353,16 @@ def _store(
             click_rows = _write(conn, CLICKS, rows, len(clicks) - refused, result, careful=careful)
             groups.update((contact, group) for contact, (_campaign, group, _sent, _tracking) in contacts.items())
         if opening_rows or click_rows:
-            # The feed/webhooks outbox (same transaction), then the counters: their group and hour
-            # rows are the ones concurrent batches share, locked as late (and so as briefly) as can be.
-            outbox.record(conn, opening_rows, click_rows)
+            # The counters: their group and hour rows are the ones concurrent batches share,
+            # locked as late (and so as briefly) as can be ...
             counters.add_events(conn, opening_rows, click_rows)
         if clicks:
             click_rules.refresh(conn, rescanned)
         if conversions:
             result.conversions = store_conversions(conn, conversions, now=datetime.now(UTC))
+        # ... but before the feed/webhooks outbox, whose events take their `seq` under the
+        # sequence's lock, held to the commit: the one thing every batch waits for, so last.
+        outbox.record(conn, opening_rows, click_rows)
     for table, table_rows in ((OPENINGS, opening_rows), (CLICKS, click_rows)):
         for row in table_rows:
             written[(table.kind, row["campaign_id"], groups[row["contact_id"]], row["client"])] += 1

@@ -7,6 +7,9 @@ Per batch and table: one INSERT ... SELECT, which the database builds from the r
 consent rules of SPEC §8 are applied here: an `anonymous` contact's event keeps no contact id and
 no pixel id (nothing that names someone); an `off` contact's is not written (nothing is recorded
 for it, so there is nothing to tell). The payload itself is built when read (app/webhooks/payload.py).
+
+Each event gets its `seq` as it is written (app/webhooks/sequence.reserve): writing the outbox
+takes the sequence's lock until the commit, so the ingest writes it last.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, case, insert, literal, select
+from sqlalchemy import BigInteger, Connection, Insert, Select, case, func, insert, literal, select
 
 from app.models import Campaign, Contact, Event, Tracking
 from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services.sql import in_list
+from app.webhooks import sequence
 
 CHUNK = 1000
 _COLUMNS = (
@@ -34,6 +38,7 @@ _COLUMNS = (
     "reason",
     "occurred_at",
     "created_at",
+    "seq",
 )
 
 
@@ -41,16 +46,19 @@ def record(conn: Connection, openings: Sequence[dict[str, Any]], clicks: Sequenc
     """Write the events of the rows just inserted (the ingest's row dicts); returns how many
     rows were offered. The database builds them from the inserted rows, found by their unique
     event id (as the counters are, app/services/counters/events.py): only the event ids travel,
-    and the contacts' group, consent and owner are joined there instead of read back."""
+    and the contacts' group, consent and owner are joined there instead of read back.
+    Takes the sequence's lock until the commit: call it last in the transaction."""
     now = datetime.now(UTC)
-    offered = 0
+    offered = len(openings) + len(clicks)
+    if not offered:
+        return 0
+    base = sequence.reserve(conn, offered)
     for table, rows in ((OPENINGS, openings), (CLICKS, clicks)):
         ids = [row["event_id"] for row in rows]
         for start in range(0, len(ids), CHUNK):
-            conn.execute(
-                _ignore(insert(Event)).from_select(_COLUMNS, _events_of(table, ids[start : start + CHUNK], now))
-            )
-        offered += len(ids)
+            chunk = ids[start : start + CHUNK]
+            conn.execute(_ignore(insert(Event)).from_select(_COLUMNS, _events_of(table, chunk, now, base)))
+            base += len(chunk)
     return offered
 
 
@@ -59,9 +67,10 @@ def record(conn: Connection, openings: Sequence[dict[str, Any]], clicks: Sequenc
 _BY_EVENT_ID = "FORCE INDEX (uq_{table}_event_id)"
 
 
-def _events_of(table: EventTable, event_ids: list[str], now: datetime) -> Select[Any]:
-    """The `events` rows (in _COLUMNS order) of these openings/clicks: not for an `off` contact;
-    an `anonymous` contact's name no contact, and no pixel (a link names no one)."""
+def _events_of(table: EventTable, event_ids: list[str], now: datetime, base: int) -> Select[Any]:
+    """The `events` rows (in _COLUMNS order) of these openings/clicks, numbered from `base` + 1 in
+    the order of their rows: not for an `off` contact; an `anonymous` contact's name no contact,
+    and no pixel (a link names no one)."""
     model = table.model
     named = Contact.tracking == Tracking.full.value
     target = case((named, table.target), else_=None) if table is OPENINGS else table.target
@@ -79,6 +88,7 @@ def _events_of(table: EventTable, event_ids: list[str], now: datetime) -> Select
             model.reason,
             table.time,
             literal(now, type_=Event.created_at.type),
+            literal(base, type_=BigInteger) + func.row_number().over(order_by=model.id),
         )
         .join(Contact, Contact.id == model.contact_id)
         .join(Campaign, Campaign.id == model.campaign_id)
@@ -95,8 +105,12 @@ def _ignore(stmt: Insert) -> Insert:
 
 def record_conversions(conn: Connection, rows: Sequence[dict[str, Any]], owners: dict[str, int]) -> int:
     """The events of conversions (app/tracking/conversions.store's rows, consent already applied:
-    an anonymous contact's has no contact id). IGNORE: a conversion stored before has its event."""
+    an anonymous contact's has no contact id). IGNORE: a conversion stored before has its event.
+    Takes the sequence's lock until the commit: call it last in the transaction."""
+    if not rows:
+        return 0
     now = datetime.now(UTC)
+    base = sequence.reserve(conn, len(rows))
     values = [
         (
             row["event_id"],
@@ -110,11 +124,11 @@ def record_conversions(conn: Connection, rows: Sequence[dict[str, Any]], owners:
             "",
             row["occurred_at"],
             now,
+            base + number,
         )
-        for row in rows
+        for number, row in enumerate(rows, start=1)
     ]
-    if values:
-        _insert(conn, values)
+    _insert(conn, values)
     return len(values)
 
 

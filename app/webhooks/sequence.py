@@ -1,14 +1,19 @@
-"""The sequencer: gives committed events their `seq`, in commit order.
+"""Commit order for events: their `seq`, handed out under the lock of the one `event_sequence` row.
 
 The feed and the webhooks read events by `seq`, never by `id`: an auto-increment id is handed
 out at INSERT, so a transaction that commits late leaves a lower id behind a reader that has
-already moved past it. Here, under the lock of the one `event_sequence` row (so sequencers run
-one at a time), the rows still without a `seq` that are committed (a plain read sees only those)
-get numbers above every `seq` handed out before. A row committed later gets a higher `seq` in a
-later run, so a reader that follows `seq` sees each event exactly once, whatever the commit order.
-`seq` is increasing, not dense (`last + id - lowest id + 1`: one UPDATE per chunk).
+already moved past it. `seq` cannot be overtaken that way: a transaction that writes events
+takes the `event_sequence` row's lock as its last step (`reserve`), numbers its events above
+every `seq` handed out before, and keeps the lock until it commits. The next writer gets the lock
+(and higher numbers) only after that commit, so when a reader sees `last_seq` = N committed,
+every event with `seq` <= N is committed too: a reader that follows `seq` up to `last_seq` sees
+each event exactly once. `seq` is increasing, not dense (an event refused by INSERT IGNORE leaves
+its number unused).
 
-The dispatcher runs it every poll; the feed runs it before it reads when some row waits.
+`assign` is the sequencer of rows written without a `seq` (by a worker from before `reserve`,
+during an upgrade): under the same lock, the committed rows still without one get numbers
+above every `seq` handed out before. The dispatcher runs it every poll and the feed before it
+reads, each an indexed read that finds nothing once the old workers are gone.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ def _lock(conn: Connection) -> int:
         )
         last = conn.scalar(stmt) or 0
     return last
+
+
+def reserve(conn: Connection, count: int) -> int:
+    """Take `count` numbers for this transaction's events, which must be its last writes: locks
+    the sequence until the commit. Returns the last `seq` before them (they are base+1..base+count)."""
+    base = _lock(conn)
+    conn.execute(update(EventSequence).where(EventSequence.id == 1).values(last_seq=base + count))
+    return base
 
 
 def _assign(engine: Engine, limit: int) -> int:

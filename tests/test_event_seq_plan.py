@@ -56,9 +56,13 @@ def test_claims_and_feed_pages_read_a_range_of_seq_not_the_owners_history(privat
             owner_id=owner, campaign_id=campaign, events="open,click", include_machine=False, cursor_seq=AFTER
         )
 
+    def claim(campaign: int | None) -> Any:
+        stmt, params = next_batch(webhook(campaign), EVENTS, 100)
+        return stmt.params(**params)
+
     statements = {
-        "claim": (next_batch(webhook(None), EVENTS, 100), "ix_events_owner_id_seq"),
-        "claim, one campaign": (next_batch(webhook(campaign_id), EVENTS, 100), "ix_events_campaign_id_seq"),
+        "claim": (claim(None), "ix_events_owner_id_seq"),
+        "claim, one campaign": (claim(campaign_id), "ix_events_campaign_id_seq"),
         "feed": (events.page(owner, None, [], AFTER, EVENTS, 100), "ix_events_owner_id_seq"),
         "feed, one campaign": (
             events.page(owner, campaign_id, [EventType.open], AFTER, EVENTS, 100),

@@ -12,15 +12,17 @@ attempt's longest duration): a dispatcher that dies mid-batch leaves it to be re
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from app.db import connect_read_only, make_engine
 from app.models import MACHINE_CLIENTS, BatchStatus, Event, Webhook, WebhookBatch, WebhookDelivery
@@ -80,11 +82,33 @@ def writer_engine(engine: Engine, pool_size: int, **options: Any) -> Engine:
     return make_engine(url, lean_pool=True, isolation_level=READ_COMMITTED, pool_size=pool_size, **options)
 
 
+# The statements of every claim and record, built once with their parameters bound at execution:
+# building them per batch was ~11 % of the dispatcher's CPU (docs/benchmarks.md, events out).
+_WEBHOOK = select(Webhook.__table__).where(Webhook.id == bindparam("hook"))
+_LOCK = {skip: _WEBHOOK.with_for_update(skip_locked=skip) for skip in (False, True)}
+_PENDING = (
+    select(
+        WebhookBatch.id,
+        WebhookBatch.next_attempt_at,
+        WebhookBatch.attempts,
+        WebhookBatch.msg_id,
+        WebhookBatch.created_at,
+    )
+    .where(WebhookBatch.webhook_id == bindparam("hook"), WebhookBatch.status == BatchStatus.pending)
+    .order_by(WebhookBatch.id)
+    .limit(1)
+)
+_BATCH_EVENT_IDS = select(WebhookBatch.event_ids).where(WebhookBatch.id == bindparam("batch"))
+_UPDATE_WEBHOOK = update(Webhook).where(Webhook.id == bindparam("hook"))  # SET: the other parameters
+_UPDATE_BATCH = update(WebhookBatch).where(WebhookBatch.id == bindparam("batch"))
+_INSERT_BATCH = insert(WebhookBatch)
+_INSERT_DELIVERY = insert(WebhookDelivery)
+
+
 def _lock_webhook(conn: Connection, webhook_id: int, *, skip_locked: bool) -> Any:
     """The webhook's row (its columns as attributes), locked until the commit; None if gone (or,
     with `skip_locked`, locked by another dispatcher)."""
-    stmt = select(Webhook.__table__).where(Webhook.id == webhook_id).with_for_update(skip_locked=skip_locked)
-    return conn.execute(stmt).first()
+    return conn.execute(_LOCK[skip_locked], {"hook": webhook_id}).first()
 
 
 def matching_events(webhook: Any, stmt: Any = None) -> Any:
@@ -97,11 +121,25 @@ def matching_events(webhook: Any, stmt: Any = None) -> Any:
     return stmt
 
 
-def next_batch(webhook: Any, high: int, limit: int) -> Any:
+def next_batch(webhook: Any, high: int, limit: int) -> tuple[Any, dict[str, Any]]:
     """The webhook's next events past its cursor, up to `high`, with their payload's columns (one
-    query for the batch, not its ids and then its payload)."""
-    stmt = matching_events(webhook, events_query().add_columns(Event.id))
-    return stmt.where(Event.seq > webhook.cursor_seq, Event.seq <= high).order_by(Event.seq).limit(limit)
+    query for the batch, not its ids and then its payload): the statement and its parameters."""
+    stmt = _next_batch(webhook.campaign_id is not None, webhook.events, webhook.include_machine, limit)
+    params = {"owner": webhook.owner_id, "cursor": webhook.cursor_seq, "high": high}
+    return stmt, params if webhook.campaign_id is None else {**params, "campaign": webhook.campaign_id}
+
+
+@functools.lru_cache(maxsize=256)
+def _next_batch(per_campaign: bool, events: str, include_machine: bool, limit: int) -> Any:
+    """`next_batch`'s statement for webhooks of this shape (the filter's values are parameters)."""
+    shape = SimpleNamespace(
+        owner_id=bindparam("owner"),
+        campaign_id=bindparam("campaign") if per_campaign else None,
+        events=events,
+        include_machine=include_machine,
+    )
+    stmt = matching_events(shape, events_query().add_columns(Event.id))
+    return stmt.where(Event.seq > bindparam("cursor"), Event.seq <= bindparam("high")).order_by(Event.seq).limit(limit)
 
 
 def claim(engine: Engine, webhook_id: int, policy: Policy) -> Claim | None:
@@ -117,51 +155,39 @@ def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | Non
         return None
     now = datetime.now(UTC)
     lease = now + timedelta(seconds=policy.timeout + policy.lease_margin)
-    batch = conn.execute(
-        select(
-            WebhookBatch.id,
-            WebhookBatch.next_attempt_at,
-            WebhookBatch.attempts,
-            WebhookBatch.msg_id,
-            WebhookBatch.created_at,
-        )
-        .where(WebhookBatch.webhook_id == webhook.id, WebhookBatch.status == BatchStatus.pending)
-        .order_by(WebhookBatch.id)
-        .limit(1)
-    ).first()
+    batch = conn.execute(_PENDING, {"hook": webhook.id}).first()
     if batch is not None and batch.next_attempt_at > now:
         return None  # waiting for its retry (or leased to another attempt)
     if batch is None:
         high = sequence.last_seq(conn)
-        rows = conn.execute(next_batch(webhook, high, policy.batch_max)).all()
+        rows = conn.execute(*next_batch(webhook, high, policy.batch_max)).all()
         cursor = rows[-1].seq if len(rows) == policy.batch_max else high
         if cursor != webhook.cursor_seq:
-            conn.execute(update(Webhook).where(Webhook.id == webhook.id).values(cursor_seq=cursor))
+            conn.execute(_UPDATE_WEBHOOK, {"hook": webhook.id, "cursor_seq": cursor})
         if not rows:
             return None
         ids = [row.id for row in rows]
         msg_id = "msg_" + secrets.token_urlsafe(18)
         attempt, created_at = 1, now
         inserted = conn.execute(
-            insert(WebhookBatch).values(
-                webhook_id=webhook.id,
-                msg_id=msg_id,
-                event_ids=json.dumps(ids),
-                event_count=len(ids),
-                status=BatchStatus.pending.value,
-                attempts=attempt,
-                next_attempt_at=lease,
-                created_at=now,
-            )
+            _INSERT_BATCH,
+            {
+                "webhook_id": webhook.id,
+                "msg_id": msg_id,
+                "event_ids": json.dumps(ids),
+                "event_count": len(ids),
+                "status": BatchStatus.pending.value,
+                "attempts": attempt,
+                "next_attempt_at": lease,
+                "created_at": now,
+            },
         ).inserted_primary_key
         batch_id = int((inserted or (0,))[0])
     else:
         rows = None  # a retry: its events are read when it is sent (an erased one drops out)
         batch_id, msg_id, attempt, created_at = batch.id, batch.msg_id, batch.attempts + 1, batch.created_at
-        ids = json.loads(conn.scalar(select(WebhookBatch.event_ids).where(WebhookBatch.id == batch_id)) or "[]")
-        conn.execute(
-            update(WebhookBatch).where(WebhookBatch.id == batch_id).values(attempts=attempt, next_attempt_at=lease)
-        )
+        ids = json.loads(conn.scalar(_BATCH_EVENT_IDS, {"batch": batch_id}) or "[]")
+        conn.execute(_UPDATE_BATCH, {"batch": batch_id, "attempts": attempt, "next_attempt_at": lease})
     rotating = webhook.old_secret is not None and (webhook.old_secret_until or now) > now
     sealed = [webhook.secret, *([webhook.old_secret] if rotating and webhook.old_secret else [])]
     return Claim(webhook.id, batch_id, msg_id, attempt, ids, webhook.url, sealed, created_at, rows)
@@ -202,24 +228,25 @@ def record(
             if now - failing_since >= timedelta(days=policy.disable_after_days):
                 days = f"{policy.disable_after_days:g}"
                 hook.update(enabled=False, disabled_reason=f"every delivery failed for {days} days")
-        moved = conn.execute(update(WebhookBatch).where(WebhookBatch.id == claim.batch_id).values(**batch))
+        moved = conn.execute(_UPDATE_BATCH, {"batch": claim.batch_id, **batch})
         if moved.rowcount == 0:
             return "gone", None  # the batch was deleted meanwhile
         if hook:
-            conn.execute(update(Webhook).where(Webhook.id == claim.webhook_id).values(**hook))
+            conn.execute(_UPDATE_WEBHOOK, {"hook": claim.webhook_id, **hook})
         conn.execute(
-            insert(WebhookDelivery).values(
-                webhook_id=claim.webhook_id,
-                batch_id=claim.batch_id,
-                msg_id=claim.msg_id,
-                attempt=claim.attempt,
-                attempted_at=now,
-                status_code=outcome.status_code,
-                duration_ms=outcome.duration_ms,
-                error=outcome.error,
-                event_count=sent,
-                outcome=result,
-            )
+            _INSERT_DELIVERY,
+            {
+                "webhook_id": claim.webhook_id,
+                "batch_id": claim.batch_id,
+                "msg_id": claim.msg_id,
+                "attempt": claim.attempt,
+                "attempted_at": now,
+                "status_code": outcome.status_code,
+                "duration_ms": outcome.duration_ms,
+                "error": outcome.error,
+                "event_count": sent,
+                "outcome": result,
+            },
         )
         if not (then_claim and result == "delivered"):
             return result, None

@@ -13,8 +13,10 @@ In one run, on a fresh MariaDB database and a private redis-server:
 3. full load: unpaced wrk (bench/pixel_load.lua, 64 connections) for `--full-duration` s over
    fresh pixels, in `--rounds` rounds, the order of the legs rotated: with the dispatcher as
    shipped (nice 10), without it, and with it at normal priority (WEBHOOK_DISPATCHER_NICE=0, to
-   show what the priority buys); between legs the dispatcher catches up, unmeasured, so every leg
-   creates as many events. The ratio of the medians is the dispatcher's cost to the pixel path.
+   show what the priority buys); the dispatcher of a leg is running before the leg starts (as it
+   is beside a live API: its own start is not part of a load), and the events it delivered during
+   the leg are reported; between legs it catches up, unmeasured, so every leg creates as many
+   events. The ratio of the medians is the dispatcher's cost to the pixel path.
 Targets (issue #14): lag p99 ≤ 2 s at 1,000 loads/s; pixel throughput with the dispatcher
 ≥ 0.9x without. Results: bench/results/webhook-pace-latest.{md,json}.
 """
@@ -149,19 +151,32 @@ def _wait_delivered(receiver: int, url: str, redis: Any, timeout: float) -> tupl
 
 
 class _Dispatcher:
-    """`pixeltrack dispatcher` as `serve` starts it beside the API, started and stopped per leg."""
+    """`pixeltrack dispatcher` as `serve` starts it beside the API: started before a leg and
+    measured once it is running (as in a deployment, where it starts with the API, not with a
+    load: its start, ~1 CPU s of imports, is not what a load costs), stopped for the legs without it."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
+        self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.nice: int | None = None
 
     def start(self, nice: int | None = None) -> None:
-        """As configured (WEBHOOK_DISPATCHER_NICE, default 10), or at the `nice` given."""
-        if self.proc is not None and nice is not None:
+        """Running as configured (WEBHOOK_DISPATCHER_NICE, default 10), or at the `nice` given."""
+        if self.proc is not None and nice != self.nice:
             self.stop()
         if self.proc is None:
             env = self.env if nice is None else {**self.env, "WEBHOOK_DISPATCHER_NICE": str(nice)}
-            self.proc = subprocess.Popen([PIXELTRACK, "dispatcher"], env=env, cwd=ROOT)
+            with self.log_path.open("wb") as out:
+                self.proc = subprocess.Popen(
+                    [PIXELTRACK, "dispatcher"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                )
+            self.nice = nice
+            deadline = time.monotonic() + 60
+            while b"dispatcher: delivering" not in self.log_path.read_bytes():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pixeltrack dispatcher did not start: {self.log_path}")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -219,7 +234,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         stdout=api_log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    dispatcher = _Dispatcher(env)
+    dispatcher = _Dispatcher(env, Path(tempfile.gettempdir()) / f"pixeltrack-whpace-dispatcher-{port}.log")
     result: dict[str, Any] = {}
     try:
         wait_healthy(port, api, "pixeltrack serve", log=api_log)
@@ -248,24 +263,29 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         for round_ in range(opts.rounds):
             order = list(legs)[round_ % 3 :] + list(legs)[: round_ % 3]
             for leg in order if round_ % 2 == 0 else reversed(order):
-                dispatcher.stop()
-                if leg != WITHOUT:
+                if leg == WITHOUT:
+                    dispatcher.stop()
+                else:
                     dispatcher.start(0 if leg == AT_NICE_0 else None)
                 log(f"full load, round {round_ + 1}, {leg} ...")
                 leg_tokens = _tokens(scratch / "whpace-full.txt", tokens[offset : offset + full_n])
                 offset += full_n
-                before = _cpu(api, dispatcher, sink.pid or 0)
+                before, delivered = _cpu(api, dispatcher, sink.pid or 0), _get(receiver, "/count")["unique"]
                 figures = run_wrk(leg_tokens, opts.full_duration, CONNECTIONS, 2, port=port, settle=2)
                 after = _cpu(api, dispatcher, sink.pid or 0)
                 figures["cpu_s"] = {k: after[k] - before[k] for k in after if k != "dispatcher" or leg != WITHOUT}
+                figures["delivered"] = _get(receiver, "/count")["unique"] - delivered
+                if dispatcher.proc is None:
+                    dispatcher.start()  # catch up before the next leg, unmeasured
+                stored, figures["catch_up_s"] = _wait_delivered(receiver, url, queue, opts.drain_timeout)
                 legs[leg].append(figures)
-                dispatcher.start()  # catch up before the next leg, unmeasured
-                stored = _wait_delivered(receiver, url, queue, opts.drain_timeout)[0]
         result["full"] = {
             leg: {
                 "rps": [r["rps"] for r in runs],
                 "median_rps": statistics.median(r["rps"] for r in runs),
                 "cpu_s": {k: statistics.median(r["cpu_s"][k] for r in runs) for k in runs[0]["cpu_s"]},
+                "delivered": [r["delivered"] for r in runs],
+                "catch_up_s": [round(r["catch_up_s"], 1) for r in runs],
             }
             for leg, runs in legs.items()
         }
@@ -309,11 +329,12 @@ def report(opts: argparse.Namespace, result: dict[str, Any], load_before: float)
         f"**Full load** (unpaced wrk, {CONNECTIONS} connections, {opts.full_duration} s per leg, fresh pixels each "
         f"leg, {opts.rounds} rounds, the legs in rotated order):",
         "",
-        "| leg | loads/s per round | median | CPU s per leg (medians) |",
-        "|---|---|---:|---|",
+        "| leg | loads/s per round | median | CPU s per leg (medians) | delivered during the leg | then caught up in (s) |",
+        "|---|---|---:|---|---|---|",
         *(
             f"| {leg} | {', '.join(f'{r:,.0f}' for r in f['rps'])} | {f['median_rps']:,.0f} | "
-            f"{', '.join(f'{k} {v:.1f}' for k, v in f['cpu_s'].items())} |"
+            f"{', '.join(f'{k} {v:.1f}' for k, v in f['cpu_s'].items())} | "
+            f"{', '.join(f'{d:,}' for d in f['delivered'])} | {', '.join(f'{c:.1f}' for c in f['catch_up_s'])} |"
             for leg, f in full.items()
         ),
         "",

@@ -9,24 +9,17 @@ batch of other contacts (in another group) is not held up by it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from app.db import make_engine, make_sessionmaker
 from app.migrations import upgrade
 from app.services.counters import events
 from app.services.counters.groups import group_sums, group_sums_query
 from tests import factories
+from tests.support.private_db import explain
 
 CONTACTS = 20_000
-
-
-def _stats_plan(conn: Connection, stmt: Any) -> Any:
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    (row,) = [row for row in conn.execute(text("EXPLAIN " + sql)) if row.table == "contact_stats"]
-    return row
 
 
 @pytest.mark.mysql_only
@@ -70,7 +63,9 @@ def test_a_batch_reads_and_locks_its_own_contacts_not_the_whole_campaign(private
         }
     batch = {group_id: events.contact_keys({campaign_id: set(ids[group_id])}) for group_id in ids}
     with engine.connect() as conn:
-        plan = _stats_plan(conn, group_sums_query(batch[first_id], index=events.BY_CONTACT).with_for_update())
+        plan = explain(
+            conn, group_sums_query(batch[first_id], index=events.BY_CONTACT).with_for_update(), "contact_stats"
+        )
     assert (plan.type, plan.key) == ("range", "PRIMARY")
     assert int(plan.rows) <= 100, f"{plan.rows} rows read for a batch of 100 contacts"
 

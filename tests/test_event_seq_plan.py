@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from app.db import make_engine, make_sessionmaker
 from app.migrations import upgrade
@@ -19,15 +19,10 @@ from app.models import EventType
 from app.services import events
 from app.webhooks.batches import next_batch
 from tests import factories
+from tests.support.private_db import explain
 
 EVENTS = 20_000
 AFTER = 5_000  # a webhook or a reader catching up: the range is wide, the page is not
-
-
-def _events_plan(conn: Connection, stmt: Any) -> Any:
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    (row,) = [row for row in conn.execute(text("EXPLAIN " + sql)) if row.table == "events"]
-    return row
 
 
 @pytest.mark.mysql_only
@@ -71,7 +66,7 @@ def test_claims_and_feed_pages_read_a_range_of_seq_not_the_owners_history(privat
         "feed, everyone's": (events.page(None, None, [], AFTER, EVENTS, 100), "uq_events_seq"),
     }
     with engine.connect() as conn:
-        plans = {name: _events_plan(conn, stmt) for name, (stmt, _) in statements.items()}
+        plans = {name: explain(conn, stmt, "events") for name, (stmt, _) in statements.items()}
     engine.dispose()
     for name, (_, index) in statements.items():
         assert (plans[name].type, plans[name].key) == ("range", index), name

@@ -73,3 +73,10 @@ def seeded(url: str) -> dict[str, Any]:
         db.commit()
     eng.dispose()
     return {"user": user, **tree}
+
+
+def explain(conn: Any, stmt: Any, table: str) -> Any:
+    """MariaDB's plan row for `table` in `stmt` (compiled with its values inline)."""
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    (row,) = [row for row in conn.execute(text("EXPLAIN " + sql)) if row.table == table]
+    return row

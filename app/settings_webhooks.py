@@ -28,7 +28,7 @@ class WebhookSettings(BaseSettings):
     """Webhooks one dispatcher delivers to at once (each webhook has at most one request in flight)."""
     webhook_poll_seconds: float = Field(default=0.2, gt=0, le=60)
     """How often the dispatcher looks for new events when it is idle."""
-    webhook_dispatcher_nice: int = Field(default=10, ge=0, le=19)
-    """`pixeltrack dispatcher` lowers its CPU priority by this much (nice) when it starts: delivery is background work, so on a shared machine the pixel path and the stream consumer keep their CPU under full load (0: normal priority)."""
+    webhook_dispatcher_nice: int = Field(default=19, ge=0, le=19)
+    """`pixeltrack dispatcher` lowers its CPU priority by this much (nice) when it starts (19: the lowest): delivery is background work, so on a shared machine the pixel path and the stream consumer keep their CPU under full load, and with spare CPU nothing changes (0: normal priority, where the dispatcher has cores of its own)."""
     events_retention_days: int = Field(default=30, ge=1, le=3650)
     """Feed events (`GET /api/v1/events`) older than this are deleted by the dispatcher."""

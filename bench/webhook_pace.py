@@ -12,7 +12,7 @@ In one run, on a fresh MariaDB database and a private redis-server:
    pixel (each one event); after the load, the receiver must have every event; lag p50/p99/max;
 3. full load: unpaced wrk (bench/pixel_load.lua, 64 connections) for `--full-duration` s over
    fresh pixels, in `--rounds` rounds, the order of the legs rotated: with the dispatcher as
-   shipped (nice 10), without it, and with it at normal priority (WEBHOOK_DISPATCHER_NICE=0, to
+   shipped (WEBHOOK_DISPATCHER_NICE, default 19), without it, and with it at normal priority (WEBHOOK_DISPATCHER_NICE=0, to
    show what the priority buys); the dispatcher of a leg is running before the leg starts (as it
    is beside a live API: its own start is not part of a load), and the events it delivered during
    the leg are reported; between legs it catches up, unmeasured, so every leg creates as many
@@ -55,6 +55,7 @@ from bench.soak import parse_wrk, start_wrk
 
 CONNECTIONS = 64  # the pixel benchmark's full load
 WITH, WITHOUT = "with dispatcher", "without dispatcher"
+NICE_DEFAULT = Settings.model_fields["webhook_dispatcher_nice"].default
 AT_NICE_0 = "with dispatcher at normal priority (WEBHOOK_DISPATCHER_NICE=0)"  # shown, not the target
 
 
@@ -162,7 +163,7 @@ class _Dispatcher:
         self.nice: int | None = None
 
     def start(self, nice: int | None = None) -> None:
-        """Running as configured (WEBHOOK_DISPATCHER_NICE, default 10), or at the `nice` given."""
+        """Running as configured (WEBHOOK_DISPATCHER_NICE, default 19), or at the `nice` given."""
         if self.proc is not None and nice != self.nice:
             self.stop()
         if self.proc is None:
@@ -312,7 +313,7 @@ def report(opts: argparse.Namespace, result: dict[str, Any], load_before: float)
         "",
         f"{datetime.now(UTC).isoformat(timespec='seconds')} — {platform.machine()}, {os.cpu_count()} cores; "
         f"API `pixeltrack serve` (1 uvicorn worker + its stream consumer), `pixeltrack dispatcher` "
-        f"(WEBHOOK_DISPATCHER_NICE={os.environ.get('WEBHOOK_DISPATCHER_NICE', '10 (default)')}), MariaDB + "
+        f"(WEBHOOK_DISPATCHER_NICE={os.environ.get('WEBHOOK_DISPATCHER_NICE', f'{NICE_DEFAULT} (default)')}), MariaDB + "
         f"private Redis, receiver on loopback; load average {load_before:.1f} at start.",
         "",
         f"**Paced**: {paced['rps']:,.0f} loads/s for {opts.duration} s (target {opts.rate:,}), every load a new "

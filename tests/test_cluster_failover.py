@@ -85,7 +85,9 @@ def test_the_rate_limiter_answers_every_hit_through_a_failover(cluster: PrivateR
     slowest, shared = asyncio.run(run())
     assert slowest, "hits were made while the slot had no master"
     assert max(slowest) < 2.5  # bounded by the breaker's timeout, plus the event loop's own work
-    assert shared == 1
+    # The window's counter reached the new master; a run across a minute boundary also finds
+    # the previous window's (keys are per fixed window: pt:rl:{user:1}:<minute>).
+    assert 1 <= shared <= 2
 
 
 def test_change_feeds_subscribe_again_after_their_node_dies(cluster: PrivateRedisCluster) -> None:

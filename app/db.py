@@ -39,6 +39,7 @@ WRITE_TIMEOUT = 60.0
 log = logging.getLogger("pixeltrack.db")
 T = TypeVar("T")
 
+READ_COMMITTED = "READ COMMITTED"
 READ_ONLY = "pixeltrack_read_only"  # execution option: SQLite `BEGIN` (no write lock)
 TRANSIENT_ERRORS = frozenset({1205, 1213})  # MariaDB/MySQL: lock wait timeout, deadlock
 RETRY_ATTEMPTS = 5  # runs of one transaction in all
@@ -171,6 +172,20 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def connect_read_only(engine: Engine) -> Connection:
     """A connection whose transactions only read (SQLite: no write lock)."""
     return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def read_committed(engine: Engine) -> Iterator[Connection]:
+    """One transaction, in READ COMMITTED on MariaDB/MySQL (SQLite: the engine's own).
+
+    Set for this transaction only (`SET TRANSACTION`, one statement, wrapped by SQLAlchemy like
+    any other), never on the session: SQLAlchemy would set it back as the connection returns to
+    the pool, outside of anything that wraps or survives errors, so a database lost at that
+    moment raised the driver's own error out of the caller (issue 10: the worker died)."""
+    with engine.connect() as conn, conn.begin():
+        if conn.dialect.name in ("mysql", "mariadb") and conn.default_isolation_level != READ_COMMITTED:
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        yield conn
 
 
 def read_only(session: Session) -> None:

@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, insert, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
-from app.db import retrying
+from app.db import read_committed, retrying
 from app.models import Contact, Link, Pixel, Tracking
 from app.models.tracking import CLICKS, OPENINGS, EventTable
 from app.services import counters
@@ -84,32 +84,6 @@ def _lookup(conn: Connection, stmt: Any, ids: list[int], *, lock: bool = False) 
         for row in conn.execute(query.with_for_update(read=True) if lock else query):
             found[row[0]] = tuple(row[1:])
     return found
-
-
-def _connect(engine: Engine) -> Connection:
-    """A connection for one batch. On MariaDB/MySQL in READ COMMITTED: the counters are moved
-    by statements that read the rows just inserted (app/services/counters.add_events), which in
-    REPEATABLE READ would also take gap locks on the openings' unique index and deadlock two
-    workers inserting next to each other. Every read the ingest relies on is a locking read
-    or reads its own rows, so nothing else changes."""
-    conn = engine.connect()
-    if engine.dialect.name in ("mysql", "mariadb"):
-        dbapi_error = engine.dialect.loaded_dbapi.Error
-        try:
-            conn = conn.execution_options(isolation_level="READ COMMITTED")
-        except dbapi_error as exc:
-            # SQLAlchemy does not wrap errors of setting the isolation level: a database lost
-            # between the pool's ping and this statement raised the driver's own error, which
-            # killed the worker (it retries SQLAlchemy errors only). Wrap it, free the connection.
-            conn.invalidate()
-            conn.close()
-            raise DBAPIError.instance(
-                None, None, exc, dbapi_error, connection_invalidated=True, dialect=engine.dialect
-            ) from exc
-        except BaseException:
-            conn.close()
-            raise
-    return conn
 
 
 def _insert(conn: Connection, table: EventTable, rows: list[dict[str, Any]]) -> int:
@@ -302,7 +276,11 @@ def _store(
     groups: dict[int, int] = {}  # contact → group
     opening_rows: list[dict[str, Any]] = []
     click_rows: list[dict[str, Any]] = []
-    with _connect(engine) as conn, conn.begin():
+    # READ COMMITTED: the counters are moved by statements that read the rows just inserted
+    # (app/services/counters.add_events), which in REPEATABLE READ would also take gap locks on
+    # the openings' unique index and deadlock two workers inserting next to each other. Every
+    # read the ingest relies on is a locking read or reads its own rows.
+    with read_committed(engine) as conn:
         # The contacts are read with shared locks (and so at their latest committed consent): a
         # PATCH withdrawing consent meanwhile either waits for this batch (and then erases what
         # it stored) or is seen by it.

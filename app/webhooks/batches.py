@@ -24,14 +24,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
-from app.db import connect_read_only, make_engine
+from app.db import READ_COMMITTED, connect_read_only, make_engine, read_committed
 from app.models import MACHINE_CLIENTS, BatchStatus, Event, Webhook, WebhookBatch, WebhookDelivery
 from app.webhooks import sequence
 from app.webhooks.delivery import Outcome
 from app.webhooks.payload import events_query, in_seq_order
 
 LEASE_MARGIN = timedelta(seconds=30)
-READ_COMMITTED = "READ COMMITTED"
 BACKOFF_CAP_SECONDS = 2 * 3600.0
 
 
@@ -62,13 +61,6 @@ def backoff(attempt: int, base: float) -> float:
     """Seconds before attempt `attempt + 1`: base · 2^(attempt-1), capped, jittered to 50-100 %."""
     delay = min(base * 2 ** min(attempt - 1, 40), BACKOFF_CAP_SECONDS)
     return float(delay * random.uniform(0.5, 1.0))
-
-
-def _begin(engine: Engine) -> Connection:
-    conn = engine.connect()
-    if conn.dialect.name in ("mysql", "mariadb") and conn.default_isolation_level != READ_COMMITTED:
-        conn = conn.execution_options(isolation_level=READ_COMMITTED)  # set now, reset when returned
-    return conn
 
 
 def writer_engine(engine: Engine, pool_size: int, **options: Any) -> Engine:
@@ -144,7 +136,7 @@ def _next_batch(per_campaign: bool, events: str, include_machine: bool, limit: i
 
 def claim(engine: Engine, webhook_id: int, policy: Policy) -> Claim | None:
     """The webhook's next attempt, leased to the caller; None when there is nothing to send now."""
-    with _begin(engine) as conn, conn.begin():
+    with read_committed(engine) as conn:
         webhook = _lock_webhook(conn, webhook_id, skip_locked=conn.dialect.name != "sqlite")
         return _claim_locked(conn, webhook, policy)
 
@@ -200,7 +192,7 @@ def record(
     gone) and, with `then_claim` after a delivery, the webhook's next claim, made in the same
     transaction (one commit per batch instead of two while a backlog drains)."""
     now = datetime.now(UTC)
-    with _begin(engine) as conn, conn.begin():
+    with read_committed(engine) as conn:
         webhook = _lock_webhook(conn, claim.webhook_id, skip_locked=False)
         if webhook is None:
             return "gone", None  # deleted meanwhile: nothing left to account for
@@ -256,7 +248,7 @@ def record(
 def finish_empty(engine: Engine, claim: Claim) -> None:
     """Every event of the batch was erased before it went out: nothing to send."""
     now = datetime.now(UTC)
-    with _begin(engine) as conn, conn.begin():
+    with read_committed(engine) as conn:
         conn.execute(
             update(WebhookBatch)
             .where(WebhookBatch.id == claim.batch_id)

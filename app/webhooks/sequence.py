@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, exists, insert, select, update
 
-from app.db import connect_read_only, retrying
+from app.db import connect_read_only, read_committed, retrying
 from app.models import Event, EventSequence
 
 LIMIT = 10_000  # rows per run
@@ -59,27 +59,22 @@ def reserve(conn: Connection, count: int) -> int:
 
 
 def _assign(engine: Engine, limit: int) -> int:
-    with engine.connect() as conn:
-        if conn.dialect.name in ("mysql", "mariadb"):
-            # READ COMMITTED: the read after the lock sees every row committed before it was taken.
-            conn = conn.execution_options(isolation_level="READ COMMITTED")
-        with conn.begin():
-            base = _lock(conn)
-            ids = list(conn.scalars(select(Event.id).where(Event.seq.is_(None)).order_by(Event.id).limit(limit)))
-            if not ids:
-                return 0
-            lowest = ids[0]
-            for start in range(0, len(ids), CHUNK):
-                chunk = ids[start : start + CHUNK]
-                # Usually one run of ids (one worker): a range, not a thousand bound parameters;
-                # every id of the range is in `chunk`, so it numbers exactly those rows.
-                contiguous = chunk[-1] - chunk[0] == len(chunk) - 1
-                which = Event.id.between(chunk[0], chunk[-1]) if contiguous else Event.id.in_(chunk)
-                conn.execute(update(Event).where(which).values(seq=Event.id - lowest + base + 1))
-            conn.execute(
-                update(EventSequence).where(EventSequence.id == 1).values(last_seq=base + ids[-1] - lowest + 1)
-            )
-            return len(ids)
+    # READ COMMITTED: the read after the lock sees every row committed before it was taken.
+    with read_committed(engine) as conn:
+        base = _lock(conn)
+        ids = list(conn.scalars(select(Event.id).where(Event.seq.is_(None)).order_by(Event.id).limit(limit)))
+        if not ids:
+            return 0
+        lowest = ids[0]
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            # Usually one run of ids (one worker): a range, not a thousand bound parameters;
+            # every id of the range is in `chunk`, so it numbers exactly those rows.
+            contiguous = chunk[-1] - chunk[0] == len(chunk) - 1
+            which = Event.id.between(chunk[0], chunk[-1]) if contiguous else Event.id.in_(chunk)
+            conn.execute(update(Event).where(which).values(seq=Event.id - lowest + base + 1))
+        conn.execute(update(EventSequence).where(EventSequence.id == 1).values(last_seq=base + ids[-1] - lowest + 1))
+        return len(ids)
 
 
 def assign(engine: Engine, *, limit: int = LIMIT) -> int:

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from app import metrics
 from app.breaker import BreakerOpen, CircuitBreaker
@@ -57,9 +58,15 @@ return count
 
 class RateLimiter:
     def __init__(
-        self, redis: AsyncRedis | None, *, prefix: str = "pt:rl:", breaker: CircuitBreaker | None = None
+        self,
+        redis: AsyncRedis | None,
+        *,
+        prefix: str = "pt:rl:",
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
+        self._clock = clock  # wall time: the windows are the same in every process
         self._breaker = breaker or CircuitBreaker()
         self._prefix = prefix
         self._local: dict[str, tuple[int, float]] = {}  # key → (count, window end)
@@ -72,7 +79,7 @@ class RateLimiter:
         self._drain: asyncio.Task[None] | None = None
 
     def _window(self, window: int) -> tuple[int, float]:
-        now = time.time()
+        now = self._clock()
         bucket = int(now // window)
         return bucket, (bucket + 1) * window - now
 
@@ -133,7 +140,7 @@ class RateLimiter:
         return [self._add_locally(full, amount, self._expiry.get(full, 61)) for full, amount in batch.items()]
 
     def _add_locally(self, full: str, amount: int, lifetime: int) -> int:
-        now = time.time()
+        now = self._clock()
         if len(self._local) > 100_000:
             self._local = {k: v for k, v in self._local.items() if v[1] > now}
         count, ends = self._local.get(full, (0, now + lifetime))
@@ -163,7 +170,7 @@ class RateLimiter:
                 metrics.RATE_LIMIT_UNSHARED.labels("breaker_open").inc()
             except Exception:  # noqa: BLE001 - any Redis failure (the breaker logs it): count in process
                 metrics.RATE_LIMIT_UNSHARED.labels("redis_error").inc()
-        now = time.time()
+        now = self._clock()
         if len(self._local) > 100_000:
             self._local = {k: v for k, v in self._local.items() if v[1] > now}
         count, ends = self._local.get(full, (0, now + window))

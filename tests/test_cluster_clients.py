@@ -23,6 +23,7 @@ from app.models import User
 from app.ratelimit import RateLimiter
 from app.settings import Settings, StartupError
 from tests import factories
+from tests.support.clock import mid_minute
 from tests.support.processes import wait_until
 from tests.support.redis_cluster import PrivateRedisCluster
 
@@ -112,7 +113,7 @@ def test_the_rate_limit_is_shared_between_processes_on_a_cluster(cluster: Privat
 
     async def run() -> dict[str, list[bool]]:
         clients = [async_redis(cluster.url), async_redis(cluster.url)]
-        one, two = (RateLimiter(c, breaker=CircuitBreaker()) for c in clients)
+        one, two = (RateLimiter(c, breaker=CircuitBreaker(), clock=mid_minute) for c in clients)
         allowed: dict[str, list[bool]] = {user: [] for user in users}
         try:
             for n in range(8):

@@ -9,6 +9,7 @@ from typing import Any, cast
 from app.breaker import CircuitBreaker
 from app.clients import async_redis, sync_redis
 from app.ratelimit import RateLimiter
+from tests.support.clock import mid_minute
 
 
 def _counting(client: Any) -> list[int]:
@@ -28,7 +29,7 @@ def test_concurrent_hits_allow_exactly_the_limit_in_fewer_round_trips(redis_url:
     async def run() -> tuple[list[float | None], int]:
         client = async_redis(redis_url)
         sent = _counting(client)
-        limiter = RateLimiter(client, breaker=CircuitBreaker())
+        limiter = RateLimiter(client, breaker=CircuitBreaker(), clock=mid_minute)
         try:
             answers = await asyncio.gather(*(limiter.hit("user:1", 20, 60) for _ in range(60)))
             await asyncio.sleep(0)
@@ -50,7 +51,7 @@ def test_concurrent_hits_allow_exactly_the_limit_in_fewer_round_trips(redis_url:
 def test_the_limit_is_shared_between_processes(redis_url: str, redis_client: Any) -> None:
     async def run() -> list[bool]:
         clients = [async_redis(redis_url), async_redis(redis_url)]
-        one, two = (RateLimiter(c, breaker=CircuitBreaker()) for c in clients)
+        one, two = (RateLimiter(c, breaker=CircuitBreaker(), clock=mid_minute) for c in clients)
         allowed = []
         try:
             for n in range(10):
@@ -66,7 +67,7 @@ def test_the_limit_is_shared_between_processes(redis_url: str, redis_client: Any
 
 def test_without_redis_each_process_counts_alone(redis_url: str) -> None:
     async def run() -> list[bool]:
-        limiter = RateLimiter(None)
+        limiter = RateLimiter(None, clock=mid_minute)
         return [await limiter.hit("user:3", 3, 60) is None for _ in range(5)]
 
     assert asyncio.run(run()) == [True, True, True, False, False]
@@ -76,7 +77,7 @@ def test_a_redis_that_fails_falls_back_to_counting_in_process(redis_url: str) ->
     async def run() -> tuple[list[bool], bool]:
         client = async_redis("redis://127.0.0.1:1/0")  # nothing listens there
         breaker = CircuitBreaker(timeout=0.5, open_for=60)
-        limiter = RateLimiter(client, breaker=breaker)
+        limiter = RateLimiter(client, breaker=breaker, clock=mid_minute)
         try:
             allowed = [await limiter.hit("user:9", 2, 60) is None for _ in range(4)]
         finally:
@@ -94,7 +95,7 @@ def test_sequential_hits_each_see_the_shared_count(redis_url: str) -> None:
 
     async def run() -> list[int]:
         client = async_redis(redis_url)
-        limiter = RateLimiter(client, breaker=CircuitBreaker())
+        limiter = RateLimiter(client, breaker=CircuitBreaker(), clock=mid_minute)
         counts = []
         try:
             for _ in range(3):

@@ -12,12 +12,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from app.db import make_engine, make_sessionmaker
-from app.migrations import upgrade
+from app.db import make_engine
 from app.services.counters import events
 from app.services.counters.groups import group_sums, group_sums_query
-from tests import factories
-from tests.support.private_db import explain
+from tests.support.private_db import campaign_with_groups, explain
 
 CONTACTS = 20_000
 
@@ -25,13 +23,7 @@ CONTACTS = 20_000
 @pytest.mark.mysql_only
 def test_a_batch_reads_and_locks_its_own_contacts_not_the_whole_campaign(private_url: str) -> None:
     engine = make_engine(private_url)
-    upgrade(engine)
-    with make_sessionmaker(engine)() as db:
-        user = factories.make_user(db)
-        with factories.one_commit(db):
-            campaign = factories.make_campaign(db, user)
-            first, second = factories.make_group(db, campaign), factories.make_group(db, campaign)
-        campaign_id, first_id, second_id = campaign.id, first.id, second.id
+    _, campaign_id, (first_id, second_id) = campaign_with_groups(engine, 2)
     with engine.begin() as conn:
         # The statistics of a campaign that grew after they were taken (as an import does before
         # the server's background recount): MariaDB's choice of index then followed the GROUP BY.

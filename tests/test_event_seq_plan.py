@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.db import make_engine, make_sessionmaker
-from app.migrations import upgrade
+from app.db import make_engine
 from app.models import EventType
 from app.services import events
 from app.webhooks.batches import next_batch
-from tests import factories
-from tests.support.private_db import explain
+from tests.support.private_db import campaign_with_groups, explain
 
 EVENTS = 20_000
 AFTER = 5_000  # a webhook or a reader catching up: the range is wide, the page is not
@@ -28,13 +26,7 @@ AFTER = 5_000  # a webhook or a reader catching up: the range is wide, the page 
 @pytest.mark.mysql_only
 def test_claims_and_feed_pages_read_a_range_of_seq_not_the_owners_history(private_url: str) -> None:
     engine = make_engine(private_url)
-    upgrade(engine)
-    with make_sessionmaker(engine)() as db:
-        user = factories.make_user(db)
-        with factories.one_commit(db):
-            campaign = factories.make_campaign(db, user)
-            group = factories.make_group(db, campaign)
-        owner, campaign_id, group_id = user.id, campaign.id, group.id
+    owner, campaign_id, (group_id,) = campaign_with_groups(engine, 1)
     with engine.begin() as conn:
         conn.execute(
             text(

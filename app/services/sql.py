@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, Float, Integer, Table, bindparam, case, func, literal_column
 from sqlalchemy.dialects import mysql, sqlite
@@ -14,9 +14,24 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import HasHints
 from sqlalchemy.types import UserDefinedType
 
 DB = Session | Connection
+H = TypeVar("H", bound=HasHints)
+
+
+def force_index(stmt: H, table: Any, index: str) -> H:
+    """`stmt` reading `table` through `index` on MariaDB/MySQL (FORCE INDEX); SQLite plans alone.
+    For reads whose plan must not follow the statistics: a locking read that scans, locks."""
+    hint = f"FORCE INDEX ({index})"
+    return stmt.with_hint(table, hint, dialect_name="mysql").with_hint(table, hint, dialect_name="mariadb")
+
+
+def by_event_id(model: Any) -> str:
+    """The unique event_id index of openings/clicks: their rows read by it, never by a scan (which
+    would wait for the locks of rows another worker is inserting, and deadlock with it)."""
+    return f"uq_{model.__tablename__}_event_id"
 
 
 class _MicrosecondsBetween(FunctionElement[float]):

@@ -22,7 +22,7 @@ from sqlalchemy import BigInteger, Connection, Insert, Select, case, func, inser
 
 from app.models import Campaign, Contact, Event, Tracking
 from app.models.tracking import CLICKS, OPENINGS, EventTable
-from app.services.sql import in_list
+from app.services.sql import by_event_id, force_index, in_list
 from app.webhooks import sequence
 
 CHUNK = 1000
@@ -62,11 +62,6 @@ def record(conn: Connection, openings: Sequence[dict[str, Any]], clicks: Sequenc
     return offered
 
 
-# The event rows read by the unique event_id index, never by a scan (which would wait for the
-# locks of rows another worker is inserting), as the counters read them.
-_BY_EVENT_ID = "FORCE INDEX (uq_{table}_event_id)"
-
-
 def _events_of(table: EventTable, event_ids: list[str], now: datetime, base: int) -> Select[Any]:
     """The `events` rows (in _COLUMNS order) of these openings/clicks, numbered from `base` + 1 in
     the order of their rows: not for an `off` contact; an `anonymous` contact's name no contact,
@@ -74,8 +69,7 @@ def _events_of(table: EventTable, event_ids: list[str], now: datetime, base: int
     model = table.model
     named = Contact.tracking == Tracking.full.value
     target = case((named, table.target), else_=None) if table is OPENINGS else table.target
-    hint = _BY_EVENT_ID.format(table=model.__tablename__)
-    return (
+    query = (
         select(
             model.event_id,
             literal(table.kind),
@@ -94,9 +88,8 @@ def _events_of(table: EventTable, event_ids: list[str], now: datetime, base: int
         .join(Campaign, Campaign.id == model.campaign_id)
         .where(in_list(model.event_id, event_ids), Contact.tracking != Tracking.off.value)
         .order_by(model.id)  # the events in the order of their rows (the feed's order within a batch)
-        .with_hint(model, hint, dialect_name="mysql")
-        .with_hint(model, hint, dialect_name="mariadb")
     )
+    return force_index(query, model, by_event_id(model))  # as the counters read them
 
 
 def _ignore(stmt: Insert) -> Insert:

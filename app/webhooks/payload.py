@@ -25,6 +25,7 @@ from sqlalchemy import and_, or_, select
 
 from app.models import MACHINE_CLIENTS, ClientKind, Contact, Conversion, Event, Link, Tracking
 from app.models.conversion import VALUE_SCALE
+from app.services.sql import force_index
 
 CONVERSION = "conversion"
 _VALUE_PLACES = Decimal(1).scaleb(-VALUE_SCALE)
@@ -87,8 +88,7 @@ def in_seq_order(stmt: Any, owner_id: int | None, campaign_id: int | None) -> An
         index = "ix_events_campaign_id_seq"
     else:
         index = "uq_events_seq" if owner_id is None else "ix_events_owner_id_seq"
-    hint = f"FORCE INDEX ({index})"
-    return stmt.with_hint(Event, hint, dialect_name="mysql").with_hint(Event, hint, dialect_name="mariadb")
+    return force_index(stmt, Event, index)
 
 
 def decimal_string(value: Decimal | None) -> str | None:

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from app.db import make_engine
+from app.db import make_engine, make_sessionmaker
 from app.migrations import upgrade
 from app.models import Base
 from tests import factories
@@ -73,6 +73,18 @@ def seeded(url: str) -> dict[str, Any]:
         db.commit()
     eng.dispose()
     return {"user": user, **tree}
+
+
+def campaign_with_groups(engine: Engine, groups: int) -> tuple[int, int, list[int]]:
+    """Migrates `engine`'s (new) database and adds a user's campaign of `groups` groups, for the
+    plan tests to fill in bulk: (owner id, campaign id, group ids)."""
+    upgrade(engine)
+    with make_sessionmaker(engine)() as db:
+        user = factories.make_user(db)
+        with factories.one_commit(db):
+            campaign = factories.make_campaign(db, user)
+            made = [factories.make_group(db, campaign) for _ in range(groups)]
+        return user.id, campaign.id, [group.id for group in made]
 
 
 def explain(conn: Any, stmt: Any, table: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Select, Table, and_, case, func, or_, select
 
 from app.models import OPEN_COLUMNS, ContactStats, GroupCounts
-from app.services.sql import DB, upsert
+from app.services.sql import DB, force_index, upsert
 
 STATS: Table = ContactStats.__table__  # type: ignore[assignment]
 GROUPS: Table = GroupCounts.__table__  # type: ignore[assignment]
@@ -48,10 +48,7 @@ def group_sums_query(where: ColumnElement[bool], *, index: str | None = None) ->
         .where(where)
         .group_by(c.campaign_id, c.group_id)
     )
-    if index is not None:
-        for dialect in ("mysql", "mariadb"):
-            query = query.with_hint(STATS, f"FORCE INDEX ({index})", dialect_name=dialect)
-    return query
+    return query if index is None else force_index(query, STATS, index)
 
 
 def _contacts(condition: ColumnElement[bool]) -> ColumnElement[int]:

@@ -12,4 +12,4 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", use_attribute_docstrings=True)
 
     worker_inflight_batches: int = Field(default=4, ge=1, le=8)
-    """Batches whose transaction runs at once in one worker, each on its own connection, while the next is read and classified (1: one batch at a time)."""
+    """Batches whose transaction runs at once in one worker, each on its own connection, while the next is read and classified (1: one batch at a time). Only full batches (WORKER_BATCH_SIZE) overlap: a short one waits for those in flight, gathering what arrives meanwhile."""

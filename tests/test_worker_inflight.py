@@ -156,6 +156,70 @@ def test_a_stop_ends_the_loop_after_the_batches_in_flight(
     _assert_counters_exact(engine, pixels, handled)
 
 
+def _recording_store(
+    monkeypatch: pytest.MonkeyPatch, first_call: Callable[[], None] | None = None
+) -> list[tuple[int, int]]:
+    """Each store call's (batch size, other batches being stored as it started); `first_call`
+    runs inside the first call, before it stores."""
+    real_store: Callable[..., Any] = ingest.store_events
+    calls: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    running = [0]
+
+    def store(engine: Engine, events: Sequence[tuple[str, Any]], **kw: Any) -> Any:
+        with lock:
+            calls.append((len(events), running[0]))
+            running[0] += 1
+        try:
+            if len(calls) == 1 and first_call is not None:
+                first_call()
+            return real_store(engine, events, **kw)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(worker_module, "store_events", store)
+    return calls
+
+
+def test_under_a_light_load_the_next_batch_gathers_while_one_is_stored(
+    engine: Engine, redis_client: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries arriving while a batch is stored wait for it and go together in one batch (a group
+    commit), not in a transaction each as they come: the worker's (and the database's) cost per
+    event no longer grows as the load gets lighter."""
+    pixels = seed_pixels(engine, 10)
+    push_events(redis_client, pixels, 5)
+
+    def arrivals() -> None:
+        for _ in range(3):
+            push_events(redis_client, pixels, 10)
+
+    calls = _recording_store(monkeypatch, arrivals)
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer="gathering", batch_size=100, inflight=4)
+    assert worker.run_once(block=False) == 35
+    assert calls == [(5, 0), (30, 0)]
+    assert pending(redis_client) == 0
+    assert openings(engine, pixels)["rows"] == 35
+    _assert_counters_exact(engine, pixels, 35)
+
+
+def test_full_batches_go_at_once_and_the_short_one_after_them(
+    engine: Engine, redis_client: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog is stored in full batches without waiting (up to `inflight` at once); the short
+    batch at its end starts once they have ended."""
+    pixels = seed_pixels(engine, 10)
+    push_events(redis_client, pixels, 25)
+    calls = _recording_store(monkeypatch)
+    worker = StreamWorker(sync_redis(redis_url), engine, consumer="backlog", batch_size=10, inflight=4)
+    assert worker.run_once(block=False) == 25
+    assert [size for size, _ in calls] == [10, 10, 5]
+    assert calls[2] == (5, 0)
+    assert worker.stats.batches == 3
+    _assert_counters_exact(engine, pixels, 25)
+
+
 def _stored(engine: Engine, event_ids: set[str]) -> dict[str, int]:
     with engine.connect() as conn:
         query = select(Opening.event_id, func.count()).where(Opening.event_id.in_(event_ids))

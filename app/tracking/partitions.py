@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from app import clients, metrics
+from app.tracking.backlog import backlog, database_up
 from app.tracking.events import GROUP, STREAM, KeyScheme
-from app.tracking.worker import ConsumerLoop, StreamWorker, WorkerStats, backlog, database_up, ensure_group
+from app.tracking.worker import ConsumerLoop, StreamWorker, WorkerStats, ensure_group
 
 if TYPE_CHECKING:
     from app.settings import Settings

@@ -17,8 +17,10 @@ entry id), nothing is inserted twice.
 
 Batches overlap (`inflight` > 1, WORKER_INFLIGHT_BATCHES; app/tracking/pipeline.py): once a
 loop has its first batch of new entries, it keeps reading new entries (without blocking, for at most
-TURN_SECONDS) while up to `inflight` transactions run, each on its own connection; every batch
-it started has ended, and those that committed are acknowledged, when the loop returns. A stop
+TURN_SECONDS) while up to `inflight` transactions run, each on its own connection. Only full
+batches start while others run; a short one waits for them, gathering what arrives meanwhile (a
+group commit: batches grow with the load). Every batch it started has ended, and those that
+committed are acknowledged, when the loop returns. A stop
 (SIGTERM) ends the loop after the batches in flight. A batch read again (a failed batch, a dead
 consumer's entries) is stored alone, as before: nothing new is read until it committed, so a
 database that is down leaves the pending entries as they were.
@@ -35,12 +37,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import gctune, metrics
 from app.clients import REDIS_ERRORS, SyncRedis
-from app.db import connect_read_only
+from app.tracking.backlog import backlog, database_up
 from app.tracking.click_rules import DEFAULT_RULES, ClickRules
 from app.tracking.events import decode
 from app.tracking.ingest import IngestResult, classified, store_events, warm_up
@@ -183,9 +185,13 @@ class StreamWorker(ConsumerLoop):
             self.redis.xack(self.stream, self.group, *gone)
         return _entries(reply)
 
-    def _new(self, block: bool) -> Entries:
+    def _new(self, block: bool, count: int | None = None) -> Entries:
         reply = self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms if block else None
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=count or self.batch_size,
+            block=self.block_ms if block else None,
         )
         return _entries(reply)
 
@@ -302,15 +308,22 @@ class StreamWorker(ConsumerLoop):
         handled, failure = 0, None
         deadline = time.monotonic() + TURN_SECONDS
         try:
-            while entries:
+            while entries and not failure:
                 self._inflight.submit(self._prepare(entries))
-                if self._inflight.full:
+                entries = []
+                # The next batch: a full one goes at once (up to `inflight` at a time); a short one
+                # first waits for the batches in flight, gathering what arrives meanwhile. Batches
+                # so grow with the arrival rate, as a group commit: many small transactions at
+                # once cost the worker (and the database) more per event the lighter the load.
+                while not (failure or self._stopping or time.monotonic() >= deadline):
+                    if len(entries) < self.batch_size:
+                        entries += self._new(block=False, count=self.batch_size - len(entries))
+                    if not self._inflight or (len(entries) >= self.batch_size and not self._inflight.full):
+                        break
                     settled = self._inflight.settle_oldest()
                     handled += self._settled(settled)
                     failure = failure or settled.error
-                if failure or self._stopping or time.monotonic() >= deadline:
-                    break
-                entries = self._new(block=False)
+            # Entries read after a batch failed stay pending: the next loop reads them again.
             for settled in self._inflight.drain():
                 handled += self._settled(settled)
                 failure = failure or settled.error
@@ -359,34 +372,6 @@ class StreamWorker(ConsumerLoop):
         metrics.STREAM_LENGTH.set(length)
         metrics.STREAM_PENDING.set(pending)
         metrics.STREAM_LAG.set(lag)
-
-
-def database_up(engine: Engine) -> None:
-    """Set the database's up gauge from a trivial query."""
-    try:
-        with connect_read_only(engine) as conn:
-            conn.execute(text("SELECT 1"))
-        metrics.DEPENDENCY_UP.labels("database").set(1)
-    except SQLAlchemyError:
-        metrics.DEPENDENCY_UP.labels("database").set(0)
-
-
-def backlog(redis: SyncRedis, stream: str, group: str = GROUP) -> tuple[int, int, int]:
-    """A stream's (length, pending, lag: entries not yet delivered to the group), single-key calls
-    only. A stream without our group (Redis lost its data) counts every entry as lag."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.xlen(stream)
-    pipe.exists(stream)
-    length, exists = pipe.execute()
-    groups: Any = redis.xinfo_groups(stream) if exists else []
-    mine = next((g for g in groups if g.get("name") == group), None)
-    if mine is None:
-        return length, 0, length
-    pending = mine.get("pending") or 0
-    lag = mine.get("lag")
-    # Redis reports no lag when it cannot compute it; acknowledged entries are deleted,
-    # so what is left in the stream beyond the pending ones has not been delivered.
-    return length, pending, lag if lag is not None else max(0, length - pending)
 
 
 def _is_nogroup(exc: ResponseError) -> bool:

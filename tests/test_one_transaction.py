@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Modules under app/services and app/routers that may end a transaction themselves. Today none:
 # the batched purge (services/retention.py) commits each batch through `engine.begin()` and the
-# ingest (tracking/ingest.py, outside these folders) its batch through `conn.begin()`.
+# ingest (tracking/ingest.py, outside these folders) its batch through `app.db.read_committed`.
 MAY_COMMIT: dict[str, str] = {
     "app/services/webhooks.py": "the test ping ends the request's reads before calling the receiver "
     "(no SQLite write lock held while it answers; docs/transactions.md)",
@@ -138,6 +138,6 @@ def test_no_service_or_router_ends_a_transaction() -> None:
 
 def test_the_documented_exceptions_still_own_their_transactions() -> None:
     assert "engine.begin()" in (ROOT / "app/services/retention.py").read_text(encoding="utf-8")
-    assert "conn.begin()" in (ROOT / "app/tracking/ingest.py").read_text(encoding="utf-8")
+    assert "with read_committed(engine) as conn:" in (ROOT / "app/tracking/ingest.py").read_text(encoding="utf-8")
     # The render and the send sheet: one transaction per chunk of contacts, committed before it streams.
     assert "with session_scope(self.factory) as db:" in (ROOT / "app/services/sendprep.py").read_text(encoding="utf-8")

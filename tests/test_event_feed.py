@@ -102,13 +102,23 @@ def test_a_batch_numbers_its_events_after_an_earlier_writer_commits(
     stored: list[str] = []
     writer = threading.Thread(target=lambda: stored.extend(ingest(engine, *opens(tree, n=2))))
     writer.start()
+    # The batch in its locking read of the sequence, which `slow` holds: waiting for it. (Not
+    # INNODB_TRX: InnoDB refreshes that table only once nobody has read it for 0.1 s, so a poll
+    # every 10 ms, or another test run's, kept reading a copy from before the wait began.)
     waiting = text(
-        "SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p"
-        " ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID != :slow"
+        " AND INFO LIKE '%FROM event_sequence%FOR UPDATE%'"
     )
-    with engine.connect() as conn:
-        wait_until(lambda: conn.scalar(waiting), "the batch waiting for the sequence's lock", timeout=20)
-    assert follow(client, headers, after)[0] == []
+    slow_id = slow.connection.dbapi_connection.thread_id()  # type: ignore[union-attr]
+    try:
+        with engine.connect() as conn:
+            wait_until(
+                lambda: conn.scalar(waiting, {"slow": slow_id}), "the batch waiting for the sequence", timeout=20
+            )
+        assert follow(client, headers, after)[0] == []
+    except BaseException:
+        slow_tx.rollback()  # the batch goes on, and the test's clean-up is not left waiting
+        raise
     slow_tx.commit()
     slow.close()
     writer.join(timeout=30)

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 from urllib.parse import quote
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from cryptography.fernet import Fernet
@@ -80,7 +81,11 @@ schemathesis.openapi.format(
     ),
 )
 # - Emails: deliverable domains; email-validator refuses special-use ones (.test, .invalid, ...).
-schemathesis.openapi.format("email", st.emails().filter(lambda e: len(e) <= 254))
+#   And valid to schemathesis' own validator (jsonschema-rs), which refuses a mixed-case IDNA
+#   prefix (`p.A.xN--t60b56a`) that email-validator takes: schemathesis then expected a 4xx for a
+#   case it had itself generated as valid (CI).
+_EMAIL = jsonschema_rs.validator_for({"type": "string", "format": "email"}, validate_formats=True)
+schemathesis.openapi.format("email", st.emails().filter(lambda e: len(e) <= 254 and _EMAIL.is_valid(e)))
 # - Campaigns: ends_at after starts_at; a contact moves only within its campaign (_valid_body).
 
 

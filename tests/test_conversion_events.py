@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
-from app.models import Conversion, User
+from app.models import Conversion, Event, User
 from app.settings import Settings
+from app.webhooks.payload import conversion_keys, events_query, read_conversions
+from app.webhooks.payload import payloads as payloads_of
 from tests import factories
 from tests.helpers import assert_error
 from tests.support.webhook_receiver import running_receiver
@@ -143,3 +145,18 @@ def test_conversions_are_delivered_to_a_webhook(
         for key, payload in payloads(tree).items():
             assert told[payload["id"]] == payload, key
         assert conversions_only.events() == list(payloads(tree).values())
+
+
+def test_a_conversion_gone_after_its_event_was_read_is_not_told(db: Session, engine: Engine, user: User) -> None:
+    """The dispatcher reads a batch's events with its claim and their conversions when it sends
+    (app/webhooks/payload.read_conversions): a conversion deleted in between drops out."""
+    tree = converted(db, user)
+    with engine.connect() as conn:
+        rows = conn.execute(events_query().where(Event.type == "conversion").order_by(Event.seq)).all()
+    assert len(rows) == 3
+    gone = tree["conversions"]["full"]
+    with engine.begin() as conn:
+        conn.execute(delete(Conversion).where(Conversion.id == gone.id))
+        told = payloads_of(rows, read_conversions(conn, conversion_keys(rows)))
+    assert [event["id"] for event in told] == [row.event_id for row in rows if row.event_id != gone.event_id]
+    assert [event["id"] for event in payloads_of(rows, {})] == []  # no conversion row read: none told

@@ -141,13 +141,15 @@ def claim(engine: Engine, webhook_id: int, policy: Policy) -> Claim | None:
         return _claim_locked(conn, webhook, policy)
 
 
-def _claim_locked(conn: Connection, webhook: Any, policy: Policy) -> Claim | None:
-    """`claim` with the webhook's row locked by the caller's transaction."""
+def _claim_locked(conn: Connection, webhook: Any, policy: Policy, *, none_pending: bool = False) -> Claim | None:
+    """`claim` with the webhook's row locked by the caller's transaction; `none_pending`: the
+    caller knows it has no pending batch (its only one was just delivered: a claim makes a new
+    batch only when none is pending), so the read for one is skipped."""
     if webhook is None or not webhook.enabled:
         return None
     now = datetime.now(UTC)
     lease = now + timedelta(seconds=policy.timeout + policy.lease_margin)
-    batch = conn.execute(_PENDING, {"hook": webhook.id}).first()
+    batch = None if none_pending else conn.execute(_PENDING, {"hook": webhook.id}).first()
     if batch is not None and batch.next_attempt_at > now:
         return None  # waiting for its retry (or leased to another attempt)
     if batch is None:
@@ -242,7 +244,8 @@ def record(
         )
         if not (then_claim and result == "delivered"):
             return result, None
-        return result, _claim_locked(conn, webhook, policy)  # still locked; only failing_since changed
+        # Still locked; only failing_since changed.
+        return result, _claim_locked(conn, webhook, policy, none_pending=True)
 
 
 def finish_empty(engine: Engine, claim: Claim) -> None:

@@ -29,7 +29,7 @@ from app.db import connect_read_only
 from app.models import BatchStatus, Event, WebhookBatch, WebhookDelivery
 from app.settings import Settings
 from app.webhooks import batches, delivery, sequence, signing
-from app.webhooks.payload import events_query, payloads
+from app.webhooks.payload import conversion_keys, events_query, payloads, read_conversions
 
 log = logging.getLogger("pixeltrack.dispatcher")
 
@@ -110,11 +110,15 @@ class Dispatcher:
 
     def send(self, claim: batches.Claim, *, then_claim: bool) -> batches.Claim | None:
         """One attempt of a claimed batch, recorded; the webhook's next claim when asked (and delivered)."""
-        rows = claim.rows
+        rows, conversions = claim.rows, {}
         if rows is None:  # a retry: its events as they are now
             with connect_read_only(self.engine) as conn:
                 rows = conn.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
-        events = payloads(rows)
+                conversions = read_conversions(conn, conversion_keys(rows))
+        elif keys := conversion_keys(rows):
+            with connect_read_only(self.engine) as conn:
+                conversions = read_conversions(conn, keys)
+        events = payloads(rows, conversions)
         if not events:
             batches.finish_empty(self.writer, claim)
             return batches.claim(self.writer, claim.webhook_id, self.policy) if then_claim else None

@@ -16,12 +16,12 @@ deleted) is not told.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, exists, or_, select
 
 from app.models import MACHINE_CLIENTS, ClientKind, Contact, Conversion, Event, Link, Tracking
 from app.models.conversion import VALUE_SCALE
@@ -29,6 +29,9 @@ from app.services.sql import force_index
 
 CONVERSION = "conversion"
 _VALUE_PLACES = Decimal(1).scaleb(-VALUE_SCALE)
+_CONVERSIONS = select(
+    Conversion.event_id, Conversion.name, Conversion.value, Conversion.currency, Conversion.order_id, Conversion.source
+).where(Conversion.event_id.in_(bindparam("keys", expanding=True)))
 
 
 def machine(client: str) -> bool | None:
@@ -44,7 +47,9 @@ def _iso(value: datetime) -> str:
 
 def events_query() -> Any:
     """Events with what their payload needs, as plain columns (no ORM objects: the dispatcher reads
-    thousands a second); add `where`, `order_by`, `limit`."""
+    thousands a second); add `where`, `order_by`, `limit`. A conversion's own fields are read
+    apart, for the conversions of a batch only (`payloads`): five columns fewer on every row of a
+    claim (docs/benchmarks.md, events out); a conversion whose row is gone is left out here."""
     return (
         select(
             Event.seq,
@@ -61,16 +66,10 @@ def events_query() -> Any:
             Contact.email,
             Contact.tracking,
             Link.url,
-            Conversion.name.label("conversion_name"),
-            Conversion.value.label("conversion_value"),
-            Conversion.currency.label("conversion_currency"),
-            Conversion.order_id.label("conversion_order_id"),
-            Conversion.source.label("conversion_source"),
         )
         .outerjoin(Contact, Contact.id == Event.contact_id)
         .outerjoin(Link, and_(Event.type == "click", Link.id == Event.target_id))
-        .outerjoin(Conversion, and_(Event.type == CONVERSION, Conversion.event_id == Event.event_id))
-        .where(or_(Event.type != CONVERSION, Conversion.id.is_not(None)))
+        .where(or_(Event.type != CONVERSION, exists().where(Conversion.event_id == Event.event_id)))
     )
 
 
@@ -96,21 +95,21 @@ def decimal_string(value: Decimal | None) -> str | None:
     return None if value is None else format(Decimal(value).quantize(_VALUE_PLACES), "f")
 
 
-def _conversion(event: Any, out: dict[str, Any], named: bool) -> dict[str, Any]:
+def _conversion(event: Any, conversion: Any, out: dict[str, Any], named: bool) -> dict[str, Any]:
     out["contact_id"] = event.contact_id if named else None
     if named:
         out["email"] = event.email
     out["link_id"] = event.target_id
-    out["name"] = event.conversion_name
-    out["value"] = decimal_string(event.conversion_value)
-    out["currency"] = event.conversion_currency
-    out["order_id"] = event.conversion_order_id
-    out["source"] = event.conversion_source
+    out["name"] = conversion.name
+    out["value"] = decimal_string(conversion.value)
+    out["currency"] = conversion.currency
+    out["order_id"] = conversion.order_id
+    out["source"] = conversion.source
     return out
 
 
-def payload(event: Any) -> dict[str, Any]:
-    """The public event of a row of `events_query`."""
+def payload(event: Any, conversion: Any = None) -> dict[str, Any]:
+    """The public event of a row of `events_query` (a conversion's: with its row of `conversions`)."""
     out: dict[str, Any] = {
         "id": event.event_id,
         "type": event.type,
@@ -120,7 +119,7 @@ def payload(event: Any) -> dict[str, Any]:
     }
     named = event.contact_id is not None and event.tracking == Tracking.full
     if event.type == CONVERSION:
-        return _conversion(event, out, named)
+        return _conversion(event, conversion, out, named)
     if named:
         out["contact_id"] = event.contact_id
         out["email"] = event.email
@@ -135,5 +134,23 @@ def payload(event: Any) -> dict[str, Any]:
     return out
 
 
-def payloads(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    return [payload(row) for row in rows]
+def conversion_keys(rows: Sequence[Any]) -> list[str]:
+    """The event ids of the conversions among rows of `events_query` (their details are read apart)."""
+    return [row.event_id for row in rows if row.type == CONVERSION]
+
+
+def read_conversions(conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
+    """The rows of `conversions` of these event ids, by event id (no query for none)."""
+    if not keys:
+        return {}
+    return {conversion.event_id: conversion for conversion in conn.execute(_CONVERSIONS, {"keys": list(keys)})}
+
+
+def payloads(rows: Sequence[Any], conversions: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The public events of rows of `events_query`, with their conversions' rows
+    (`read_conversions`); a conversion whose row has gone since the rows were read is left out."""
+    return [
+        payload(row, conversions.get(row.event_id))
+        for row in rows
+        if row.type != CONVERSION or row.event_id in conversions
+    ]

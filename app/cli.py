@@ -317,6 +317,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         claim_idle_ms=settings.worker_claim_idle_ms,
         click_rules=ClickRules.of(settings),
         inflight=settings.worker_inflight_batches,
+        batch_interval_ms=settings.worker_batch_interval_ms,
     )
     worker.run_forever()
     return 0

@@ -32,6 +32,7 @@ from app.models import Base, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import counter_drift
+from tests.support.clock import stand_still
 from tests.support.private_db import private_database, server_database
 from tests.support.webhooks import hook_settings
 
@@ -292,3 +293,10 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def still_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rate limiters of apps made in the test count in a window that stands still
+    (tests/support/clock.stand_still)."""
+    stand_still(monkeypatch)

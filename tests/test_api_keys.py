@@ -23,6 +23,9 @@ from tests import factories
 from tests.helpers import assert_error, count
 from tests.support.routes import API_CALLS
 
+# Fixed windows (minutes): a clock that stands still, so no test straddles two (tests/support/clock.py).
+pytestmark = pytest.mark.usefixtures("still_windows")
+
 KEYS = "/api/v1/api-keys"
 
 

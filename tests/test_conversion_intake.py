@@ -26,6 +26,9 @@ from app.tracking.attribution import AttributionCodec
 from tests.support.app_state import flush_memory
 from tests.support.conversions import SHOP, body, purchase, reload_origins, rows, shop, token
 
+# Fixed windows (minutes): a clock that stands still, so no test straddles two (tests/support/clock.py).
+pytestmark = pytest.mark.usefixtures("still_windows")
+
 TEXT = {"content-type": "text/plain;charset=UTF-8", "origin": SHOP}
 
 

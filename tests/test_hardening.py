@@ -26,6 +26,9 @@ from tests.helpers import assert_error, count
 from tests.support.app_state import app_state, flush_memory
 from tests.support.cli_env import cli_environment
 
+# Fixed windows (minutes): a clock that stands still, so no test straddles two (tests/support/clock.py).
+pytestmark = pytest.mark.usefixtures("still_windows")
+
 
 def _client(settings: Settings, **overrides: Any) -> TestClient:
     return TestClient(create_asgi(settings.model_copy(update=overrides)))

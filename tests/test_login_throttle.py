@@ -30,6 +30,9 @@ from tests.helpers import assert_error
 from tests.live import live_server
 from tests.support.processes import free_port, stop_process, wait_until
 
+# Fixed windows (minutes): a clock that stands still, so no test straddles two (tests/support/clock.py).
+pytestmark = pytest.mark.usefixtures("still_windows")
+
 PARALLEL = 60
 LIMIT = 5
 

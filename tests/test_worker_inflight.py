@@ -6,6 +6,7 @@ the report counters match a recompute from the rows (concurrent batches sharing 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -224,3 +225,61 @@ def _stored(engine: Engine, event_ids: set[str]) -> dict[str, int]:
     with engine.connect() as conn:
         query = select(Opening.event_id, func.count()).where(Opening.event_id.in_(event_ids))
         return {row[0]: row[1] for row in conn.execute(query.group_by(Opening.event_id))}
+
+
+class _PacedWorker(StreamWorker):
+    """The pacing's waits (WORKER_BATCH_INTERVAL_MS) noted instead of slept; `during_wait` runs in
+    each, as if entries arrived meanwhile."""
+
+    def __init__(self, *args: Any, during_wait: Callable[[], object], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waits: list[float] = []
+        self.during_wait = during_wait
+
+    def _sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.during_wait()
+
+
+@pytest.mark.parametrize("inflight", [1, 4])
+def test_a_short_batch_right_after_another_waits_out_the_interval_gathering_arrivals(
+    engine: Engine, redis_client: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch, inflight: int
+) -> None:
+    """Under a steady light load a short batch starts no sooner than WORKER_BATCH_INTERVAL_MS after
+    the previous one and takes what arrived meanwhile: one transaction per interval, not one per
+    handful of events. An event after a pause, and a full batch, go at once."""
+    pixels = seed_pixels(engine, 10)
+    calls = _recording_store(monkeypatch)
+    worker = _PacedWorker(
+        sync_redis(redis_url),
+        engine,
+        consumer=f"paced-{inflight}",
+        batch_size=40,
+        inflight=inflight,
+        batch_interval_ms=200,
+        during_wait=lambda: push_events(redis_client, pixels, 30),
+    )
+    push_events(redis_client, pixels, 5)
+    assert worker.run_once(block=False) == 5  # after a pause: at once
+    assert (calls, worker.waits) == ([(5, 0)], [])
+    push_events(redis_client, pixels, 5)  # right after that batch: waits, then takes 30 more
+    assert worker.run_once(block=False) == 35
+    assert calls[1:] == [(35, 0)]
+    assert len(worker.waits) == 1
+    assert 0 < worker.waits[0] <= 0.2
+    worker._last_batch = time.monotonic()  # a batch just started ...
+    push_events(redis_client, pixels, 40)  # ... but this one is full: at once
+    assert worker.run_once(block=False) == 40
+    assert calls[2:] == [(40, 0)]
+    assert len(worker.waits) == 1
+    assert pending(redis_client) == 0
+    _assert_counters_exact(engine, pixels, 80)
+
+
+def test_without_an_interval_a_short_batch_goes_at_once(engine: Engine, redis_client: Any, redis_url: str) -> None:
+    pixels = seed_pixels(engine, 10)
+    worker = _PacedWorker(sync_redis(redis_url), engine, consumer="unpaced", batch_size=40, during_wait=lambda: None)
+    for _ in range(2):
+        push_events(redis_client, pixels, 5)
+        assert worker.run_once(block=False) == 5
+    assert worker.waits == []

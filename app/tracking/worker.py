@@ -16,13 +16,13 @@ lost and, as `event_id` is unique (the id the API gave the event, else the strea
 entry id), nothing is inserted twice.
 
 Batches overlap (`inflight` > 1, WORKER_INFLIGHT_BATCHES; app/tracking/pipeline.py): once a
-loop has its first batch of new entries, it keeps reading new entries (without blocking, for at most
-TURN_SECONDS) while up to `inflight` transactions run, each on its own connection. Only full
-batches start while others run; a short one waits for them, gathering what arrives meanwhile (a
-group commit: batches grow with the load). Every batch it started has ended, and those that
-committed are acknowledged, when the loop returns. A stop
-(SIGTERM) ends the loop after the batches in flight. A batch read again (a failed batch, a dead
-consumer's entries) is stored alone, as before: nothing new is read until it committed, so a
+loop has its first batch of new entries, it keeps reading new entries (without blocking, for at
+most TURN_SECONDS) while up to `inflight` transactions run, each on its own connection. Only full
+batches start while others run; a short one waits for them and for WORKER_BATCH_INTERVAL_MS after
+the previous batch, gathering what arrives meanwhile (a group commit: batches grow with the
+load). Every batch it started has ended, and those that committed are acknowledged, when the loop
+returns. A stop (SIGTERM) ends the loop after the batches in flight. A batch read again (a failed
+batch, a dead consumer's entries) is stored alone: nothing new is read until it committed, so a
 database that is down leaves the pending entries as they were.
 """
 
@@ -153,8 +153,11 @@ class StreamWorker(ConsumerLoop):
         max_backoff: float = 30.0,
         click_rules: ClickRules = DEFAULT_RULES,
         inflight: int = DEFAULT_INFLIGHT,
+        batch_interval_ms: int = 0,
     ) -> None:
         self.click_rules = click_rules
+        self.batch_interval = batch_interval_ms / 1000  # WORKER_BATCH_INTERVAL_MS (`_paced`)
+        self._last_batch = 0.0
         self._inflight = InFlight(max(1, inflight), self._store, name=f"ingest-{stream}")
         self.redis = redis
         self.engine = engine
@@ -218,6 +221,18 @@ class StreamWorker(ConsumerLoop):
             return True
         return False
 
+    def _paced(self, entries: Entries) -> Entries:
+        """A short batch of new entries starts no sooner than `batch_interval` after the last one,
+        gathering what arrives meanwhile: under a steady light load, one transaction per interval
+        instead of one per handful of events (a full batch goes at once, and so does an event
+        after a pause)."""
+        wait = self._last_batch + self.batch_interval - time.monotonic()
+        if wait > 0 and len(entries) < self.batch_size:
+            self._sleep(wait)
+            entries = entries + self._new(block=False, count=self.batch_size - len(entries))
+        self._last_batch = time.monotonic()
+        return entries
+
     # -- processing ----------------------------------------------------------
     def _prepare(self, entries: Entries) -> Batch:
         """Decode and classify a batch's events (in this thread: meanwhile, others are in flight)."""
@@ -243,12 +258,9 @@ class StreamWorker(ConsumerLoop):
         if batch.malformed:
             log.warning("dropped %d malformed stream entries", len(batch.malformed))
         self.stats.batches += 1
-        self.stats.inserted += result.inserted
-        self.stats.duplicates += result.duplicates
-        self.stats.skipped_missing += result.skipped_missing
-        self.stats.skipped_consent += result.skipped_consent
-        self.stats.conversions += result.conversions
         self.stats.malformed += len(batch.malformed)
+        for name in ("inserted", "duplicates", "skipped_missing", "skipped_consent", "conversions"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(result, name))
 
     def process(self, entries: Entries) -> IngestResult:
         """Insert a batch, then ack and delete it. Raises SQLAlchemyError if the database fails."""
@@ -292,6 +304,8 @@ class StreamWorker(ConsumerLoop):
             return 0
         if self._inflight.depth > 1 and not retry:
             return self._turn(entries)
+        if not retry:
+            entries = self._paced(entries)
         try:
             self.process(entries)
         except SQLAlchemyError as exc:
@@ -309,6 +323,7 @@ class StreamWorker(ConsumerLoop):
         deadline = time.monotonic() + TURN_SECONDS
         try:
             while entries and not failure:
+                entries = self._paced(entries)
                 self._inflight.submit(self._prepare(entries))
                 entries = []
                 # The next batch: a full one goes at once (up to `inflight` at a time); a short one

@@ -325,7 +325,7 @@ def report(opts: argparse.Namespace, result: dict[str, Any], load_before: float)
         f"pixel: {paced['events_stored']:,} events stored, {paced['events_delivered']:,} delivered (all caught up "
         f"{paced['catch_up_s']:.1f} s after the load), pixel p99 {paced['p99_ms']:.1f} ms, non-2xx "
         f"{paced['non_2xx']}. CPU s during the paced load: "
-        f"{', '.join(f'{k} {v:.1f}' for k, v in paced.get('cpu_s', {}).items())}.",
+        f"{', '.join(f'{k} {v:.1f}' for k, v in paced['cpu_s'].items())}.",
         "",
         "| lag, pixel load → webhook received | seconds |",
         "|---|---:|",

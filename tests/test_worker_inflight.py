@@ -256,17 +256,18 @@ def test_a_short_batch_right_after_another_waits_out_the_interval_gathering_arri
         consumer=f"paced-{inflight}",
         batch_size=40,
         inflight=inflight,
-        batch_interval_ms=200,
+        batch_interval_ms=1000,
         during_wait=lambda: push_events(redis_client, pixels, 30),
     )
     push_events(redis_client, pixels, 5)
     assert worker.run_once(block=False) == 5  # after a pause: at once
     assert (calls, worker.waits) == ([(5, 0)], [])
-    push_events(redis_client, pixels, 5)  # right after that batch: waits, then takes 30 more
+    worker._last_batch = time.monotonic()  # a batch just started (however long the first took)
+    push_events(redis_client, pixels, 5)  # so this one waits, and takes 30 more
     assert worker.run_once(block=False) == 35
     assert calls[1:] == [(35, 0)]
     assert len(worker.waits) == 1
-    assert 0 < worker.waits[0] <= 0.2
+    assert 0 < worker.waits[0] <= 1.0
     worker._last_batch = time.monotonic()  # a batch just started ...
     push_events(redis_client, pixels, 40)  # ... but this one is full: at once
     assert worker.run_once(block=False) == 40

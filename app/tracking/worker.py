@@ -157,7 +157,7 @@ class StreamWorker(ConsumerLoop):
     ) -> None:
         self.click_rules = click_rules
         self.batch_interval = batch_interval_ms / 1000  # WORKER_BATCH_INTERVAL_MS (`_paced`)
-        self._last_batch = 0.0
+        self._last_batch = float("-inf")  # no batch yet: the first goes at once
         self._inflight = InFlight(max(1, inflight), self._store, name=f"ingest-{stream}")
         self.redis = redis
         self.engine = engine

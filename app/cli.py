@@ -306,10 +306,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(
             f"worker metrics: http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics", flush=True
         )
-    engine = _engine(settings)
     worker = PartitionedWorker(
         sync_redis(settings.redis_dsn, cluster=settings.redis_cluster),
-        engine,
+        _engine(settings),
         keys=keys,
         partitions=partitions,
         consumer=args.consumer,

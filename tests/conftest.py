@@ -32,7 +32,7 @@ from app.models import Base, User
 from app.settings import Settings
 from tests import factories
 from tests.helpers import counter_drift
-from tests.support.clock import stand_still
+from tests.support.clock import still_windows as still_windows  # a fixture, for every test module
 from tests.support.private_db import private_database, server_database
 from tests.support.webhooks import hook_settings
 
@@ -293,10 +293,3 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture
-def still_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rate limiters of apps made in the test count in a window that stands still
-    (tests/support/clock.stand_still)."""
-    stand_still(monkeypatch)

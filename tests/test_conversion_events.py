@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Conversion, Event, User
 from app.settings import Settings
-from app.webhooks.payload import conversion_keys, events_query, read_conversions
+from app.webhooks.payload import events_query, read_conversions
 from app.webhooks.payload import payloads as payloads_of
 from tests import factories
 from tests.helpers import assert_error
@@ -157,6 +157,6 @@ def test_a_conversion_gone_after_its_event_was_read_is_not_told(db: Session, eng
     gone = tree["conversions"]["full"]
     with engine.begin() as conn:
         conn.execute(delete(Conversion).where(Conversion.id == gone.id))
-        told = payloads_of(rows, read_conversions(conn, conversion_keys(rows)))
+        told = payloads_of(rows, read_conversions(conn, rows))
     assert [event["id"] for event in told] == [row.event_id for row in rows if row.event_id != gone.event_id]
     assert [event["id"] for event in payloads_of(rows, {})] == []  # no conversion row read: none told

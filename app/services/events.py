@@ -18,7 +18,7 @@ from app.errors import Forbidden, ValidationFailed
 from app.models import Event, EventType, User
 from app.settings import Settings
 from app.webhooks import cursor, sequence
-from app.webhooks.payload import conversion_keys, events_query, in_seq_order, payloads, read_conversions
+from app.webhooks.payload import events_query, in_seq_order, payloads, read_conversions
 
 MAX_LIMIT = 1000
 
@@ -46,7 +46,7 @@ def feed(
     owner_id = None if everyone else user.id
     rows = db.execute(page(owner_id, campaign_id, types, position, high, limit)).all()
     last = rows[-1].seq if len(rows) == limit else max(high, position)
-    conversions = read_conversions(db.connection(), conversion_keys(rows))
+    conversions = read_conversions(db.connection(), rows)
     return payloads(rows, conversions), cursor.encode(settings, user.id, last)
 
 

@@ -29,7 +29,7 @@ from app.db import connect_read_only
 from app.models import BatchStatus, Event, WebhookBatch, WebhookDelivery
 from app.settings import Settings
 from app.webhooks import batches, delivery, sequence, signing
-from app.webhooks.payload import conversion_keys, events_query, payloads, read_conversions
+from app.webhooks.payload import events_query, has_conversions, payloads, read_conversions
 
 log = logging.getLogger("pixeltrack.dispatcher")
 
@@ -114,10 +114,10 @@ class Dispatcher:
         if rows is None:  # a retry: its events as they are now
             with connect_read_only(self.engine) as conn:
                 rows = conn.execute(events_query().where(Event.id.in_(claim.event_ids)).order_by(Event.seq)).all()
-                conversions = read_conversions(conn, conversion_keys(rows))
-        elif keys := conversion_keys(rows):
+                conversions = read_conversions(conn, rows)
+        elif has_conversions(rows):  # (a connection only for a batch with conversions)
             with connect_read_only(self.engine) as conn:
-                conversions = read_conversions(conn, keys)
+                conversions = read_conversions(conn, rows)
         events = payloads(rows, conversions)
         if not events:
             batches.finish_empty(self.writer, claim)

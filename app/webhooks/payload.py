@@ -134,16 +134,17 @@ def payload(event: Any, conversion: Any = None) -> dict[str, Any]:
     return out
 
 
-def conversion_keys(rows: Sequence[Any]) -> list[str]:
-    """The event ids of the conversions among rows of `events_query` (their details are read apart)."""
-    return [row.event_id for row in rows if row.type == CONVERSION]
+def has_conversions(rows: Sequence[Any]) -> bool:
+    return any(row.type == CONVERSION for row in rows)
 
 
-def read_conversions(conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
-    """The rows of `conversions` of these event ids, by event id (no query for none)."""
+def read_conversions(conn: Connection, rows: Sequence[Any]) -> dict[str, Any]:
+    """The rows of `conversions` of the conversions among rows of `events_query`, by event id
+    (their details are read apart; no query without conversions)."""
+    keys = [row.event_id for row in rows if row.type == CONVERSION]
     if not keys:
         return {}
-    return {conversion.event_id: conversion for conversion in conn.execute(_CONVERSIONS, {"keys": list(keys)})}
+    return {conversion.event_id: conversion for conversion in conn.execute(_CONVERSIONS, {"keys": keys})}
 
 
 def payloads(rows: Sequence[Any], conversions: Mapping[str, Any]) -> list[dict[str, Any]]:

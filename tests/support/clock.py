@@ -16,8 +16,9 @@ def mid_minute() -> float:
     return MID_MINUTE
 
 
-def stand_still(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every `RateLimiter` made from here on (an app's, in its lifespan) counts on `mid_minute`
+@pytest.fixture
+def still_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `RateLimiter` made in the test (an app's, in its lifespan) counts on `mid_minute`
     unless given a clock: an app-level test's hits never straddle two fixed windows (at a
     minute's end they could, once in a while, and the expected 429 did not come)."""
     init = RateLimiter.__init__
